@@ -1,0 +1,65 @@
+# Modelship: the two commands are `make demo` and `make test`; each does the
+# whole set-up on a fresh machine (venv, pip, apt, the local cluster's Go
+# builds into a cache outside the checkout).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-12)
+export MODELSHIP_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelship
+PYTEST_ARGS ?=
+
+.PHONY: help venv apt-tools test test-unit lint crds crds-check chart-lint bench bench-serving \
+        images cluster-build demo e2e-kind clean
+
+help:
+	@echo "make demo    set up, start the local cluster and operator, show the loop"
+	@echo "make test    set up and run the whole test suite"
+	@echo "make lint    ruff, mypy (strict), import contracts"
+	@echo "make crds    regenerate crds/ from the pydantic API models"
+	@echo "make bench   benchmarks (training, serving, drift, cluster)"
+	@echo "make images  build the trainer, serving (and operator) images"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(wildcard constraints.txt),-c constraints.txt,) -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+# Debian tools the tests use (load generators, promtool, alertmanager).
+APT_TOOLS := wrk hey
+apt-tools:
+	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "Installing$$missing from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+test: venv apt-tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check operator serving_image tests
+	$(VENV)/bin/mypy operator/src/modelship serving_image/src/modelship_runtime
+	$(VENV)/bin/lint-imports
+
+crds: venv
+	$(PY) -m modelship.api.crdgen crds
+
+chart-lint: venv
+	@echo "chart-lint: the Helm chart issue fills this in"
+
+bench: venv apt-tools
+	$(PY) -m pytest benches -q -s $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m modelship.cli demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

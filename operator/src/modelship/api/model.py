@@ -1,0 +1,239 @@
+"""Model: a model a team declares; trained, gated, canary-served, retrained."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from modelship.api.common import Condition, Duration, ResourceRequirements, Spec, Status
+from modelship.api.trainingjob import TRAINING_TEMPLATE_RULES, Gates, TrainingTemplate
+
+
+class Source(Spec):
+    """Serve an existing ONNX artifact instead of training one."""
+
+    uri: str = Field(
+        pattern=r"^(file|s3|https?)://.+",
+        description="A Modelship artifact directory (model.onnx + metadata.json) or a bare .onnx file.",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Expected sha256 of model.onnx; a mismatch refuses the model.",
+    )
+
+
+class Protocol(StrEnum):
+    V2 = "v2"
+    V1 = "v1"
+
+
+class Autoscaling(Spec):
+    """A HorizontalPodAutoscaler on CPU for the stable revision."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+            ]
+        }
+    }
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(default=5, ge=1, le=1000, description="Most replicas.")
+    target_cpu_utilization: int = Field(default=70, ge=1, le=100, description="Target average CPU percent.")
+
+
+class Serving(Spec):
+    """How each revision is served."""
+
+    replicas: int = Field(default=1, ge=0, le=1000, description="Serving pods of the stable revision.")
+    resources: ResourceRequirements | None = Field(default=None, description="Each serving pod's resources.")
+    protocol: Protocol = Field(
+        default=Protocol.V2, description="Protocol the URL is shown for; both v2 and v1 are served."
+    )
+    image: str | None = Field(default=None, description="Serving image override.")
+    max_batch_size: int = Field(default=64, ge=1, le=65536, description="Micro-batch size limit.")
+    max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0, description="Micro-batch wait limit.")
+    autoscaling: Autoscaling | None = Field(default=None, description="Optional HPA.")
+
+
+class RolloutStrategy(StrEnum):
+    CANARY = "Canary"
+    RECREATE = "Recreate"
+
+
+class OnNoData(StrEnum):
+    PAUSE = "pause"
+    PROCEED = "proceed"
+
+
+class TrafficRouting(StrEnum):
+    REPLICAS = "replicas"
+    GATEWAY_API = "gatewayAPI"
+
+
+class CanaryStep(Spec):
+    weight: int = Field(ge=1, le=100, description="Percent of traffic for the canary at this step.")
+    pause: Duration = Field(default="30s", description="How long the step is analysed before moving on.")
+
+
+class Analysis(Spec):
+    """What a canary step must show to pass, read from the canary's own metrics."""
+
+    max_error_ratio: float = Field(default=0.01, ge=0.0, le=1.0, description="Largest share of 5xx answers.")
+    max_latency_p99_ms: float = Field(default=500.0, gt=0.0, description="Largest p99 latency.")
+    min_requests: int = Field(default=20, ge=0, description="Fewer requests than this is 'no data'.")
+    interval: Duration = Field(default="10s", description="How often the analysis reads metrics.")
+
+
+class GatewayRef(Spec):
+    name: str = Field(description="HTTPRoute parent Gateway name.")
+    namespace: str | None = Field(default=None, description="Gateway namespace; the Model's when unset.")
+
+
+def _strictly_increasing_rule(max_items: int) -> str:
+    indexes = ", ".join(str(i) for i in range(max_items - 1))
+    return (
+        f"[{indexes}].all(i, i + 1 >= size(self.steps) || "
+        "self.steps[i].weight < self.steps[i + 1].weight)"
+    )
+
+
+MAX_STEPS = 10
+
+
+class Rollout(Spec):
+    """How a new revision reaches traffic."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": _strictly_increasing_rule(MAX_STEPS),
+                    "message": "canary step weights must be strictly increasing",
+                    "fieldPath": ".steps",
+                },
+                {
+                    "rule": "self.strategy != 'Recreate' || size(self.steps) == 0",
+                    "message": "steps apply to the Canary strategy only",
+                    "fieldPath": ".steps",
+                },
+            ]
+        }
+    }
+
+    strategy: RolloutStrategy = Field(default=RolloutStrategy.CANARY, description="Canary or Recreate.")
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [CanaryStep(weight=10), CanaryStep(weight=50)],
+        max_length=MAX_STEPS,
+        description="Canary weights in order, each analysed for its pause; promotion follows the last.",
+    )
+    analysis: Analysis = Field(default_factory=Analysis, description="Pass criteria per step.")
+    on_no_data: OnNoData = Field(default=OnNoData.PAUSE, description="Too few requests: pause or proceed.")
+    traffic_routing: TrafficRouting = Field(
+        default=TrafficRouting.REPLICAS,
+        description="replicas (weight by replica ratio under one Service) or gatewayAPI (HTTPRoute weights).",
+    )
+    gateway: GatewayRef | None = Field(default=None, description="Gateway for gatewayAPI routing.")
+
+
+class Retrain(Spec):
+    """When the Model retrains by itself."""
+
+    on_drift: bool = Field(default=True, description="Retrain when its DriftMonitor confirms drift.")
+    cooldown: Duration = Field(default="1h", description="Least time between two automatic retrains.")
+    max_per_day: int = Field(default=3, ge=0, le=100, description="Most automatic retrains per 24 h.")
+
+
+MODEL_RULES = [
+    {
+        "rule": "has(self.training) != has(self.source)",
+        "message": "set exactly one of training (train a model) or source (serve an existing ONNX artifact)",
+    },
+    {
+        "rule": "!has(self.rollout) || !has(self.rollout.trafficRouting) || "
+        "self.rollout.trafficRouting != 'gatewayAPI' || has(self.rollout.gateway)",
+        "message": "rollout.trafficRouting gatewayAPI needs rollout.gateway",
+        "fieldPath": ".rollout.gateway",
+    },
+]
+
+
+class ModelSpec(Spec):
+    """A model: train it (training) or take an artifact (source), then serve it."""
+
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": MODEL_RULES}}
+
+    training: TrainingTemplate | None = Field(
+        default=None,
+        description="TrainingJob template: dataset, pipeline, candidates, search, metric.",
+        json_schema_extra={"x-kubernetes-validations": TRAINING_TEMPLATE_RULES},
+    )
+    source: Source | None = Field(default=None, description="An existing ONNX artifact; no training.")
+    artifact_store: str | None = Field(
+        default=None,
+        pattern=r"^(file|s3)://.+",
+        description="Where this Model's artifacts go; the operator's default when unset.",
+    )
+    serving: Serving = Field(default_factory=Serving, description="Serving pods.")
+    rollout: Rollout = Field(default_factory=Rollout, description="Canary or Recreate rollout.")
+    gates: Gates = Field(default_factory=Gates, description="Checks a new version must pass.")
+    retrain: Retrain = Field(default_factory=Retrain, description="Automatic retraining.")
+
+
+class Phase(StrEnum):
+    TRAINING = "Training"
+    VALIDATING = "Validating"
+    PROGRESSING = "Progressing"
+    SERVING = "Serving"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class Outcome(StrEnum):
+    TRAINING = "Training"
+    REFUSED = "Refused"
+    PROGRESSING = "Progressing"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    SUPERSEDED = "Superseded"
+
+
+class HistoryEntry(Status):
+    revision: str = Field(description="Revision name (short hash of artifact digest and serving template).")
+    training_job: str | None = Field(default=None, description="TrainingJob that produced it.")
+    artifact_uri: str | None = Field(default=None, description="Artifact directory.")
+    artifact_sha256: str | None = Field(default=None, description="sha256 of model.onnx.")
+    image: str | None = Field(default=None, description="Serving image the pods ran (imageID).")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Holdout metrics.")
+    trigger: str | None = Field(default=None, description="initial, spec-change, manual, drift or alert.")
+    outcome: Outcome = Field(description="What became of this version.")
+    reason: str | None = Field(default=None, description="Why, when refused or rolled back.")
+    created_at: str | None = Field(default=None, description="When the version was made.")
+    promoted_at: str | None = Field(default=None, description="When it became stable.")
+    rolled_back_at: str | None = Field(default=None, description="When it was rolled back.")
+
+
+class ModelStatus(Status):
+    observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
+    phase: Phase | None = Field(default=None, description="Training, Validating, Progressing, Serving, Degraded or Failed.")
+    stable_revision: str | None = Field(default=None, description="Revision serving all traffic when no canary runs.")
+    canary_revision: str | None = Field(default=None, description="Revision under canary analysis.")
+    canary_weight: int | None = Field(default=None, description="Canary traffic percent now.")
+    canary_step: int | None = Field(default=None, description="Index of the current canary step.")
+    step_started_at: str | None = Field(default=None, description="When the current canary step began.")
+    url: str | None = Field(default=None, description="In-cluster URL of the model's Service.")
+    drift_state: str | None = Field(default=None, description="Stable, Warning or Drift, from the DriftMonitor.")
+    training_jobs_created: int = Field(default=0, description="TrainingJobs made for this Model so far.")
+    current_training_job: str | None = Field(default=None, description="The TrainingJob in flight.")
+    spec_hash: str | None = Field(default=None, description="Hash of the training template last trained.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Last versions, newest first.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Trained, Progressing, Drifted.")
+    extra: dict[str, Any] | None = Field(
+        default=None,
+        description="Operator bookkeeping.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )

@@ -1,0 +1,114 @@
+"""metadata.json: what an artifact says about its model.
+
+One schema for the trainer (writes it), the server (reads inputs, outputs and
+the drift reference) and the operator (reads metrics and the reference). It
+uses pydantic only, so every image can import it.
+
+Binning convention, used everywhere (trainer, server histograms, drift maths):
+a numeric reference has sorted, distinct ``edges`` e_0 < ... < e_{k-1} and
+k + 1 bins: bin 0 holds x <= e_0, bin i holds e_{i-1} < x <= e_i, bin k holds
+x > e_{k-1}. It is the Prometheus ``le`` convention, so a server's cumulative
+histogram buckets on these edges give the bin counts by differencing.
+NaN is never binned (counted apart as missing). A categorical reference has
+``categories`` and one extra last bin, ``__other__``, for unseen values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+MODEL_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+OTHER_CATEGORY = "__other__"
+PREDICTION = "__prediction__"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class FeatureType(StrEnum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+
+
+class InputMode(StrEnum):
+    # One input named by ``tensorInput`` of shape [N, F]: all features numeric.
+    TENSOR = "tensor"
+    # One input per feature, shape [N, 1], named after the feature.
+    COLUMNS = "columns"
+
+
+class Feature(_Wire):
+    name: str
+    type: FeatureType
+    # ONNX element type the model takes for it: float, double, int64 or string.
+    dtype: Literal["float", "double", "int64", "string"] = "float"
+
+
+class NumericReference(_Wire):
+    type: Literal["numeric"] = "numeric"
+    edges: list[float] = Field(description="Sorted distinct inner edges; len(edges)+1 bins.")
+    proportions: list[float] = Field(description="Training share per bin; sums to 1.")
+    missing_ratio: float = 0.0
+
+
+class CategoricalReference(_Wire):
+    type: Literal["categorical"] = "categorical"
+    categories: list[str] = Field(description="Known values; the last bin is __other__.")
+    proportions: list[float] = Field(description="len(categories)+1 shares; sums to 1.")
+    missing_ratio: float = 0.0
+
+
+Reference = NumericReference | CategoricalReference
+
+
+class DriftReference(_Wire):
+    features: dict[str, NumericReference | CategoricalReference] = Field(default_factory=dict)
+    prediction: NumericReference | CategoricalReference | None = None
+    rows: int = 0
+
+
+class Output(_Wire):
+    name: str
+    role: Literal["label", "probabilities", "value"]
+
+
+class Metadata(_Wire):
+    schema_version: int = SCHEMA_VERSION
+    model_name: str = "model"
+    model_version: str = ""
+    task: Literal["binary", "multiclass", "regression"]
+    features: list[Feature]
+    input_mode: InputMode
+    tensor_input: str | None = Field(default=None, description="Input name in tensor mode.")
+    tensor_dtype: Literal["float", "double"] | None = None
+    outputs: list[Output]
+    classes: list[Any] | None = None
+    metric: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    cv_score: float | None = None
+    best_estimator: str | None = None
+    best_params: dict[str, Any] = Field(default_factory=dict)
+    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+    gates: list[dict[str, Any]] = Field(default_factory=list)
+    fairness: dict[str, Any] | None = None
+    feature_importance: dict[str, float] = Field(default_factory=dict)
+    onnx_max_delta: float | None = None
+    onnx_label_agreement: float | None = None
+    dataset_uri: str | None = None
+    dataset_sha256: str | None = None
+    dataset_rows: int | None = None
+    spec_hash: str | None = None
+    model_sha256: str = Field(description="sha256 of model.onnx")
+    versions: dict[str, str] = Field(default_factory=dict, description="sklearn, skl2onnx, onnxruntime, ...")
+    created: str | None = None
+    reference: DriftReference = Field(default_factory=DriftReference)
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")

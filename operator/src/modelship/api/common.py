@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "modelship.io"
 VERSION = "v1alpha1"
@@ -28,6 +29,7 @@ Duration = Annotated[
     str,
     Field(
         pattern=DURATION_PATTERN,
+        max_length=32,
         json_schema_extra={"example": "5m"},
     ),
 ]
@@ -39,6 +41,19 @@ def parse_duration(value: str) -> timedelta:
         raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h30m")
     seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
     return timedelta(seconds=seconds)
+
+
+CelRule = dict[str, str]
+
+
+def cel(rules: list[CelRule]) -> JsonDict:
+    """Schema extra carrying CEL rules (``x-kubernetes-validations``) for the CRD."""
+    return {"x-kubernetes-validations": cast(list[JsonValue], rules)}
+
+
+def cel_config(rules: list[CelRule]) -> ConfigDict:
+    """model_config for a spec object whose CRD schema carries CEL rules."""
+    return ConfigDict(json_schema_extra=cel(rules))
 
 
 class Spec(BaseModel):

@@ -6,7 +6,15 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from modelship.api.common import Condition, Duration, LocalObjectReference, Spec, Status
+from modelship.api.common import (
+    CelRule,
+    Condition,
+    Duration,
+    LocalObjectReference,
+    Spec,
+    Status,
+    cel_config,
+)
 
 
 class Method(StrEnum):
@@ -23,17 +31,15 @@ class SourceType(StrEnum):
 class MetricsSource(Spec):
     """Where live histograms come from."""
 
-    model_config = {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.type != 'prometheus' || has(self.prometheusUrl)",
-                    "message": "source type prometheus needs prometheusUrl",
-                    "fieldPath": ".prometheusUrl",
-                }
-            ]
-        }
-    }
+    model_config = cel_config(
+        [
+            {
+                "rule": "self.type != 'prometheus' || has(self.prometheusUrl)",
+                "message": "source type prometheus needs prometheusUrl",
+                "fieldPath": ".prometheusUrl",
+            }
+        ]
+    )
 
     type: SourceType = Field(default=SourceType.PODS, description="pods (scrape /metrics) or prometheus.")
     prometheus_url: str | None = Field(
@@ -60,7 +66,7 @@ class Action(Spec):
     )
 
 
-DRIFT_MONITOR_RULES = [
+DRIFT_MONITOR_RULES: list[CelRule] = [
     {
         "rule": "!has(self.warningThreshold) || self.warningThreshold < self.threshold",
         "message": "warningThreshold must be below threshold",
@@ -82,7 +88,7 @@ DRIFT_MONITOR_RULES = [
 class DriftMonitorSpec(Spec):
     """Compare a Model's live feature distributions with its training reference."""
 
-    model_config = {"json_schema_extra": {"x-kubernetes-validations": DRIFT_MONITOR_RULES}}
+    model_config = cel_config(DRIFT_MONITOR_RULES)
 
     model_ref: LocalObjectReference = Field(description="The Model to watch.")
     features: list[str] | None = Field(default=None, description="Features to watch; all when unset.")

@@ -7,7 +7,16 @@ from typing import Any
 
 from pydantic import Field
 
-from modelship.api.common import Condition, Duration, ResourceRequirements, Spec, Status
+from modelship.api.common import (
+    CelRule,
+    Condition,
+    Duration,
+    ResourceRequirements,
+    Spec,
+    Status,
+    cel,
+    cel_config,
+)
 from modelship.api.trainingjob import TRAINING_TEMPLATE_RULES, Gates, TrainingTemplate
 
 
@@ -33,13 +42,11 @@ class Protocol(StrEnum):
 class Autoscaling(Spec):
     """A HorizontalPodAutoscaler on CPU for the stable revision."""
 
-    model_config = {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
-            ]
-        }
-    }
+    model_config = cel_config(
+        [
+            {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+        ]
+    )
 
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
     max_replicas: int = Field(default=5, ge=1, le=1000, description="Most replicas.")
@@ -108,22 +115,20 @@ MAX_STEPS = 10
 class Rollout(Spec):
     """How a new revision reaches traffic."""
 
-    model_config = {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": _strictly_increasing_rule(MAX_STEPS),
-                    "message": "canary step weights must be strictly increasing",
-                    "fieldPath": ".steps",
-                },
-                {
-                    "rule": "self.strategy != 'Recreate' || size(self.steps) == 0",
-                    "message": "steps apply to the Canary strategy only",
-                    "fieldPath": ".steps",
-                },
-            ]
-        }
-    }
+    model_config = cel_config(
+        [
+            {
+                "rule": _strictly_increasing_rule(MAX_STEPS),
+                "message": "canary step weights must be strictly increasing",
+                "fieldPath": ".steps",
+            },
+            {
+                "rule": "self.strategy != 'Recreate' || size(self.steps) == 0",
+                "message": "steps apply to the Canary strategy only",
+                "fieldPath": ".steps",
+            },
+        ]
+    )
 
     strategy: RolloutStrategy = Field(default=RolloutStrategy.CANARY, description="Canary or Recreate.")
     steps: list[CanaryStep] = Field(
@@ -148,7 +153,7 @@ class Retrain(Spec):
     max_per_day: int = Field(default=3, ge=0, le=100, description="Most automatic retrains per 24 h.")
 
 
-MODEL_RULES = [
+MODEL_RULES: list[CelRule] = [
     {
         "rule": "has(self.training) != has(self.source)",
         "message": "set exactly one of training (train a model) or source (serve an existing ONNX artifact)",
@@ -165,12 +170,12 @@ MODEL_RULES = [
 class ModelSpec(Spec):
     """A model: train it (training) or take an artifact (source), then serve it."""
 
-    model_config = {"json_schema_extra": {"x-kubernetes-validations": MODEL_RULES}}
+    model_config = cel_config(MODEL_RULES)
 
     training: TrainingTemplate | None = Field(
         default=None,
         description="TrainingJob template: dataset, pipeline, candidates, search, metric.",
-        json_schema_extra={"x-kubernetes-validations": TRAINING_TEMPLATE_RULES},
+        json_schema_extra=cel(TRAINING_TEMPLATE_RULES),
     )
     source: Source | None = Field(default=None, description="An existing ONNX artifact; no training.")
     artifact_store: str | None = Field(

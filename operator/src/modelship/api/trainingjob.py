@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from modelship.api.common import Condition, LocalObjectReference, ResourceRequirements, Spec, Status
+from modelship.api.common import (
+    CelRule,
+    Condition,
+    LocalObjectReference,
+    ResourceRequirements,
+    Spec,
+    Status,
+    cel_config,
+)
 
 URI_PATTERN = r"^(file|s3|https?)://.+"
 
@@ -197,13 +205,11 @@ LOWER_IS_BETTER = frozenset({Metric.LOG_LOSS, Metric.RMSE, Metric.MAE})
 class Threshold(Spec):
     """A floor and/or ceiling on one holdout metric."""
 
-    model_config = {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.min) || has(self.max)", "message": "a threshold needs min or max"}
-            ]
-        }
-    }
+    model_config = cel_config(
+        [
+            {"rule": "has(self.min) || has(self.max)", "message": "a threshold needs min or max"}
+        ]
+    )
 
     metric: Metric = Field(description="Metric name.")
     min: float | None = Field(default=None, description="The metric must be at least this.")
@@ -275,7 +281,7 @@ class TrainingTemplate(Spec):
     active_deadline_seconds: int = Field(default=3600, ge=10, le=604800, description="Training time limit.")
 
 
-TRAINING_TEMPLATE_RULES = [
+TRAINING_TEMPLATE_RULES: list[CelRule] = [
     {
         "rule": "!has(self.metric) || !(self.task in ['binary', 'multiclass']) || "
         "!(self.metric in ['r2', 'rmse', 'mae'])",
@@ -289,7 +295,7 @@ TRAINING_TEMPLATE_RULES = [
     },
 ]
 
-TRAINING_JOB_RULES = [
+TRAINING_JOB_RULES: list[CelRule] = [
     *TRAINING_TEMPLATE_RULES,
     {
         "rule": "!has(self.gates) || !has(self.gates.fairness) || has(self.dataset.sensitiveFeature)",
@@ -302,7 +308,7 @@ TRAINING_JOB_RULES = [
 class TrainingJobSpec(TrainingTemplate):
     """One training run. Created by a Model, or by hand (then modelRef is empty)."""
 
-    model_config = {"json_schema_extra": {"x-kubernetes-validations": TRAINING_JOB_RULES}}
+    model_config = cel_config(TRAINING_JOB_RULES)
 
     model_ref: LocalObjectReference | None = Field(default=None, description="The Model this run is for.")
     gates: Gates = Field(default_factory=Gates, description="Checks the artifact must pass.")

@@ -51,6 +51,7 @@ lint: venv
 
 crds: venv
 	$(PY) -m modelship.api.crdgen crds
+	$(PY) -m modelship.api.reference docs/api.md
 
 chart-lint: venv
 	@echo "chart-lint: the Helm chart issue fills this in"

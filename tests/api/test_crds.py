@@ -223,3 +223,10 @@ def test_at_least_twenty_invalid_cases() -> None:
 @pytest.mark.parametrize("kind", list(BASE))
 def test_minimal_specs_are_valid(kind: str) -> None:
     assert validate(CRDS[kind], BASE[kind]) == []
+
+
+def test_api_reference_is_up_to_date() -> None:
+    from modelship.api import reference
+
+    path = ROOT / "docs" / "api.md"
+    assert path.exists() and path.read_text() == reference.render(), "docs/api.md is stale: run `make crds`"

@@ -11,7 +11,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("modelship.controllers.main", "run the kopf operator"),
     "local": ("modelship.localcluster.cli", "build, start and stop the local upstream Kubernetes cluster"),
-    "demo": ("modelship.demo", "show the whole loop on the local cluster"),
+    "demo": ("modelship.demo.run", "show the whole loop on the local cluster"),
     "crds": ("modelship.api.crdgen", "write the CRD YAML generated from the API models"),
 }
 

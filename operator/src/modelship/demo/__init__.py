@@ -1,7 +1,1 @@
 """`make demo`: the whole loop, shown as a person would want to see it."""
-
-from __future__ import annotations
-
-from modelship.demo.run import main
-
-__all__ = ["main"]

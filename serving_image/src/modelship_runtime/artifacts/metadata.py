@@ -97,6 +97,9 @@ class Metadata(_Wire):
     best_params: dict[str, Any] = Field(default_factory=dict)
     leaderboard: list[dict[str, Any]] = Field(default_factory=list)
     gates: list[dict[str, Any]] = Field(default_factory=list)
+    # False: the trainer wrote the artifact for inspection but a gate failed.
+    gates_passed: bool | None = None
+    champion_score: float | None = Field(default=None, description="The champion's holdout score.")
     fairness: dict[str, Any] | None = None
     feature_importance: dict[str, float] = Field(default_factory=dict)
     onnx_max_delta: float | None = None

@@ -1,0 +1,219 @@
+"""Artifact store: read and write ``model.onnx`` + ``metadata.json`` under a URI.
+
+The trainer writes artifacts; the server and the operator read them. Stores:
+``file://`` (a mounted volume) and ``s3://`` (any S3-compatible endpoint, set
+through the usual AWS variables, including ``AWS_ENDPOINT_URL``). ``http(s)://``
+is readable only (datasets).
+
+Writes are atomic per file (temp file + rename on disk; one PUT on S3) and
+``metadata.json`` is written last and removed first, so a reader that finds
+metadata finds the model it describes. Readers check the model's sha256
+against the metadata (or a digest the caller trusts more, such as the one in
+a TrainingJob's status) and refuse a mismatch.
+
+API::
+
+    write_artifact(uri, model_bytes, metadata) -> str            # sha256 of model
+    read_metadata(uri) -> Metadata
+    read_model(uri, expected_sha256=None) -> bytes                # verified
+    fetch_model(uri, dest_dir, expected_sha256=None) -> Path      # verified copy
+    read_uri(uri) -> bytes                                        # any file URI
+    sha256_hex(data) -> str
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from modelship_runtime.artifacts.metadata import METADATA_FILE, MODEL_FILE, Metadata
+
+HTTP_TIMEOUT_SECONDS = 60.0
+
+
+class ArtifactError(Exception):
+    """A store could not be read or written."""
+
+
+class ArtifactNotFound(ArtifactError):
+    """Nothing at the URI (for an artifact: no metadata.json, so not complete)."""
+
+
+class IntegrityError(ArtifactError):
+    """The model's sha256 differs from the one expected: never serve it."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def join(uri: str, name: str) -> str:
+    """The URI of ``name`` inside the artifact directory ``uri``."""
+    return uri.rstrip("/") + "/" + name
+
+
+def _s3_client() -> Any:
+    import boto3  # only the images that use S3 pay for the import
+
+    # boto3 reads AWS_ENDPOINT_URL, credentials and AWS_REGION itself; S3
+    # needs some region to sign with, and S3-compatible stores accept any.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("s3", region_name=region)
+
+
+def _s3_location(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise ArtifactError(f"{uri}: an s3:// URI needs a bucket, as in s3://bucket/path")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _file_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    # file:///abs/path and file://relative/path (netloc taken as the first part)
+    return Path(unquote(parsed.netloc + parsed.path))
+
+
+def _scheme(uri: str) -> str:
+    scheme = urlparse(uri).scheme
+    if scheme not in ("file", "s3", "http", "https"):
+        raise ArtifactError(f"{uri}: unsupported scheme {scheme!r}; use file://, s3:// or http(s)://")
+    return scheme
+
+
+def read_uri(uri: str) -> bytes:
+    """The bytes of one file at a file://, s3:// or http(s):// URI."""
+    scheme = _scheme(uri)
+    if scheme == "file":
+        path = _file_path(uri)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"{uri}: no such file") from None
+        except OSError as exc:
+            raise ArtifactError(f"{uri}: {exc.strerror or exc}") from exc
+    if scheme == "s3":
+        bucket, key = _s3_location(uri)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            data: bytes = body.read()
+            return data
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise ArtifactNotFound(f"{uri}: not found ({code})") from None
+            raise ArtifactError(f"{uri}: S3 error {code}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ArtifactError(f"{uri}: {exc}") from exc
+    try:
+        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_SECONDS) as response:
+            data = response.read()
+            return data
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise ArtifactNotFound(f"{uri}: HTTP 404") from None
+        raise ArtifactError(f"{uri}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ArtifactError(f"{uri}: {exc}") from exc
+
+
+def _write_file_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes 0600; the server pod may run as another user.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_uri(uri: str, data: bytes) -> None:
+    """Write one file atomically at a file:// or s3:// URI."""
+    scheme = _scheme(uri)
+    try:
+        if scheme == "file":
+            _write_file_atomic(_file_path(uri), data)
+        elif scheme == "s3":
+            bucket, key = _s3_location(uri)
+            _s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        else:
+            raise ArtifactError(f"{uri}: http(s) stores are read-only; write to file:// or s3://")
+    except ArtifactError:
+        raise
+    except Exception as exc:  # boto and OS errors alike: the caller needs one kind
+        raise ArtifactError(f"{uri}: could not write: {exc}") from exc
+
+
+def delete_uri(uri: str) -> None:
+    """Remove one file; absent is fine."""
+    scheme = _scheme(uri)
+    try:
+        if scheme == "file":
+            _file_path(uri).unlink(missing_ok=True)
+        elif scheme == "s3":
+            bucket, key = _s3_location(uri)
+            _s3_client().delete_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        raise ArtifactError(f"{uri}: could not delete: {exc}") from exc
+
+
+def write_artifact(uri: str, model_bytes: bytes, metadata: Metadata) -> str:
+    """Write model.onnx then metadata.json under ``uri``; returns the model's sha256.
+
+    ``metadata.model_sha256`` is set to the digest of ``model_bytes``. An
+    artifact already at ``uri`` loses its metadata.json first, so between the
+    two writes no reader takes the old metadata for the new model.
+    """
+    digest = sha256_hex(model_bytes)
+    metadata = metadata.model_copy(update={"model_sha256": digest})
+    body = json.dumps(metadata.wire(), indent=2, sort_keys=True).encode()
+    delete_uri(join(uri, METADATA_FILE))
+    write_uri(join(uri, MODEL_FILE), model_bytes)
+    write_uri(join(uri, METADATA_FILE), body)
+    return digest
+
+
+def read_metadata(uri: str) -> Metadata:
+    """The artifact's metadata; ArtifactNotFound when the artifact is not complete."""
+    raw = read_uri(join(uri, METADATA_FILE))
+    try:
+        return Metadata.model_validate_json(raw)
+    except ValueError as exc:
+        raise ArtifactError(f"{join(uri, METADATA_FILE)}: not valid metadata: {exc}") from exc
+
+
+def read_model(uri: str, expected_sha256: str | None = None) -> bytes:
+    """model.onnx's bytes, checked against ``expected_sha256`` or the metadata's digest."""
+    if expected_sha256 is None:
+        expected_sha256 = read_metadata(uri).model_sha256
+    data = read_uri(join(uri, MODEL_FILE))
+    actual = sha256_hex(data)
+    if actual != expected_sha256.lower():
+        raise IntegrityError(
+            f"{join(uri, MODEL_FILE)}: sha256 {actual} differs from the expected {expected_sha256}; "
+            "the artifact was changed or is incomplete"
+        )
+    return data
+
+
+def fetch_model(uri: str, dest_dir: str | Path, expected_sha256: str | None = None) -> Path:
+    """Copy a verified model.onnx into ``dest_dir`` and return its path."""
+    data = read_model(uri, expected_sha256)
+    path = Path(dest_dir) / MODEL_FILE
+    _write_file_atomic(path, data)
+    return path

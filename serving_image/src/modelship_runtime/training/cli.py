@@ -1,0 +1,137 @@
+"""``modelship-train --spec FILE [--output URI]``: the trainer's command line.
+
+Exit codes: 0 artifact written and every gate passed; 1 internal error;
+2 bad spec (or usage); 3 bad data; 4 artifact written but a gate failed;
+5 a store (dataset source, artifact output, champion) could not be used.
+stdout gets one JSON line (the summary); stderr says what happened and what
+to fix; the same summary, cut under 4 KiB, goes to /dev/termination-log when
+that path is writable, where Kubernetes shows it to the operator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from modelship.api.trainingjob import TrainingJobSpec
+from modelship_runtime.training.errors import (
+    GATE_FAILED_EXIT,
+    GATE_FAILED_REASON,
+    SpecError,
+    TrainingError,
+)
+
+TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_LIMIT = 4096
+MAX_WARNING_LINES = 5
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def load_spec(path: str) -> TrainingJobSpec:
+    """Parse a spec file (YAML or JSON); a whole TrainingJob object is accepted too."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path} is not YAML or JSON: {exc}") from exc
+    if isinstance(raw, dict) and "spec" in raw and "kind" in raw:
+        raw = raw["spec"]
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping (a TrainingJob spec)")
+    try:
+        return TrainingJobSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SpecError(f"invalid spec {path}: {problems}") from None
+
+
+def fit_summary(summary: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
+    """The summary as one JSON line under ``limit`` bytes, dropping detail first."""
+    data = dict(summary)
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    for key in ("leaderboard", "bestParams", "metrics", "dataset", "gates"):
+        if len(text.encode()) < limit:
+            break
+        if key == "gates" and isinstance(data.get("gates"), list):
+            data["gates"] = [{**g, "message": str(g.get("message", ""))[:80]} for g in data["gates"]]
+        else:
+            data.pop(key, None)
+        text = json.dumps(data, separators=(",", ":"), default=str)
+    if len(text.encode()) >= limit and "message" in data:
+        data["message"] = str(data["message"])[:1000]
+        text = json.dumps(data, separators=(",", ":"), default=str)
+    return text
+
+
+def _write_termination_log(path: str, text: str) -> None:
+    try:
+        with open(path, "w") as handle:
+            handle.write(text)
+    except OSError:
+        pass  # outside Kubernetes the path is usually absent or read-only
+
+
+def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
+    counts = Counter(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught)
+    for text, n in counts.most_common(MAX_WARNING_LINES):
+        _err(f"Warning ({n}x) {text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelship-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", required=True, help="TrainingJob spec file (YAML or JSON)")
+    parser.add_argument("--output", help="artifact URI (file:// or s3://); overrides spec.outputUri")
+    parser.add_argument("--termination-log", default=TERMINATION_LOG, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    from modelship_runtime.training import train  # heavy imports after argument errors
+
+    summary: dict[str, Any]
+    code = 0
+    with warnings.catch_warnings(record=True) as caught:
+        # Library warnings (convergence, deprecations) are reported, never fatal.
+        warnings.simplefilter("always")
+        try:
+            spec = load_spec(args.spec)
+            result = train.run(spec, args.output, log=_err)
+            summary = result.summary
+            if not result.passed:
+                code = GATE_FAILED_EXIT
+                failed = [g for g in summary["gates"] if not g["passed"]]
+                summary["reason"] = GATE_FAILED_REASON
+                summary["message"] = "; ".join(f"{g['name']}: {g['message']}" for g in failed)
+                _err(f"Error: gates failed: {summary['message']}")
+        except TrainingError as exc:
+            code = exc.exit_code
+            summary = {"passed": False, "reason": exc.reason, "message": str(exc)}
+            _err(f"Error ({exc.reason}): {exc}")
+        except Exception as exc:
+            code = 1
+            summary = {"passed": False, "reason": "InternalError", "message": f"{type(exc).__name__}: {exc}"}
+            _err(traceback.format_exc())
+            _err(f"Error (InternalError): {type(exc).__name__}: {exc}; this is a bug, please report it")
+    _report_warnings(list(caught))
+    summary["exitCode"] = code
+    line = json.dumps(summary, separators=(",", ":"), default=str)
+    print(line, flush=True)
+    _write_termination_log(args.termination_log, fit_summary(summary))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

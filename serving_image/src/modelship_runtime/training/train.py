@@ -1,0 +1,232 @@
+"""One training run: data → pipeline → search → ONNX → gates → artifact.
+
+``run`` is the whole trainer without the command line: it takes a parsed
+spec and returns the summary; failures raise the kinds in ``errors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from modelship.api.trainingjob import FairnessMitigation, Metric, Task, TrainingJobSpec
+from modelship_runtime.artifacts import store
+from modelship_runtime.artifacts.metadata import Metadata
+from modelship_runtime.training import (
+    convert,
+    data,
+    explain,
+    fairness,
+    gates,
+    reference,
+    registry,
+    search,
+)
+from modelship_runtime.training import metrics as holdout_metrics
+from modelship_runtime.training.errors import SpecError, StoreError
+from modelship_runtime.training.pipeline import build_pipeline
+
+LEADERBOARD_SIZE = 10
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Result:
+    summary: dict[str, Any]
+    passed: bool
+    metadata: Metadata | None = None
+    model_bytes: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def spec_hash(spec: TrainingJobSpec) -> str:
+    canonical = json.dumps(spec.wire(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out: dict[str, str] = {"python": sys.version.split()[0]}
+    for dist in ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "fairlearn", "modelship"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Result:
+    """Train, check and write the artifact; the summary mirrors TrainingJob status keys."""
+    started, start_time, cpu0 = time.monotonic(), _now(), time.process_time()
+    uri = output_uri or spec.output_uri
+    if not uri:
+        raise SpecError("no artifact location: pass --output URI or set spec.outputUri")
+    if not uri.startswith(("file://", "s3://")):
+        raise SpecError(f"output {uri}: artifacts go to file:// or s3://")
+    seed = spec.search.seed
+    ds = spec.dataset
+    if spec.gates.fairness is not None and not ds.sensitive_feature:
+        raise SpecError("gates.fairness needs dataset.sensitiveFeature")
+    mitigation = spec.gates.fairness is not None and (
+        FairnessMitigation(spec.gates.fairness.mitigation) == FairnessMitigation.REWEIGHING
+    )
+
+    loaded = data.load(ds)
+    log(f"Loaded {loaded.rows} rows from {ds.uri} (sha256 {loaded.sha256[:12]})")
+    prep = data.prepare(loaded.frame, ds, Task(spec.task), spec.search.cv_folds, spec.search.holdout_ratio)
+    task = Task(prep.task)
+    classification = task != Task.REGRESSION
+    metric = Metric(spec.metric) if spec.metric else (Metric.ACCURACY if classification else Metric.R2)
+    search.check_metric(metric, classification)
+    if spec.gates.fairness is not None and task != Task.BINARY:
+        raise SpecError(f"fairness gates need a binary classification task; this one is {task}")
+    log(
+        f"Prepared {len(prep.X.columns)} features ({len(prep.numeric)} numeric, "
+        f"{len(prep.categorical)} categorical) for {task}, selecting by {metric}"
+    )
+
+    parts = train_test_split(
+        prep.X,
+        prep.y,
+        *([prep.sensitive] if prep.sensitive is not None else []),
+        test_size=spec.search.holdout_ratio,
+        random_state=seed,
+        stratify=prep.y if classification else None,
+    )
+    X_train, X_hold, y_train, y_hold = parts[:4]
+    s_train, s_hold = (parts[4], parts[5]) if prep.sensitive is not None else (None, None)
+    weights = fairness.reweighing(y_train, s_train) if mitigation and s_train is not None else None
+
+    def make_pipeline(name: str, estimator: Any) -> Any:
+        float32 = registry.lookup(name).onnx_float32(classification)
+        return build_pipeline(spec.pipeline, prep.numeric, prep.categorical, estimator, seed, float32)
+
+    settings = search.plan(
+        spec.candidates, spec.search, classification, make_pipeline, weighted=weights is not None
+    )
+    score_fn = search.scorer(metric, prep.classes)
+    t0 = time.monotonic()
+    found = search.run(settings, X_train, y_train, spec.search, score_fn, classification, weights)
+    log(
+        f"Searched {len(found.trials)} of {len(settings)} settings in {time.monotonic() - t0:.1f} s"
+        + (f" (stopped by {found.stopped_by})" if found.stopped_by else "")
+        + f": best {found.best.estimator} {found.best.params} cv {found.best.score:.4g}"
+    )
+    failed = [t for t in found.trials if t.error]
+    for trial in failed[:3]:
+        log(f"Skipped {trial.estimator} {trial.params}: {trial.error}")
+
+    pipeline = found.best_pipeline
+    converted = convert.to_onnx(pipeline, prep.numeric, prep.categorical, classification, name=spec.model_ref.name if spec.model_ref else "model")
+    model_bytes = converted.bytes()
+    sess = convert.session(model_bytes)
+    tensor_input = convert.TENSOR_INPUT if converted.input_mode == "tensor" else None
+    hold_pred = convert.predict(sess, convert.feeds(X_hold, converted.features, converted.input_mode, tensor_input), converted.outputs)
+    parity = convert.parity(pipeline, X_hold, hold_pred, classification)
+    values = (
+        holdout_metrics.classification(y_hold, hold_pred, prep.classes or [])
+        if classification
+        else holdout_metrics.regression(y_hold, hold_pred)
+    )
+    score = values.get(str(metric))
+    log(f"Converted to ONNX ({len(model_bytes)} bytes): max delta {parity.max_delta:.3g}; holdout {metric} {score}")
+
+    results = [gates.onnx_parity(parity, spec.gates.max_onnx_delta, len(X_hold))]
+    results += [gates.threshold(rule, values) for rule in spec.gates.thresholds]
+    champion_gate, champion_score = (
+        gates.champion(spec.gates, spec.champion_uri, str(metric), score, X_hold, y_hold, prep.classes)
+        if score is not None
+        else (None, None)
+    )
+    if champion_gate is not None:
+        results.append(champion_gate)
+    fair_report = None
+    if s_hold is not None and task == Task.BINARY and prep.classes:
+        fair_report = fairness.measure(y_hold, hold_pred.labels, s_hold, prep.classes[-1])
+        if spec.gates.fairness is not None:
+            results.append(gates.fairness(spec.gates, fair_report))
+    passed = all(g.passed for g in results)
+    for g in results:
+        log(f"{'Passed' if g.passed else 'Failed'} gate {g.name}: {g.message}")
+
+    importances = explain.importance(pipeline, X_hold, y_hold, score_fn, seed)
+    train_pred = convert.predict(sess, convert.feeds(X_train, converted.features, converted.input_mode, tensor_input), converted.outputs)
+    ref = reference.build(
+        X_train, prep.numeric, prep.categorical,
+        train_pred.labels if classification else train_pred.values, prep.classes,
+    )
+    digest = store.sha256_hex(model_bytes)
+    leaderboard = found.leaderboard(LEADERBOARD_SIZE)
+    meta = Metadata(
+        model_name=spec.model_ref.name if spec.model_ref else "model",
+        model_version=digest[:12],
+        task=str(task),  # type: ignore[arg-type]
+        features=converted.features,
+        input_mode=converted.input_mode,
+        tensor_input=tensor_input,
+        tensor_dtype="double" if tensor_input else None,
+        outputs=converted.outputs,
+        classes=[c.item() if isinstance(c, np.generic) else c for c in prep.classes] if prep.classes else None,
+        metric=str(metric),
+        metrics=values,
+        cv_score=found.best.score,
+        best_estimator=found.best.estimator,
+        best_params=found.best.params,
+        leaderboard=leaderboard,
+        gates=[g.wire() for g in results],
+        gates_passed=passed,
+        champion_score=champion_score,
+        fairness=fair_report.wire() if fair_report else None,
+        feature_importance=importances,
+        onnx_max_delta=parity.max_delta,
+        onnx_label_agreement=parity.label_agreement if classification else None,
+        dataset_uri=ds.uri,
+        dataset_sha256=loaded.sha256,
+        dataset_rows=loaded.rows,
+        spec_hash=spec_hash(spec),
+        model_sha256=digest,
+        versions=_versions(),
+        created=_now(),
+        reference=ref,
+    )
+    try:
+        store.write_artifact(uri, model_bytes, meta)
+    except store.ArtifactError as exc:
+        raise StoreError(f"cannot write the artifact: {exc}") from exc
+    log(f"Wrote artifact {uri} (model sha256 {digest[:12]})")
+    summary: dict[str, Any] = {
+        "artifact": {"uri": uri, "sha256": digest},
+        "dataset": {"uri": ds.uri, "sha256": loaded.sha256, "rows": loaded.rows},
+        "task": str(task),
+        "bestEstimator": found.best.estimator,
+        "bestParams": found.best.params,
+        "metric": str(metric),
+        "score": score,
+        "metrics": values,
+        "onnxMaxDelta": parity.max_delta,
+        "gates": [g.wire() for g in results],
+        "passed": passed,
+        "leaderboard": leaderboard[:3],
+        "startTime": start_time,
+        "completionTime": _now(),
+        "durationSeconds": round(time.monotonic() - started, 3),
+        "cpuSeconds": round(time.process_time() - cpu0, 3),
+    }
+    return Result(summary=summary, passed=passed, metadata=meta, model_bytes=model_bytes)

@@ -1,0 +1,179 @@
+"""Micro-batching: concurrent requests share one onnxruntime call.
+
+Requests queue up; a batch takes the queued requests in order up to
+``max_batch_size`` rows (a larger single request runs alone, unsplit). With no
+delay configured a batch runs as soon as the event loop is free, so requests
+that arrive while a call runs share the next one: batching grows with load
+and costs nothing when idle. A delay > 0 lets a batch that is not full wait
+that long for company.
+
+Calls that take long (tens of microseconds and up) run on one dedicated
+thread, since onnxruntime releases the GIL and the loop can keep parsing
+meanwhile; tiny calls run inline, where a thread hop would cost more than the
+call. The choice follows a moving average of measured call times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]
+Feed = dict[str, Array]
+# Calls shorter than this (moving average) run inline on the event loop.
+INLINE_SECONDS = 200e-6
+
+
+@dataclass
+class _Job:
+    feed: Feed
+    rows: int
+    signature: tuple[Any, ...]
+    future: asyncio.Future[Feed]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: Callable[[Feed], Feed],
+        *,
+        max_batch_size: int,
+        max_delay_seconds: float,
+        batchable: bool,
+        on_batch: Callable[[Feed, Feed, int, int, float], None],
+    ) -> None:
+        self._run = run
+        self._on_batch = on_batch
+        self.max_batch_size = max_batch_size
+        self.max_delay = max_delay_seconds
+        self.batchable = batchable
+        self._queue: deque[_Job] = deque()
+        self._queued_rows = 0
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._running = False
+        self._avg = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelship-infer")
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._running
+
+    def submit(self, feed: Feed, rows: int) -> asyncio.Future[Feed]:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        signature = tuple((k, v.dtype.str, v.shape[1:]) for k, v in feed.items())
+        job = _Job(feed, rows, signature, loop.create_future())
+        self._queue.append(job)
+        self._queued_rows += rows
+        if self._queued_rows >= self.max_batch_size and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._scheduled = False
+        self._kick()
+        return job.future
+
+    def prime(self, seconds: float) -> None:
+        """Seeds the moving average with a measured call (the warm-up)."""
+        self._avg = seconds
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def _kick(self) -> None:
+        if not self._scheduled and not self._running and self._queue:
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        self._timer = None
+        if self._running or not self._queue:
+            return
+        assert self._loop is not None
+        if self.max_delay > 0 and self._queued_rows < self.max_batch_size:
+            waited = time.perf_counter() - self._queue[0].enqueued
+            if waited < self.max_delay:
+                self._scheduled = True
+                self._timer = self._loop.call_later(self.max_delay - waited, self._flush)
+                return
+        batch = self._take()
+        if self._avg < INLINE_SECONDS:
+            self._finish(batch, self._execute(batch))
+            self._kick()
+            return
+        self._running = True
+        done = self._loop.run_in_executor(self._pool, self._execute, batch)
+        done.add_done_callback(lambda f: self._after_thread(batch, f))
+
+    def _after_thread(self, batch: list[_Job], done: asyncio.Future[list[Feed | BaseException]]) -> None:
+        self._running = False
+        self._finish(batch, done.result())
+        self._kick()
+
+    def _take(self) -> list[_Job]:
+        q = self._queue
+        first = q.popleft()
+        batch = [first]
+        rows = first.rows
+        if self.batchable:
+            while q and q[0].signature == first.signature and rows + q[0].rows <= self.max_batch_size:
+                job = q.popleft()
+                batch.append(job)
+                rows += job.rows
+        self._queued_rows -= rows
+        return batch
+
+    def _execute(self, batch: list[_Job]) -> list[Feed | BaseException]:
+        """Runs the batch (on the loop or the inference thread); one result per job."""
+        if len(batch) == 1:
+            return [self._call(batch[0].feed, batch[0].rows, 1)]
+        feed = {k: np.concatenate([j.feed[k] for j in batch]) for k in batch[0].feed}
+        total = sum(j.rows for j in batch)
+        result = self._call(feed, total, len(batch))
+        if isinstance(result, BaseException) or any(
+            v.ndim == 0 or v.shape[0] != total for v in result.values()
+        ):
+            # One bad request must not fail its neighbours, and outputs that
+            # are not per-row cannot be split: run each on its own.
+            return [self._call(j.feed, j.rows, 1) for j in batch]
+        out: list[Feed | BaseException] = []
+        start = 0
+        for j in batch:
+            end = start + j.rows
+            out.append({k: v[start:end] for k, v in result.items()})
+            start = end
+        return out
+
+    def _call(self, feed: Feed, rows: int, requests: int) -> Feed | BaseException:
+        t0 = time.perf_counter()
+        try:
+            result = self._run(feed)
+        except Exception as exc:
+            return exc
+        seconds = time.perf_counter() - t0
+        self._avg = seconds if self._avg == 0.0 else 0.9 * self._avg + 0.1 * seconds
+        self._on_batch(feed, result, rows, requests, seconds)
+        return result
+
+    @staticmethod
+    def _finish(batch: list[_Job], results: list[Feed | BaseException]) -> None:
+        for job, result in zip(batch, results, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)

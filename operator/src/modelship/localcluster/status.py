@@ -1,0 +1,49 @@
+"""One status line per step, with its time (kind's habit: a person sees a
+line per step, not a log). Lines go to stderr; a step that fails prints a
+cross and the reason, and the caller decides what to undo."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class StepFailed(RuntimeError):
+    """A step could not finish; the message says what to do."""
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    start = time.monotonic()
+    if _tty():
+        print(f" • {title} ...", end="\r", file=sys.stderr, flush=True)
+    try:
+        yield
+    except BaseException as exc:
+        line(f" ✗ {title} ({time.monotonic() - start:.1f}s): {exc}")
+        raise
+    line(f" ✓ {title} ({time.monotonic() - start:.1f}s)")
+
+
+class Ticker:
+    """Progress for a long step: prints 'still building X (N s)' at most every `every` s."""
+
+    def __init__(self, title: str, every: float = 30.0) -> None:
+        self.title, self.every = title, every
+        self.start = self.last = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            line(f"   … {self.title} ({now - self.start:.0f}s so far)")

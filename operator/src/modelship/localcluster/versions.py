@@ -1,0 +1,34 @@
+"""The pinned versions of everything the local cluster runs, in one place.
+
+Cache keys, the generated Go module and the version stamps all derive from
+these; changing one here is the only way to move a component.
+"""
+
+from __future__ import annotations
+
+KUBERNETES = "v1.37.2"
+ETCD = "v3.7.0"  # the etcd release k8s.io/kubernetes KUBERNETES requires
+COREDNS = "v1.15.0"
+LOCAL_PATH_PROVISIONER = "v0.0.30"
+HELM = "v3.22.0"
+
+# Debian packages `local build` installs when missing.
+APT_PACKAGES = (
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "nftables",
+    "iptables",
+    "buildah",
+    "debootstrap",
+    "gcc",
+    "libc6-dev",
+    "conntrack",
+    "busybox-static",
+)
+
+
+def staging_version(kubernetes: str = KUBERNETES) -> str:
+    """v1.37.2 -> v0.37.2: the tag of the k8s.io/<staging> modules."""
+    _major, minor, patch = kubernetes.lstrip("v").split(".")
+    return f"v0.{minor}.{patch}"

@@ -9,6 +9,7 @@ the thresholds so float32 comparisons decide exactly as scikit-learn does. Outpu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +187,11 @@ def to_onnx(
         types = [(TENSOR_INPUT, DoubleTensorType([None, len(numeric)]))]
         features = [Feature(name=c, type=FeatureType.NUMERIC, dtype="double") for c in numeric]
     options = {id(estimator): {"zipmap": False}} if classification else None
-    model = convert_sklearn(pipeline, initial_types=types, options=options, target_opset=OPSET)
+    with warnings.catch_warnings():
+        # skl2onnx's SVM converter reads probA_/probB_, deprecated in scikit-learn 1.9
+        # (unused here: SVC is calibrated, never probability=True).
+        warnings.filterwarnings("ignore", message=r"Attribute `prob[AB]_` was deprecated", category=FutureWarning)
+        model = convert_sklearn(pipeline, initial_types=types, options=options, target_opset=OPSET)
     graph = model.graph
     wanted = [LABEL, PROBABILITIES] if classification else [VALUE]
     for value, new in zip(list(graph.output), wanted, strict=True):

@@ -182,7 +182,7 @@ def prepare(frame: pd.DataFrame, dataset: Dataset, task: Task, cv_folds: int, ho
             y = y.astype(str)
         counts = y.value_counts()
         if len(counts) < 2:
-            raise DataError(f"the target {dataset.target!r} has a single class ({counts.index[0]!r}); nothing to learn")
+            raise DataError(f"the target {dataset.target!r} has a single class ({counts.index[0]}); nothing to learn")
         if task == Task.BINARY and len(counts) > 2:
             raise DataError(f"task is binary but the target has {len(counts)} classes; use multiclass")
         smallest = int(counts.min())
@@ -190,7 +190,7 @@ def prepare(frame: pd.DataFrame, dataset: Dataset, task: Task, cv_folds: int, ho
         in_training = int(smallest * (1 - holdout))
         if in_training < cv_folds:
             raise DataError(
-                f"class {counts.idxmin()!r} has {smallest} rows: too few for {cv_folds} CV folds "
+                f"class {counts.idxmin()} has {smallest} rows: too few for {cv_folds} CV folds "
                 f"after a {holdout:.0%} holdout; add data or lower search.cvFolds"
             )
         classes = sorted(counts.index.tolist())

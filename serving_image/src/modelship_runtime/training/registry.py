@@ -56,6 +56,12 @@ def _calibrated_linear_svc(seed: int) -> Any:
     return CalibratedClassifierCV(LinearSVC(random_state=seed), cv=3)
 
 
+def _calibrated_svc(seed: int) -> Any:
+    # SVC(probability=True) is deprecated since scikit-learn 1.9; calibration
+    # is its documented replacement.
+    return CalibratedClassifierCV(SVC(random_state=seed), cv=3)
+
+
 REGISTRY: dict[Estimator, Entry] = {
     Estimator.LOGISTIC_REGRESSION: Entry(
         classifier=lambda s: LogisticRegression(max_iter=1000, random_state=s), regressor=None
@@ -70,8 +76,9 @@ REGISTRY: dict[Estimator, Entry] = {
         classifier_prefix="estimator__",
     ),
     Estimator.SVM: Entry(
-        classifier=lambda s: SVC(probability=True, random_state=s),
+        classifier=_calibrated_svc,
         regressor=lambda s: SVR(),
+        classifier_prefix="estimator__",
         # onnxruntime has SVMRegressor for float only.
         float32_regressor=True,
     ),

@@ -112,6 +112,8 @@ def _check(schema: dict[str, Any], value: Any, path: str, errors: list[str]) -> 
     if errors:
         return  # like the API server, CEL rules run on schema-valid values only
     for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue  # transition rules run on updates only; creates are what is checked here
         if not _cel(rule["rule"], value):
             where = path + rule.get("fieldPath", "")
             errors.append(f"{where}: Invalid value: {rule['message']}")

@@ -298,6 +298,10 @@ TRAINING_TEMPLATE_RULES: list[CelRule] = [
 TRAINING_JOB_RULES: list[CelRule] = [
     *TRAINING_TEMPLATE_RULES,
     {
+        "rule": "self == oldSelf",
+        "message": "a TrainingJob's spec is immutable (it records one run); create a new TrainingJob instead",
+    },
+    {
         "rule": "!has(self.gates) || !has(self.gates.fairness) || has(self.dataset.sensitiveFeature)",
         "message": "gates.fairness needs dataset.sensitiveFeature",
         "fieldPath": ".gates.fairness",

@@ -1,0 +1,110 @@
+"""TrainingJob status from the batch Job and its pods: a table of observations."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modelship.api.trainingjob import TrainingJobStatus, TrainingPhase
+from modelship.logic.trainingjob import compute_status, last_termination, parse_summary
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+SUMMARY = {
+    "artifact": {"uri": "s3://b/a/", "sha256": "ab" * 32},
+    "dataset": {"uri": "s3://b/d.csv", "sha256": "cd" * 32, "rows": 1000},
+    "task": "binary", "bestEstimator": "RandomForest", "metric": "roc_auc", "score": 0.93,
+    "metrics": {"roc_auc": 0.93, "accuracy": 0.88}, "onnxMaxDelta": 1e-7,
+    "gates": [{"name": "onnxParity", "passed": True, "message": "1e-07 <= 0.0001"}],
+    "leaderboard": [{"estimator": "RandomForest", "params": {"max_depth": 6}, "score": 0.92}],
+    "passed": True, "startTime": "2026-11-23T11:58:00Z", "completionTime": "2026-11-23T11:59:00Z",
+    "durationSeconds": 60.0, "cpuSeconds": 55.5, "exitCode": 0,
+}
+
+
+def job(active: int = 0, cond: str | None = None, reason: str = "") -> dict[str, Any]:
+    status: dict[str, Any] = {"startTime": "2026-11-23T11:58:00Z"}
+    if active:
+        status["active"] = active
+    if cond:
+        status["conditions"] = [{"type": cond, "status": "True", "reason": reason, "message": f"job {reason}",
+                                 "lastTransitionTime": "2026-11-23T11:59:30Z"}]
+    return {"metadata": {"name": "m-1"}, "status": status}
+
+
+def pod(code: int | None, message: str = "", finished: str = "2026-11-23T11:59:00Z") -> dict[str, Any]:
+    state: dict[str, Any] = {"running": {}} if code is None else {
+        "terminated": {"exitCode": code, "message": message, "finishedAt": finished}}
+    return {"status": {"containerStatuses": [{"name": "trainer", "state": state}]}}
+
+
+CASES = [
+    ("no-job-yet", None, [], TrainingPhase.PENDING, None),
+    ("job-pending", job(), [], TrainingPhase.PENDING, None),
+    ("running", job(active=1), [pod(None)], TrainingPhase.RUNNING, None),
+    ("retrying-after-a-failed-pod", job(active=1), [pod(1, "{}")], TrainingPhase.RUNNING, None),
+    ("succeeded", job(cond="Complete"), [pod(0, json.dumps(SUMMARY))], TrainingPhase.SUCCEEDED, None),
+    ("gate-failed", job(cond="Failed", reason="BackoffLimitExceeded"),
+     [pod(4, json.dumps({**SUMMARY, "passed": False, "reason": "GateFailed",
+                         "message": "threshold:roc_auc: 0.61 < 0.75"}))], TrainingPhase.FAILED, "GateFailed"),
+    ("bad-data-no-summary", job(cond="Failed", reason="BackoffLimitExceeded"), [pod(3, "")],
+     TrainingPhase.FAILED, "InvalidData"),
+    ("deadline", job(cond="Failed", reason="DeadlineExceeded"), [], TrainingPhase.FAILED, "DeadlineExceeded"),
+    ("complete-but-pod-gone", job(cond="Complete"), [], TrainingPhase.FAILED, "SummaryLost"),
+]
+
+
+@pytest.mark.parametrize(("case", "j", "pods", "phase", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_phase_and_reason(case: str, j: Any, pods: Any, phase: TrainingPhase, reason: str | None) -> None:
+    status = compute_status(TrainingJobStatus(), 1, "m-1", j, pods, NOW)
+    assert status.phase == phase
+    assert status.reason == reason
+    assert status.job_name == "m-1" and status.observed_generation == 1
+    types = {c.type: c.status for c in status.conditions}
+    assert types["Complete"] == ("True" if phase == TrainingPhase.SUCCEEDED else "False")
+    if phase == TrainingPhase.FAILED:
+        assert types["Failed"] == "True" and status.message
+
+
+def test_success_copies_the_summary() -> None:
+    status = compute_status(TrainingJobStatus(), 2, "m-1", job(cond="Complete"), [pod(0, json.dumps(SUMMARY))], NOW)
+    assert status.artifact is not None and status.artifact.sha256 == "ab" * 32
+    assert status.dataset is not None and status.dataset.rows == 1000
+    assert status.metrics["roc_auc"] == 0.93 and status.score == 0.93
+    assert status.best_estimator == "RandomForest" and status.cpu_seconds == 55.5
+    assert status.leaderboard[0].params == {"max_depth": 6}
+    assert status.gates[0].passed
+    wire = status.wire()
+    assert wire["artifact"]["uri"] == "s3://b/a/" and wire["conditions"][0]["type"] == "Complete"
+
+
+def test_gate_failure_message_is_the_trainers() -> None:
+    summary = {**SUMMARY, "passed": False, "reason": "GateFailed", "message": "threshold:roc_auc: 0.61 < 0.75"}
+    status = compute_status(TrainingJobStatus(), 1, "m-1", job(cond="Failed"), [pod(4, json.dumps(summary))], NOW)
+    assert status.message == "threshold:roc_auc: 0.61 < 0.75"
+    assert status.artifact is not None  # written, but refused by its gates
+
+
+def test_failure_without_summary_points_at_the_logs() -> None:
+    status = compute_status(TrainingJobStatus(), 1, "m-1", job(cond="Failed"), [pod(3, "")], NOW)
+    assert "kubectl logs job/m-1" in (status.message or "")
+
+
+def test_finished_status_is_final_and_recomputing_changes_nothing() -> None:
+    first = compute_status(TrainingJobStatus(), 1, "m-1", job(cond="Complete"), [pod(0, json.dumps(SUMMARY))], NOW)
+    again = compute_status(first, 1, "m-1", None, [], NOW + timedelta(hours=2))
+    assert again == first
+
+
+def test_transition_time_moves_only_on_a_flip() -> None:
+    running = compute_status(TrainingJobStatus(), 1, "m-1", job(active=1), [pod(None)], NOW)
+    later = compute_status(running, 1, "m-1", job(active=1), [pod(None)], NOW + timedelta(minutes=5))
+    assert later == running
+
+
+def test_latest_termination_wins_and_bad_messages_are_ignored() -> None:
+    pods = [pod(1, "x", "2026-11-23T11:00:00Z"), pod(0, json.dumps(SUMMARY), "2026-11-23T11:30:00Z")]
+    assert last_termination(pods) == (0, json.dumps(SUMMARY), "2026-11-23T11:30:00Z")
+    assert parse_summary("not json") == {} and parse_summary("") == {} and parse_summary("[1]") == {}

@@ -1,0 +1,257 @@
+"""Canary arithmetic (big tables) and the rollout decision, including a simulated rollout."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modelship.api.model import CanaryStep, Rollout
+from modelship.logic.analysis import Verdict, VerdictKind
+from modelship.logic.canary import (
+    ActionKind,
+    DeploymentState,
+    RolloutAction,
+    RolloutState,
+    default_max_surge,
+    effective_weight,
+    next_rollout_action,
+    split_replicas,
+    stable_replicas_now,
+)
+from modelship.logic.conditions import Reason
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+PASS = Verdict(VerdictKind.PASS, "100 requests, 0.00% errors, p99 5.0 ms", 100)
+FAIL = Verdict(VerdictKind.FAIL, "error ratio 50.00% is above maxErrorRatio 1.00%", 100)
+NODATA = Verdict(VerdictKind.NO_DATA, "3 requests reached the canary, fewer than minRequests 20", 3)
+
+
+@pytest.mark.parametrize(
+    ("total", "weight", "surge", "expected"),
+    [
+        (0, 50, None, (0, 0)),
+        (5, 0, None, (0, 5)),
+        (5, 100, None, (5, 0)),
+        (1, 10, None, (1, 1)),
+        (1, 50, None, (1, 1)),
+        (1, 90, None, (1, 1)),
+        (2, 50, None, (1, 1)),
+        (2, 10, None, (1, 2)),
+        (3, 50, None, (2, 2)),
+        (4, 10, None, (1, 4)),  # 20 % is the best five pods can do
+        (4, 25, None, (1, 3)),
+        (4, 50, None, (2, 2)),
+        (4, 75, None, (3, 1)),
+        (10, 10, None, (1, 9)),
+        (10, 20, None, (2, 8)),
+        (10, 25, None, (3, 9)),  # exact 25 % by surging 2
+        (10, 25, 0, (2, 8)),  # 20 % and 30 % tie: fewer pods, more stable
+        (10, 50, None, (5, 5)),
+        (10, 90, None, (9, 1)),
+        (100, 1, None, (1, 99)),
+        (100, 33, None, (33, 67)),
+        (3, 10, 0, (1, 2)),
+        (1, 10, 0, (1, 1)),  # two pods are needed for any canary; surge 0 cannot stop that
+    ],
+)
+def test_split_replicas_table(total: int, weight: int, surge: int | None, expected: tuple[int, int]) -> None:
+    assert split_replicas(total, weight, surge) == expected
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 20, 33, 50, 100])
+@pytest.mark.parametrize("weight", [1, 5, 10, 20, 25, 30, 33, 40, 50, 60, 66, 75, 80, 90, 95, 99])
+def test_split_replicas_invariants(total: int, weight: int) -> None:
+    canary, stable = split_replicas(total, weight)
+    surge = default_max_surge(total)
+    assert canary >= 1 and stable >= 1
+    assert canary + stable >= total, "capacity is never below the stable's"
+    assert canary + stable <= max(total + surge, 2)
+    assert stable <= total
+    # no option within the rules gets closer to the weight
+    error = abs(100 * canary / (canary + stable) - weight)
+    for pods in range(max(total, 2), max(total + surge, 2) + 1):
+        for c in range(1, pods):
+            if pods - c <= total:
+                assert abs(100 * c / pods - weight) >= error - 1e-9
+
+
+def test_split_replicas_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        split_replicas(-1, 10)
+    with pytest.raises(ValueError):
+        split_replicas(3, 101)
+
+
+@pytest.mark.parametrize(
+    ("total", "desired_stable", "canary_ready", "expected"),
+    [
+        (4, 3, 0, 4),  # canary not ready: stable stays whole
+        (4, 3, 1, 3),
+        (4, 2, 1, 3),  # one ready canary pod lets one stable pod go
+        (4, 2, 2, 2),
+        (4, 0, 3, 1),
+        (4, 0, 4, 0),
+        (4, 4, 9, 4),
+        (4, 0, 0, 4),
+    ],
+)
+def test_stable_never_shrinks_before_the_canary_is_ready(
+    total: int, desired_stable: int, canary_ready: int, expected: int
+) -> None:
+    assert stable_replicas_now(total, desired_stable, canary_ready) == expected
+
+
+@pytest.mark.parametrize(("c", "s", "w"), [(0, 0, 0), (1, 9, 10), (1, 1, 50), (3, 0, 100), (1, 2, 33)])
+def test_effective_weight(c: int, s: int, w: int) -> None:
+    assert effective_weight(c, s) == w
+
+
+# --- next_rollout_action ---------------------------------------------------
+
+ROLLOUT = Rollout(steps=[CanaryStep(weight=10, pause="30s"), CanaryStep(weight=50, pause="1m")])
+
+
+def _dep(replicas: int, ready: int | None = None) -> DeploymentState:
+    ready = replicas if ready is None else ready
+    return DeploymentState(replicas=replicas, ready=ready, available=ready, updated=replicas)
+
+
+def _state(step: int | None = 0, started: datetime | None = None) -> RolloutState:
+    return RolloutState("m-old", "m-new", step, started, rollout_started_at=T0)
+
+
+def test_steady_state_does_nothing() -> None:
+    a = next_rollout_action(ROLLOUT, 4, RolloutState("m-old", None), None, _dep(4), None, T0)
+    assert a.kind == ActionKind.NONE and not a.writes and (a.canary_replicas, a.stable_replicas) == (0, 4)
+    a = next_rollout_action(ROLLOUT, 4, RolloutState("m-old", None), None, _dep(2), None, T0)
+    assert a.kind == ActionKind.SCALE and a.stable_replicas == 4
+    a = next_rollout_action(ROLLOUT, 4, RolloutState("m-old", None), None, None, None, T0)
+    assert a.kind == ActionKind.SCALE
+
+
+def test_first_version_deploys_then_promotes() -> None:
+    state = RolloutState(None, "m-new")
+    a = next_rollout_action(ROLLOUT, 2, state, None, None, None, T0)
+    assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.SCALE, 2, 0)
+    a = next_rollout_action(ROLLOUT, 2, state, _dep(2, 1), None, None, T0)
+    assert a.kind == ActionKind.WAIT and a.requeue_after == 10.0
+    a = next_rollout_action(ROLLOUT, 2, state, _dep(2), None, None, T0)
+    assert a.kind == ActionKind.PROMOTE
+
+
+def test_recreate_scales_old_to_zero_first() -> None:
+    rollout = Rollout(strategy="Recreate", steps=[])
+    a = next_rollout_action(rollout, 3, _state(), None, _dep(3), None, T0)
+    assert (a.kind, a.canary_replicas, a.stable_replicas, a.reason) == (ActionKind.SCALE, 0, 0, Reason.RECREATING)
+    a = next_rollout_action(rollout, 3, _state(), None, _dep(0), None, T0)
+    assert (a.kind, a.canary_replicas) == (ActionKind.SCALE, 3)
+    a = next_rollout_action(rollout, 3, _state(), _dep(3), _dep(0), None, T0)
+    assert a.kind == ActionKind.PROMOTE
+
+
+def test_zero_replicas_promote_at_once() -> None:
+    a = next_rollout_action(ROLLOUT, 0, _state(), None, _dep(0), None, T0)
+    assert a.kind == ActionKind.PROMOTE
+
+
+def test_canary_scales_up_without_touching_stable() -> None:
+    a = next_rollout_action(ROLLOUT, 4, _state(), None, _dep(4), None, T0)
+    assert (a.kind, a.canary_replicas, a.stable_replicas, a.weight) == (ActionKind.SCALE, 1, 4, 10)
+    # Canary asked for but not ready: wait, stable still whole.
+    a = next_rollout_action(ROLLOUT, 4, _state(), _dep(1, 0), _dep(4), None, T0)
+    assert (a.kind, a.stable_replicas) == (ActionKind.WAIT, 4)
+    assert "0/1 pods ready" in a.message
+
+
+def test_failing_verdict_rolls_back_at_any_time() -> None:
+    a = next_rollout_action(ROLLOUT, 4, _state(0, T0), _dep(1), _dep(4), FAIL, T0 + timedelta(seconds=5))
+    assert (a.kind, a.canary_replicas, a.stable_replicas, a.reason) == (ActionKind.ROLLBACK, 0, 4, Reason.ANALYSIS_FAILED)
+    assert "step 1" in a.message and "maxErrorRatio" in a.message
+
+
+def test_canary_never_ready_hits_the_deadline() -> None:
+    a = next_rollout_action(ROLLOUT, 4, _state(), _dep(1, 0), _dep(4), None, T0 + timedelta(minutes=11))
+    assert (a.kind, a.reason) == (ActionKind.ROLLBACK, Reason.PROGRESS_DEADLINE_EXCEEDED)
+
+
+def test_step_clock_starts_when_canary_is_ready_then_pause_runs() -> None:
+    a = next_rollout_action(ROLLOUT, 4, _state(0, None), _dep(1), _dep(4), None, T0)
+    assert (a.kind, a.step_started_at) == (ActionKind.START_STEP, T0)
+    a = next_rollout_action(ROLLOUT, 4, _state(0, T0), _dep(1), _dep(4), PASS, T0 + timedelta(seconds=25))
+    assert a.kind == ActionKind.WAIT and a.requeue_after == 5.0 and "5 s left" in a.message
+
+
+def test_step_passes_after_pause() -> None:
+    a = next_rollout_action(ROLLOUT, 4, _state(0, T0), _dep(1), _dep(4), PASS, T0 + timedelta(seconds=30))
+    assert (a.kind, a.step, a.weight, a.step_started_at) == (ActionKind.ADVANCE, 1, 50, None)
+    assert (a.canary_replicas, a.stable_replicas) == (2, 3)  # stable shrinks only by the ready canary pod
+
+
+@pytest.mark.parametrize(("on_no_data", "kind"), [("pause", ActionKind.PAUSE), ("proceed", ActionKind.ADVANCE)])
+def test_no_data(on_no_data: str, kind: ActionKind) -> None:
+    rollout = ROLLOUT.model_copy(update={"on_no_data": on_no_data})
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), NODATA, T0 + timedelta(minutes=1))
+    assert a.kind == kind
+    if kind == ActionKind.PAUSE:
+        assert a.reason == Reason.NO_DATA and "minRequests" in a.message and a.requeue_after
+    else:
+        assert "no data, proceeding" in a.message
+
+
+def test_no_verdict_after_pause_waits() -> None:
+    a = next_rollout_action(ROLLOUT, 4, _state(0, T0), _dep(1), _dep(4), None, T0 + timedelta(minutes=1))
+    assert a.kind == ActionKind.WAIT and "waits for an analysis" in a.message
+
+
+def test_gateway_api_keeps_stable_whole_and_sets_exact_weight() -> None:
+    rollout = ROLLOUT.model_copy(update={"traffic_routing": "gatewayAPI"})
+    a = next_rollout_action(rollout, 10, _state(1, None), None, _dep(10), None, T0)
+    assert (a.canary_replicas, a.stable_replicas, a.weight) == (5, 10, 50)
+
+
+def _simulate(rollout: Rollout, total: int, verdicts: list[Verdict | None]) -> tuple[list[RolloutAction], RolloutState]:
+    """Play the world: deployments do what the action asks (pods become ready one reconcile later)."""
+    state = _state(None)
+    canary: DeploymentState | None = None
+    stable: DeploymentState | None = _dep(total)
+    now = T0
+    actions: list[RolloutAction] = []
+    for i in range(200):
+        verdict = verdicts[min(i, len(verdicts) - 1)]
+        a = next_rollout_action(rollout, total, state, canary, stable, verdict, now)
+        # The same world asked twice gives the same answer: level-based.
+        assert next_rollout_action(rollout, total, state, canary, stable, verdict, now) == a
+        actions.append(a)
+        # Capacity never falls below the stable's, counting only ready pods.
+        ready = (canary.ready if canary else 0) + (stable.ready if stable else 0)
+        if a.kind not in (ActionKind.PROMOTE, ActionKind.ROLLBACK):
+            assert ready >= total or canary is None or canary.ready < (canary.replicas or 1)
+        if a.kind in (ActionKind.PROMOTE, ActionKind.ROLLBACK):
+            return actions, state
+        # Pods become ready after one look; stable shrinks at once.
+        canary = _dep(a.canary_replicas, min(canary.ready if canary else 0, a.canary_replicas)
+                      if canary is None or canary.replicas != a.canary_replicas else a.canary_replicas)
+        stable = _dep(a.stable_replicas)
+        state = replace(state, step=a.step, step_started_at=a.step_started_at)
+        now += timedelta(seconds=a.requeue_after if a.requeue_after else 1)
+    raise AssertionError("the rollout did not finish")
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 5, 10])
+def test_simulated_rollout_promotes(total: int) -> None:
+    actions, _ = _simulate(ROLLOUT, total, [PASS])
+    kinds = [a.kind for a in actions]
+    assert kinds[-1] == ActionKind.PROMOTE
+    assert kinds.count(ActionKind.ADVANCE) == 2
+    assert kinds.count(ActionKind.START_STEP) == 2
+    weights = [a.weight for a in actions if a.kind == ActionKind.START_STEP]
+    assert weights == [10, 50]
+
+
+def test_simulated_rollout_rolls_back_on_failure_in_step_two() -> None:
+    verdicts: list[Verdict | None] = [PASS] * 12 + [FAIL]
+    actions, _ = _simulate(ROLLOUT, 4, verdicts)
+    assert actions[-1].kind == ActionKind.ROLLBACK
+    assert ActionKind.ADVANCE in [a.kind for a in actions]

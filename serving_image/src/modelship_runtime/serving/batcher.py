@@ -16,6 +16,7 @@ call. The choice follows a moving average of measured call times.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,10 +27,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+log = logging.getLogger("modelship.serve")
 Array = npt.NDArray[Any]
 Feed = dict[str, Array]
 # Calls shorter than this (moving average) run inline on the event loop.
 INLINE_SECONDS = 200e-6
+
+
+Reply = Callable[[Feed | BaseException], None]
 
 
 @dataclass
@@ -37,7 +42,7 @@ class _Job:
     feed: Feed
     rows: int
     signature: tuple[Any, ...]
-    future: asyncio.Future[Feed]
+    reply: Reply
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -69,12 +74,16 @@ class Batcher:
     def idle(self) -> bool:
         return not self._queue and not self._running
 
-    def submit(self, feed: Feed, rows: int) -> asyncio.Future[Feed]:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        signature = tuple((k, v.dtype.str, v.shape[1:]) for k, v in feed.items())
-        job = _Job(feed, rows, signature, loop.create_future())
+    def submit(self, feed: Feed, rows: int, reply: Reply) -> None:
+        """Queues a feed; ``reply`` gets its outputs (or the exception) on the loop thread.
+
+        Callbacks rather than futures: a response can be written in the same
+        loop iteration the batch finishes in.
+        """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        signature = tuple([(k, v.dtype.str, v.shape[1:]) for k, v in feed.items()])
+        job = _Job(feed, rows, signature, reply)
         self._queue.append(job)
         self._queued_rows += rows
         if self._queued_rows >= self.max_batch_size and self._timer is not None:
@@ -82,7 +91,6 @@ class Batcher:
             self._timer = None
             self._scheduled = False
         self._kick()
-        return job.future
 
     def prime(self, seconds: float) -> None:
         """Seeds the moving average with a measured call (the warm-up)."""
@@ -171,9 +179,7 @@ class Batcher:
     @staticmethod
     def _finish(batch: list[_Job], results: list[Feed | BaseException]) -> None:
         for job, result in zip(batch, results, strict=True):
-            if job.future.done():
-                continue
-            if isinstance(result, BaseException):
-                job.future.set_exception(result)
-            else:
-                job.future.set_result(result)
+            try:
+                job.reply(result)
+            except Exception:  # one broken reply must not starve the others
+                log.exception("Failed to deliver a batch result")

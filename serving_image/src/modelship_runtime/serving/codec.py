@@ -8,6 +8,7 @@ the message says which input and why.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,10 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
         if kind not in _FLOAT_SOURCES:
             arr = _floats_with_missing(arr, where, allow_missing, spec)
         out = arr.astype(target, copy=False)
-        if not allow_missing and not np.isfinite(out).all():
+        flat = out.ravel()
+        # A dot product is finite when every value is (and small enough): one
+        # cheap pass; only a non-finite result needs the exact check.
+        if not allow_missing and not math.isfinite(float(flat.dot(flat))) and not np.isfinite(flat).all():
             raise BadRequest(
                 f"{where}: contains NaN, infinity or a value outside the {spec.datatype} range; "
                 "this model does not accept missing values"

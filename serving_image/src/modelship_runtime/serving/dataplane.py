@@ -19,7 +19,7 @@ import numpy as np
 
 from modelship_runtime.artifacts.metadata import CategoricalReference, Metadata
 
-from .batcher import Array, Batcher, Feed
+from .batcher import Array, Batcher, Feed, Reply
 from .drift import DriftCounters
 from .errors import BadRequest, InjectedFault, NotFound, NotReady, ServeError
 from .fetch import fetch, sha256_file
@@ -216,8 +216,8 @@ class DataPlane:
             raise BadRequest(f"unknown input {name!r}; the model takes {[s.name for s in model.inputs]}")
         return spec
 
-    def infer(self, feed: Feed, outputs: list[str] | None = None) -> asyncio.Future[Feed]:
-        """Checks a feed of typed arrays and queues it; the future holds the selected outputs."""
+    def infer(self, feed: Feed, outputs: list[str] | None, reply: Reply) -> None:
+        """Checks a feed of typed arrays and queues it; ``reply`` gets the selected outputs."""
         model = self.serving_model()
         rows = self._check_feed(model, feed)
         if outputs is not None:
@@ -228,31 +228,20 @@ class DataPlane:
         if s.fault_error_ratio and self._rng.random() < s.fault_error_ratio:
             raise InjectedFault("injected fault (MODELSHIP_FAULT_ERROR_RATIO)")
         assert self.batcher is not None
-        result = self.batcher.submit(feed, rows)
         if outputs is None and not s.fault_latency_ms:
-            return result
-        loop = asyncio.get_running_loop()
-        out: asyncio.Future[Feed] = loop.create_future()
+            self.batcher.submit(feed, rows, reply)
+            return
         delay = s.fault_latency_ms / 1000.0
 
-        def deliver(f: asyncio.Future[Feed]) -> None:
-            if out.done():
-                return
-            exc = f.exception()
-            if exc is not None:
-                out.set_exception(exc)
-                return
-            value = f.result()
-            out.set_result(value if outputs is None else {k: value[k] for k in outputs})
-
-        def done(f: asyncio.Future[Feed]) -> None:
+        def deliver(result: Feed | BaseException) -> None:
+            if outputs is not None and not isinstance(result, BaseException):
+                result = {k: result[k] for k in outputs}
             if delay:
-                loop.call_later(delay, deliver, f)
+                asyncio.get_running_loop().call_later(delay, reply, result)
             else:
-                deliver(f)
+                reply(result)
 
-        result.add_done_callback(done)
-        return out
+        self.batcher.submit(feed, rows, deliver)
 
     def _check_feed(self, model: OnnxModel, feed: Feed) -> int:
         missing = [s.name for s in model.inputs if s.name not in feed]
@@ -261,9 +250,7 @@ class DataPlane:
         rows = -1
         for spec in model.inputs:
             arr = feed[spec.name]
-            if arr.ndim != len(spec.shape) or any(
-                want != -1 and got != want for got, want in zip(arr.shape, spec.shape, strict=True)
-            ):
+            if not _fits(arr.shape, spec.shape):
                 raise BadRequest(
                     f"input {spec.name!r} has shape {list(arr.shape)}; the model expects {list(spec.shape)} "
                     "(-1: any size)"
@@ -295,6 +282,15 @@ class DataPlane:
 
     def record(self, protocol: str, endpoint: str, code: int, seconds: float | None) -> None:
         self.metrics.observe(protocol, endpoint, code, seconds)
+
+
+def _fits(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    if len(shape) != len(want):
+        return False
+    for got, w in zip(shape, want, strict=True):  # noqa: SIM110  (hot path: a loop beats a generator)
+        if w != -1 and got != w:
+            return False
+    return True
 
 
 def error_body(exc: ServeError) -> dict[str, str]:

@@ -9,7 +9,8 @@ counters per known category plus ``__other__``
 counted apart (``modelship_feature_missing_total``). The prediction is the
 pseudo-feature ``__prediction__`` in the same families.
 
-Counting is per onnxruntime call, vectorised: one broadcast comparison of the
+Counting is deferred until a few hundred rows have queued (or a scrape
+arrives), then vectorised: one broadcast comparison of the
 [rows, features] block against the padded edge matrix and one bincount, so its
 cost hardly depends on the number of features and is shared by the requests of
 a batch. A collector renders the numpy counters at scrape time.
@@ -40,6 +41,9 @@ Array = npt.NDArray[Any]
 # Above this many comparisons per call, a per-column binary search is cheaper
 # than one broadcast comparison (and needs no big temporary).
 _BROADCAST_LIMIT = 1 << 16
+# Batches wait until this many rows are queued (or a scrape comes), so the
+# fixed numpy cost of counting is paid once per many small requests.
+PENDING_ROWS = 256
 
 
 def _le(value: float) -> str:
@@ -136,6 +140,8 @@ class DriftCounters(Collector):
         elif isinstance(ref.prediction, CategoricalReference):
             self.prediction_categorical = _categorical(PREDICTION, ref.prediction)
         self.rows = 0
+        self._pending: list[tuple[dict[str, Array], dict[str, Array]]] = []
+        self._pending_rows = 0
 
     @property
     def enabled(self) -> bool:
@@ -144,9 +150,25 @@ class DriftCounters(Collector):
         )
 
     def count(self, feed: dict[str, Array], outputs: dict[str, Array]) -> None:
+        """Queues a batch; counting runs once enough rows wait (or at scrape time)."""
+        rows = next(iter(feed.values())).shape[0] if feed else 0
         with self.lock:
-            self._count_inputs(feed)
-            self._count_prediction(outputs)
+            self._pending.append((feed, outputs))
+            self._pending_rows += rows
+            if self._pending_rows >= PENDING_ROWS:
+                self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        if len(pending) == 1:
+            feed, outputs = pending[0]
+        else:
+            feed = {k: np.concatenate([p[0][k] for p in pending]) for k in pending[0][0]}
+            outputs = {k: np.concatenate([p[1][k] for p in pending]) for k in pending[0][1]}
+        self._count_inputs(feed)
+        self._count_prediction(outputs)
 
     def _count_inputs(self, feed: dict[str, Array]) -> None:
         rows = 0
@@ -196,6 +218,7 @@ class DriftCounters(Collector):
         )
         rows = CounterMetricFamily("modelship_drift_rows", "Rows counted into the drift histograms.", labels=["model"])
         with self.lock:
+            self._flush()
             for block in (self.numeric, self.prediction_numeric):
                 if block is None:
                     continue

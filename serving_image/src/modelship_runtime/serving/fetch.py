@@ -3,20 +3,19 @@
 A URI ending in ``.onnx`` is a bare model (no metadata, so no drift
 histograms); anything else is an artifact directory holding model.onnx and,
 usually, metadata.json. Local files are read in place (a read-only volume is
-fine); remote ones are copied into a fresh directory under ``cache_dir``.
+fine); remote ones (``s3://``, ``http(s)://``, read through the shared artifact
+store) are copied into a fresh directory under ``cache_dir``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import tempfile
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelship_runtime.artifacts import store
 from modelship_runtime.artifacts.metadata import METADATA_FILE, MODEL_FILE
 
 
@@ -39,19 +38,26 @@ def fetch(uri: str, cache_dir: str | None = None) -> LocalModel:
     scheme = parsed.scheme.lower()
     bare = parsed.path.endswith(".onnx")
     if scheme in ("", "file"):
-        path = Path(urllib.parse.unquote(parsed.path) if scheme else uri)
+        path = Path(urllib.parse.unquote(parsed.netloc + parsed.path) if scheme else uri)
         return _local(path, bare)
+    if scheme not in ("s3", "http", "https"):
+        raise ValueError(f"unsupported model URI scheme {scheme!r} in {uri}")
+    if scheme != "s3" and not bare:
+        raise ValueError(f"an http(s) URI must name a .onnx file: {uri}")
+    # Remote: copy into a fresh writable directory (the root filesystem may be read-only).
     target = Path(tempfile.mkdtemp(prefix="modelship-model-", dir=cache_dir))
-    if scheme == "s3":
-        return _s3(parsed.netloc, parsed.path.lstrip("/"), target, bare)
-    if scheme in ("http", "https"):
-        if not bare:
-            raise ValueError(f"an http(s) URI must name a .onnx file: {uri}")
-        dest = target / MODEL_FILE
-        with urllib.request.urlopen(uri, timeout=60) as response, dest.open("wb") as out:
-            shutil.copyfileobj(response, out)
-        return LocalModel(dest, None)
-    raise ValueError(f"unsupported model URI scheme {scheme!r} in {uri}")
+    model = target / MODEL_FILE
+    if bare:
+        model.write_bytes(store.read_uri(uri))
+        return LocalModel(model, None)
+    model.write_bytes(store.read_uri(store.join(uri, MODEL_FILE)))
+    try:
+        metadata_bytes = store.read_uri(store.join(uri, METADATA_FILE))
+    except store.ArtifactNotFound:
+        return LocalModel(model, None)
+    metadata = target / METADATA_FILE
+    metadata.write_bytes(metadata_bytes)
+    return LocalModel(model, metadata)
 
 
 def _local(path: Path, bare: bool) -> LocalModel:
@@ -64,22 +70,3 @@ def _local(path: Path, bare: bool) -> LocalModel:
         raise FileNotFoundError(f"artifact {path} has no {MODEL_FILE}")
     metadata = path / METADATA_FILE
     return LocalModel(model, metadata if metadata.is_file() else None)
-
-
-def _s3(bucket: str, key: str, target: Path, bare: bool) -> LocalModel:
-    import boto3  # only s3:// needs it
-    from botocore.exceptions import ClientError
-
-    endpoint = os.environ.get("MODELSHIP_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
-    client = boto3.client("s3", endpoint_url=endpoint)
-    if bare:
-        dest = target / MODEL_FILE
-        client.download_file(bucket, key, str(dest))
-        return LocalModel(dest, None)
-    prefix = key.rstrip("/")
-    client.download_file(bucket, f"{prefix}/{MODEL_FILE}", str(target / MODEL_FILE))
-    try:
-        client.download_file(bucket, f"{prefix}/{METADATA_FILE}", str(target / METADATA_FILE))
-    except ClientError:
-        return LocalModel(target / MODEL_FILE, None)
-    return LocalModel(target / MODEL_FILE, target / METADATA_FILE)

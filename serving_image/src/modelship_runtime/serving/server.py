@@ -75,7 +75,9 @@ class Request:
         self.endpoint = ""
 
 
-Result = Response | asyncio.Future[Response]
+# A handler answers at once (a Response) or later through its reply callback (None).
+Result = Response | None
+ReplyTo = Callable[[Response], None]
 
 
 class App:
@@ -87,19 +89,27 @@ class App:
         self.connections: set[HttpProtocol] = set()
         self.closing = False
         self._openapi: tuple[str, bytes] | None = None
+        self._infer_url = b""  # the last plain infer URL seen, for the hot path
+        self._infer_name = ""
 
     # -- routing -----------------------------------------------------------
 
-    def handle(self, req: Request) -> Result:
+    def handle(self, req: Request, reply: ReplyTo) -> Result:
         try:
-            return self._route(req)
+            return self._route(req, reply)
         except ServeError as exc:
             return error_response(exc)
         except Exception as exc:  # a bug must not kill the connection or the process
             log.exception("Failed to handle %s %s", req.method.decode(), req.url[:200].decode("latin-1"))
             return Response(500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"}))
 
-    def _route(self, req: Request) -> Result:
+    def _route(self, req: Request, reply: ReplyTo) -> Result:
+        if req.url == self._infer_url and self._infer_name == self.dp.name:
+            # The hot path: skip the general parsing of the path.
+            req.protocol = "v2"
+            req.endpoint = "infer"
+            self._only(req.method, b"POST")
+            return self._infer(req, reply)
         raw = req.url.split(b"?", 1)[0]
         path = raw.decode("latin-1")
         if "%" in path:
@@ -109,10 +119,10 @@ class App:
         head = parts[0]
         if head == "v2":
             req.protocol = "v2"
-            return self._v2(req, method, parts[1:])
+            return self._v2(req, method, parts[1:], reply)
         if head == "v1":
             req.protocol = "v1"
-            return self._v1(req, method, parts[1:])
+            return self._v1(req, method, parts[1:], reply)
         if path == "/metrics":
             self._only(method, b"GET")
             return Response(200, self.dp.metrics.render(), TEXT)
@@ -121,7 +131,7 @@ class App:
             return Response(200, self._openapi_bytes())
         raise NotFound(f"no such endpoint: {path[:200]}")
 
-    def _v2(self, req: Request, method: bytes, parts: list[str]) -> Result:
+    def _v2(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
         dp = self.dp
         n = len(parts)
         if n == 0 or parts == [""]:
@@ -151,8 +161,10 @@ class App:
             req.endpoint = "infer"
             self._only(method, b"POST")
             dp.check_model(name, version)
-            feed, outputs, request_id = v2.decode_request(dp, req.body)
-            return _then(dp.infer(feed, outputs), lambda result: v2.encode_response(dp, result, request_id))
+            if version is None:
+                self._infer_name = name
+                self._infer_url = req.url
+            return self._infer(req, reply)
         if action == "ready":
             req.endpoint = "model_ready"
             self._only(method, b"GET")
@@ -165,7 +177,13 @@ class App:
             return json_response(200, dp.model_metadata())
         raise NotFound(f"no such endpoint: /v2/{'/'.join(parts)[:200]}")
 
-    def _v1(self, req: Request, method: bytes, parts: list[str]) -> Result:
+    def _infer(self, req: Request, reply: ReplyTo) -> Result:
+        dp = self.dp
+        feed, outputs, request_id = v2.decode_request(dp, req.body)
+        dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+        return None
+
+    def _v1(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
         dp = self.dp
         if parts == ["models"]:
             req.endpoint = "models"
@@ -179,7 +197,8 @@ class App:
             self._only(method, b"POST")
             dp.check_model(target[: -len(":predict")])
             feed, want_proba = v1.decode_request(dp, req.body)
-            return _then(dp.infer(feed), lambda result: v1.encode_response(dp, result, want_proba))
+            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba)))
+            return None
         if ":" in target:
             raise NotFound(f"no such verb: {target[:200]} (KServe v1 here has :predict)")
         req.endpoint = "model_ready"
@@ -216,29 +235,26 @@ class App:
                 c.close()
 
 
-def _then(fut: asyncio.Future[Feed], encode: Callable[[Feed], bytes]) -> asyncio.Future[Response]:
-    """Maps an inference future to a response future without a task."""
-    out: asyncio.Future[Response] = fut.get_loop().create_future()
+def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes]) -> Callable[[Feed | BaseException], None]:
+    """Turns an inference result (or its exception) into a response for ``reply``."""
 
-    def done(f: asyncio.Future[Feed]) -> None:
-        exc = f.exception()
-        if exc is None:
+    def done(result: Feed | BaseException) -> None:
+        if not isinstance(result, BaseException):
             try:
-                out.set_result(Response(200, encode(f.result())))
+                reply(Response(200, encode(result)))
             except ServeError as e:
-                out.set_result(error_response(e))
+                reply(error_response(e))
             except Exception as e:
                 log.exception("Failed to encode a response")
-                out.set_result(Response(500, orjson.dumps({"error": f"internal error: {type(e).__name__}"})))
-        elif isinstance(exc, ServeError):
-            out.set_result(error_response(exc))
+                reply(Response(500, orjson.dumps({"error": f"internal error: {type(e).__name__}"})))
+        elif isinstance(result, ServeError):
+            reply(error_response(result))
         else:
             # onnxruntime refused input that passed the checks: still the input's fault.
-            text = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-            out.set_result(Response(422, orjson.dumps({"error": f"the model refused the input: {text}"})))
+            text = str(result).splitlines()[0][:500] if str(result) else type(result).__name__
+            reply(Response(422, orjson.dumps({"error": f"the model refused the input: {text}"})))
 
-    fut.add_done_callback(done)
-    return out
+    return done
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -340,19 +356,18 @@ class HttpProtocol(asyncio.Protocol):
     def _serve_pending(self) -> None:
         while self.pending and not self.waiting and self.transport is not None:
             req = self.pending.popleft()
-            result = self.app.handle(req)
-            if isinstance(result, Response):
+            self.waiting = True
+            result = self.app.handle(req, lambda resp, r=req: self._on_result(r, resp))  # type: ignore[misc]
+            if result is not None:
+                self.waiting = False
                 self._write(req, result)
-            else:
-                self.waiting = True
-                result.add_done_callback(lambda f, r=req: self._on_result(r, f))  # type: ignore[misc]
         if self.paused and len(self.pending) < MAX_PIPELINED // 2 and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
 
-    def _on_result(self, req: Request, fut: asyncio.Future[Response]) -> None:
+    def _on_result(self, req: Request, resp: Response) -> None:
         self.waiting = False
-        self._write(req, fut.result())
+        self._write(req, resp)
         self._serve_pending()
 
     def _write(self, req: Request, resp: Response) -> None:

@@ -1,0 +1,68 @@
+"""`modelship local ...`: build, up, down, status, image build/load."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from modelship.localcluster.status import StepFailed
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="modelship local", description="the local upstream Kubernetes cluster")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build or reuse every binary and system image (cached)")
+    up = sub.add_parser("up", help="start the cluster (foreground until Ctrl-C, or --detach)")
+    up.add_argument("--kubeconfig", help="where to write the admin kubeconfig (default DATA_DIR/kubeconfig)")
+    up.add_argument("--data-dir", help="state and logs (default ~/.local/share/modelship/local)")
+    up.add_argument("--detach", action="store_true", help="return once ready; stop with `modelship local down`")
+    up.add_argument("--retain", action="store_true", help="keep what was started when start-up fails")
+    down = sub.add_parser("down", help="stop a cluster and remove what it made")
+    down.add_argument("--data-dir")
+    st = sub.add_parser("status", help="processes, loaded images, pods that lack an image")
+    st.add_argument("--data-dir")
+    img = sub.add_parser("image", help="build or load images without a registry")
+    isub = img.add_subparsers(dest="image_cmd", required=True)
+    ib = isub.add_parser("build", help="buildah build of a Dockerfile, loaded into the running cluster")
+    ib.add_argument("-t", "--tag", required=True, help="NAME:TAG (`latest` is refused)")
+    ib.add_argument("-f", "--file", help="Dockerfile (default CONTEXT/Dockerfile)")
+    ib.add_argument("--target")
+    ib.add_argument("--build-arg", action="append", default=[], metavar="K=V")
+    ib.add_argument("--data-dir")
+    ib.add_argument("context")
+    il = isub.add_parser("load", help="import an OCI or docker archive into the running cluster")
+    il.add_argument("archive")
+    il.add_argument("--data-dir")
+    return ap
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from modelship.localcluster import build, cluster, images
+
+    try:
+        if args.cmd == "build":
+            return build.build()
+        if args.cmd == "up":
+            p = cluster.load_paths(args.data_dir, args.kubeconfig)
+            return cluster.up(p, detach=args.detach, retain=args.retain)
+        if args.cmd == "down":
+            return cluster.down(cluster.load_paths(args.data_dir))
+        if args.cmd == "status":
+            return cluster.status(cluster.load_paths(args.data_dir))
+        if args.cmd == "image" and args.image_cmd == "build":
+            bad = [a for a in args.build_arg if "=" not in a]
+            if bad:
+                raise StepFailed(f"--build-arg wants K=V, got {bad[0]!r}")
+            name = images.build_image(args.tag, args.context, args.file, args.target,
+                                      dict(a.split("=", 1) for a in args.build_arg),
+                                      cluster=cluster.load_paths(args.data_dir))
+            print(name)
+            return 0
+        if args.cmd == "image" and args.image_cmd == "load":
+            images.load_archive(args.archive, cluster.load_paths(args.data_dir))
+            return 0
+    except StepFailed as exc:
+        print(f"modelship local {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    return 2

@@ -101,7 +101,7 @@ def register(kind: str, plural: str, reconcile: Reconcile, interval: float) -> N
             return
         guarded(kind, reconcile, dict(body))
 
-    @kopf.timer("modelship.io", "v1alpha1", plural, interval=interval, id=f"{kind}-timer")  # type: ignore[arg-type]
+    @kopf.timer("modelship.io", "v1alpha1", plural, interval=interval, id=f"{kind}-timer")
     def _on_timer(body: kopf.Body, **_: Any) -> None:
         guarded(kind, reconcile, dict(body))
 
@@ -132,7 +132,7 @@ def run(settings: OperatorSettings) -> int:
              ", ".join(settings.namespaces) or "all", settings.metrics_port, settings.health_port)
     kopf.run(
         clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces or None,
+        namespaces=settings.namespaces,
         standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )

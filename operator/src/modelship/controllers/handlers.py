@@ -1,0 +1,11 @@
+"""Registers one level-based reconcile per kind with kopf (see ``runtime``)."""
+
+from __future__ import annotations
+
+from modelship.controllers import trainingjob
+from modelship.controllers.runtime import register
+from modelship.settings import OperatorSettings
+
+
+def register_all(settings: OperatorSettings) -> None:
+    register("TrainingJob", "trainingjobs", trainingjob.reconcile, settings.reconcile_seconds)

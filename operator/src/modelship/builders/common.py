@@ -1,0 +1,133 @@
+"""Shared pieces of every built manifest: labels, owner references, hardened pods.
+
+Builders are pure: a spec goes in, a plain dict comes out, ready for the I/O
+layer (``modelship.k8s``) to create or patch. Nothing here reads the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelship import __version__
+from modelship.api.common import ResourceRequirements
+
+Obj = dict[str, Any]
+
+MODEL_LABEL = "modelship.io/model"
+REVISION_LABEL = "modelship.io/revision"
+TRAINING_JOB_LABEL = "modelship.io/training-job"
+MONITOR_LABEL = "modelship.io/drift-monitor"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "modelship", "app.kubernetes.io/part-of": "modelship"}
+
+# The serving and trainer images run as this user (distroless "nonroot").
+NONROOT_UID = 65532
+
+
+def owner_reference(owner: Mapping[str, Any]) -> Obj:
+    """A controller owner reference to ``owner`` (a body with apiVersion, kind, metadata.name/uid)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    owner: Mapping[str, Any] | None,
+    annotations: Mapping[str, str] | None = None,
+) -> Obj:
+    meta: Obj = {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **labels}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if owner is not None:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    return meta
+
+
+def pod_security_context() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NONROOT_UID,
+        "runAsGroup": NONROOT_UID,
+        "fsGroup": NONROOT_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def resources(spec: ResourceRequirements | None, default: Mapping[str, Mapping[str, str]]) -> Obj:
+    """Container resources from the spec, or ``default`` when the spec sets none."""
+    if spec is None or (not spec.requests and not spec.limits):
+        return {k: dict(v) for k, v in default.items()}
+    out: Obj = {}
+    if spec.requests:
+        out["requests"] = {k: str(v) for k, v in spec.requests.items()}
+    if spec.limits:
+        out["limits"] = {k: str(v) for k, v in spec.limits.items()}
+    return out
+
+
+@dataclass(frozen=True)
+class PodEnvironment:
+    """How pods reach the artifact store; from the operator's settings."""
+
+    s3_endpoint_url: str | None = None
+    s3_credentials_secret: str | None = None
+    artifact_pvc: str | None = None
+    artifact_mount_path: str = "/artifacts"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PodEnvironment:
+        """From ``modelship.settings.OperatorSettings`` (duck-typed, so no settings import here)."""
+        return cls(
+            settings.s3_endpoint_url, settings.s3_credentials_secret,
+            settings.artifact_pvc, settings.artifact_mount_path,
+        )
+
+    def env(self) -> list[Obj]:
+        out: list[Obj] = []
+        if self.s3_endpoint_url:
+            out.append({"name": "AWS_ENDPOINT_URL", "value": self.s3_endpoint_url})
+        return out
+
+    def env_from(self) -> list[Obj]:
+        if not self.s3_credentials_secret:
+            return []
+        return [{"secretRef": {"name": self.s3_credentials_secret, "optional": False}}]
+
+    def volumes(self, read_only: bool) -> list[Obj]:
+        if not self.artifact_pvc:
+            return []
+        return [{"name": "artifacts", "persistentVolumeClaim": {"claimName": self.artifact_pvc, "readOnly": read_only}}]
+
+    def mounts(self, read_only: bool) -> list[Obj]:
+        if not self.artifact_pvc:
+            return []
+        return [{"name": "artifacts", "mountPath": self.artifact_mount_path, "readOnly": read_only}]
+
+
+def tmp_volume(size_limit: str = "1Gi") -> Obj:
+    return {"name": "tmp", "emptyDir": {"sizeLimit": size_limit}}
+
+
+TMP_MOUNT: Obj = {"name": "tmp", "mountPath": "/tmp"}
+
+VERSION_ANNOTATION = {"modelship.io/operator-version": __version__}

@@ -1,0 +1,113 @@
+"""Traffic objects: the model's Service, per-revision Services, the HPA and a Gateway API HTTPRoute."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelship.api.model import Autoscaling, GatewayRef
+from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, Obj, metadata
+from modelship.builders.serving import PORT
+from modelship.logic.revision import child_name
+
+SERVICE_PORT = 80
+
+
+def _service(name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str],
+             owner: Mapping[str, Any] | None) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, namespace, labels, owner),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(selector),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_service(model: str, namespace: str, owner: Mapping[str, Any] | None) -> Obj:
+    """Service ``<model>`` selecting every revision of the model (stable and canary share it)."""
+    return _service(model, namespace, {MODEL_LABEL: model}, {MODEL_LABEL: model}, owner)
+
+
+def revision_service_name(model: str, role: str) -> str:
+    return child_name(model, role)
+
+
+def build_revision_service(
+    model: str, namespace: str, role: str, revision: str, owner: Mapping[str, Any] | None
+) -> Obj:
+    """Service ``<model>-<role>`` (stable or canary) selecting one revision, for HTTPRoute backends."""
+    return _service(
+        revision_service_name(model, role), namespace, {MODEL_LABEL: model, "modelship.io/role": role},
+        {MODEL_LABEL: model, REVISION_LABEL: revision}, owner,
+    )
+
+
+def service_url(model: str, namespace: str) -> str:
+    return f"http://{model}.{namespace}.svc.cluster.local"
+
+
+def build_hpa(
+    model: str, namespace: str, deployment: str, autoscaling: Autoscaling, owner: Mapping[str, Any] | None
+) -> Obj:
+    """autoscaling/v2 HPA ``<model>`` on the stable Deployment's CPU.
+
+    The HPA owns the stable's replica count: the operator reads its desired
+    count as the rollout's total instead of fighting it.
+    """
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(model, namespace, {MODEL_LABEL: model}, owner),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [{
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization",
+                                                       "averageUtilization": autoscaling.target_cpu_utilization}},
+            }],
+        },
+    }
+
+
+def build_httproute(
+    model: str,
+    namespace: str,
+    gateway: GatewayRef,
+    canary_weight: int,
+    owner: Mapping[str, Any] | None,
+    *,
+    has_canary: bool = True,
+) -> Obj:
+    """gateway.networking.k8s.io/v1 HTTPRoute ``<model>``: stable and canary Services by weight."""
+    if not 0 <= canary_weight <= 100:
+        raise ValueError("canary_weight must be within 0..100")
+    parent: Obj = {"name": gateway.name}
+    if gateway.namespace:
+        parent["namespace"] = gateway.namespace
+    backends: list[Obj] = [
+        {"name": revision_service_name(model, "stable"), "port": SERVICE_PORT,
+         "weight": 100 - canary_weight if has_canary else 100},
+    ]
+    if has_canary:
+        backends.append({"name": revision_service_name(model, "canary"), "port": SERVICE_PORT, "weight": canary_weight})
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(model, namespace, {MODEL_LABEL: model}, owner),
+        "spec": {
+            "parentRefs": [parent],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}],
+        },
+    }
+
+
+__all__ = [
+    "PORT", "SERVICE_PORT", "build_hpa", "build_httproute", "build_revision_service", "build_service",
+    "revision_service_name", "service_url",
+]

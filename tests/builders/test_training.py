@@ -1,0 +1,66 @@
+"""Trainer Job and spec ConfigMap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from builders.conftest import Validate
+from modelship.api.trainingjob import TrainingJobSpec
+from modelship.builders.common import PodEnvironment
+from modelship.builders.training import (
+    SPEC_PATH,
+    build_spec_configmap,
+    build_training_job,
+    spec_configmap_name,
+)
+
+SPEC = TrainingJobSpec.model_validate({
+    "modelRef": {"name": "iris"},
+    "dataset": {"uri": "s3://data/iris.csv", "target": "species"},
+    "candidates": [{"estimator": "LogisticRegression", "params": {"C": [0.1, 1]}}],
+    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+    "backoffLimit": 2,
+    "activeDeadlineSeconds": 900,
+    "trigger": "drift",
+})
+
+
+def test_configmap_carries_the_spec(validate: Validate, owner: dict[str, Any]) -> None:
+    cm = build_spec_configmap("iris-3", "ml", SPEC, owner)
+    validate(cm)
+    assert cm["metadata"]["name"] == "iris-3-spec" == spec_configmap_name("iris-3")
+    assert TrainingJobSpec.model_validate(yaml.safe_load(cm["data"]["spec.yaml"])) == SPEC
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+
+
+def test_training_job(validate: Validate, owner: dict[str, Any]) -> None:
+    env = PodEnvironment(s3_endpoint_url="http://s3:9000", s3_credentials_secret="s3-creds",
+                         artifact_pvc="artifacts")
+    job = build_training_job("iris-3", "ml", SPEC, image="reg/trainer:1", output_uri="s3://a/ml/iris-3",
+                             owner=owner, environment=env)
+    validate(job)
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 900, 3600)
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3"]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert c["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    assert c["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://s3:9000"} in c["env"]
+    assert c["envFrom"] == [{"secretRef": {"name": "s3-creds", "optional": False}}]
+    assert {v["name"] for v in pod["volumes"]} == {"spec", "tmp", "artifacts"}
+    assert job["metadata"]["labels"]["modelship.io/model"] == "iris"
+    assert spec["template"]["metadata"]["labels"]["modelship.io/training-job"] == "iris-3"
+
+
+def test_hand_made_training_job_has_no_model_label(validate: Validate) -> None:
+    spec = SPEC.model_copy(update={"model_ref": None, "resources": None})
+    job = build_training_job("adhoc", "ml", spec, image="t:1", output_uri="file:///artifacts/x", owner=None)
+    validate(job)
+    assert "modelship.io/model" not in job["metadata"]["labels"]
+    assert "ownerReferences" not in job["metadata"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "500m"

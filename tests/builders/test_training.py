@@ -43,6 +43,7 @@ def test_training_job(validate: Validate, owner: dict[str, Any]) -> None:
     validate(job)
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 900, 3600)
+    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4]
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
     assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3"]

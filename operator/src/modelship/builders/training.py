@@ -25,6 +25,7 @@ from modelship.logic.revision import child_name
 SPEC_DIR = "/etc/modelship"
 SPEC_FILE = "spec.yaml"
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_FILE}"
+PERMANENT_EXIT_CODES = (2, 3, 4)
 TRAINER_DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
 
 
@@ -102,6 +103,11 @@ def build_training_job(
             "backoffLimit": spec.backoff_limit,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+            # Bad spec (2), bad data (3) and failed gates (4) fail the same way on a retry.
+            "podFailurePolicy": {"rules": [{
+                "action": "FailJob",
+                "onExitCodes": {"containerName": "trainer", "operator": "In", "values": list(PERMANENT_EXIT_CODES)},
+            }]},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {

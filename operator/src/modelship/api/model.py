@@ -208,7 +208,10 @@ class Outcome(StrEnum):
 
 
 class HistoryEntry(Status):
-    revision: str = Field(description="Revision name (short hash of artifact digest and serving template).")
+    revision: str | None = Field(
+        default=None, description="Revision name (short hash of artifact digest and serving template); "
+        "empty while the version is training or when it never reached serving."
+    )
     training_job: str | None = Field(default=None, description="TrainingJob that produced it.")
     artifact_uri: str | None = Field(default=None, description="Artifact directory.")
     artifact_sha256: str | None = Field(default=None, description="sha256 of model.onnx.")

@@ -47,4 +47,8 @@ class OperatorSettings(BaseSettings):
     health_port: int = Field(default=8081, description="Liveness /healthz.")
     webhook_port: int = Field(default=8082, description="Alertmanager webhook /alerts.")
     webhook_token: str | None = Field(default=None, description="Bearer token the webhook requires, if set.")
+    allow_test_faults: bool = Field(
+        default=False,
+        description="Test-only: pass the Model annotation modelship.io/test-canary-env to canary pods.",
+    )
     scrape_timeout_seconds: float = Field(default=3.0, gt=0, description="Timeout of a pod /metrics scrape.")

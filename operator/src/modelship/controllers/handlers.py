@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from modelship.controllers import trainingjob
+from modelship.controllers import model, trainingjob
 from modelship.controllers.runtime import register
 from modelship.settings import OperatorSettings
 
 
 def register_all(settings: OperatorSettings) -> None:
+    register("Model", "models", model.reconcile, settings.reconcile_seconds)
     register("TrainingJob", "trainingjobs", trainingjob.reconcile, settings.reconcile_seconds)

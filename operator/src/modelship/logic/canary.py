@@ -41,8 +41,9 @@ def split_replicas(total: int, weight: int, max_surge: int | None = None) -> tup
 
     Rules: weight 0 gives ``(0, total)``, weight 100 gives ``(total, 0)``;
     otherwise both get at least one pod, the sum is at least ``total`` (no
-    capacity lost) and at most ``total + max_surge``, stable never exceeds
-    ``total``. Among those, the smallest error to the weight wins, then the
+    capacity lost) and at most ``total + max_surge`` (but two pods whenever
+    a canary runs, so a single-replica model gets one of each: 50 %), stable
+    never exceeds ``total``. ``max_surge`` defaults to Argo's 25 %, at least 1. Among those, the smallest error to the weight wins, then the
     fewest pods, then the most stable pods. ``total`` 0 gives ``(0, 0)``.
     """
     if total < 0 or not 0 <= weight <= 100:

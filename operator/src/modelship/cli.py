@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "local": ("modelship.localcluster.cli", "build, start and stop the local upstream Kubernetes cluster"),
     "demo": ("modelship.demo.run", "show the whole loop on the local cluster"),
     "crds": ("modelship.api.crdgen", "write the CRD YAML generated from the API models"),
+    "images": ("modelship.images", "build the project's images (content-tagged) into the local cluster"),
 }
 
 

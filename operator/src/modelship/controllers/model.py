@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelship.api.model import ModelSpec, ModelStatus, Phase
+from modelship.api.model import ModelSpec, ModelStatus, Phase, TrafficRouting
 from modelship.api.trainingjob import TrainingJobStatus
 from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, PodEnvironment
 from modelship.builders.model_training import TRIGGER_LABEL, build_training_job_resource
@@ -40,6 +40,7 @@ Body = dict[str, Any]
 # Test-only: JSON env for canary pods (e.g. MODELSHIP_FAULT_ERROR_RATIO), honoured only when the
 # operator runs with MODELSHIP_ALLOW_TEST_FAULTS=true.
 CANARY_ENV_ANNOTATION = "modelship.io/test-canary-env"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
 def owned_by(obj: Body, uid: str) -> bool:
@@ -104,6 +105,10 @@ def reconcile(ctx: Context, body: Body) -> None:
         invalid(ctx, body, "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
         return
     status = ModelStatus.model_validate(body.get("status") or {})
+    if spec.rollout.traffic_routing == TrafficRouting.GATEWAY_API and not ctx.kube.has_api(GATEWAY_API):
+        invalid(ctx, body, "rollout.trafficRouting is gatewayAPI but the cluster serves no Gateway API "
+                f"({GATEWAY_API}): install its CRDs or use trafficRouting: replicas")
+        return
 
     tjs = []
     for obj in ctx.kube.list("modelship.io/v1alpha1", "TrainingJob", namespace, selector=f"{MODEL_LABEL}={name}"):

@@ -1,0 +1,106 @@
+"""Helpers for the end-to-end tests: the demo model, a load generator, predictions."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelship.demo import data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def model_manifest(name: str, dataset_uri: str, **spec_overrides: Any) -> dict[str, Any]:
+    """The quickstart Model, made quick: one candidate, small steps, short pauses."""
+    doc = yaml.safe_load((ROOT / "examples" / "quickstart" / "model.yaml").read_text())
+    doc["metadata"] = {"name": name}
+    spec = doc["spec"]
+    spec["training"]["dataset"]["uri"] = dataset_uri
+    spec["training"]["candidates"] = [{"estimator": "LogisticRegression", "params": {"C": [1.0]}}]
+    spec["training"]["search"] = {"strategy": "grid", "cvFolds": 2}
+    spec["serving"] = {"replicas": 2, "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                                    "limits": {"memory": "512Mi"}}}
+    spec["rollout"] = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "15s"}],
+                       "analysis": {"maxErrorRatio": 0.05, "maxLatencyP99Ms": 1000, "minRequests": 10,
+                                    "interval": "3s"},
+                       "onNoData": "pause"}
+    for key, value in spec_overrides.items():
+        spec[key] = copy.deepcopy(value)
+    return doc
+
+
+def dataset(seed: int, rows: int = 2000, shift: data.Shift = data.NO_SHIFT) -> bytes:
+    return data.to_csv(rows, seed=seed, shift=shift)
+
+
+def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+@dataclass
+class Load:
+    """Continuous predictions through the Service, one new connection per request
+    (so kube-proxy spreads them over every ready pod), counting every outcome."""
+
+    url: str
+    threads: int = 4
+    ok: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self, seed: int) -> None:
+        rows = data.instances(50, seed=seed)
+        i = 0
+        while not self._stop.is_set():
+            try:
+                code, body = post(self.url, {"instances": [rows[i % len(rows)]]})
+                good = code == 200
+                detail = f"{code} {str(body)[:120]}"
+            except Exception as exc:  # connection refused / reset / timeout: a failed request
+                good, detail = False, f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    if len(self.failures) < 20:
+                        self.failures.append(detail)
+            i += 1
+            time.sleep(0.02)
+
+    def __enter__(self) -> Load:
+        for n in range(self.threads):
+            t = threading.Thread(target=self._run, args=(n,), daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=10)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}

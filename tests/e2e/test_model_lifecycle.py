@@ -1,0 +1,186 @@
+"""The operator end to end on a real cluster: real trainer Jobs, real serving pods,
+real HTTP through the Service, real load."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from helpers import Load, condition, dataset, model_manifest, post
+
+from conftest import S3, Namespace, Operator, wait_until
+from modelship.demo import data
+from modelship_runtime.artifacts.metadata import Metadata
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+
+def status(ns: Namespace, name: str) -> dict[str, Any]:
+    return dict((ns.get("model", name) or {}).get("status") or {})
+
+
+def wait_phase(ns: Namespace, name: str, phase: str, timeout: float = 420) -> dict[str, Any]:
+    return wait_until(lambda: status(ns, name) if status(ns, name).get("phase") == phase else None,
+                      timeout, f"Model {name} phase {phase}", interval=2)  # type: ignore[no-any-return]
+
+
+def service_url(ns: Namespace, name: str) -> str:
+    svc = ns.get("service", name)
+    assert svc is not None, "the Model's Service is missing"
+    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/v1/models/{name}:predict"
+
+
+def local_predictions(s3: S3, artifact_uri: str, rows: list[dict[str, Any]]) -> list[Any]:
+    """The same rows through onnxruntime in this process, from the artifact in the store."""
+    bucket, _, prefix = artifact_uri.removeprefix("s3://").partition("/")
+    read = lambda key: s3.client.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + key)["Body"].read()  # noqa: E731
+    meta = Metadata.model_validate_json(read("metadata.json"))
+    session = ort.InferenceSession(read("model.onnx"), providers=["CPUExecutionProvider"])
+    types = {"float": np.float32, "double": np.float64, "int64": np.int64, "string": object}
+    feeds = {f.name: np.array([[r[f.name]] for r in rows], dtype=types[f.dtype]) for f in meta.features}
+    label = next(o.name for o in meta.outputs if o.role == "label")
+    out = session.run([label], feeds)[0]
+    return [v.item() if hasattr(v, "item") else v for v in np.asarray(out).ravel()]
+
+
+def test_apply_train_serve_then_canary_promoted_under_load_with_zero_failures(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=1))
+    started = time.monotonic()
+    namespace.apply(model_manifest("loans", uri))
+    st = wait_phase(namespace, "loans", "Serving")
+    apply_to_ready = time.monotonic() - started
+    print(f"apply → Ready: {apply_to_ready:.1f} s")
+    assert condition(namespace.get("model", "loans"), "Ready")["status"] == "True"
+    assert st["url"] == f"http://loans.{namespace.name}.svc.cluster.local"
+    tj = namespace.get("trainingjob", "loans-1")
+    assert tj is not None and tj["status"]["phase"] == "Succeeded" and tj["status"]["artifact"]["sha256"]
+
+    # Predictions through the Service equal onnxruntime on the same artifact.
+    url = service_url(namespace, "loans")
+    rows = data.instances(20, seed=5)
+    code, body = post(url, {"instances": rows})
+    assert code == 200, body
+    assert body["predictions"] == local_predictions(s3, tj["status"]["artifact"]["uri"], rows)
+
+    # New data, retrain by annotation; the canary goes through its step under load.
+    s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=2))
+    first = st["stableRevision"]
+    with Load(url) as load:
+        time.sleep(2)
+        namespace.kubectl("annotate", "model", "loans", "modelship.io/retrain=1", "--overwrite")
+        wait_until(lambda: status(namespace, "loans").get("canaryRevision"), 300, "a canary revision")
+        done = wait_until(
+            lambda: (s := status(namespace, "loans")).get("stableRevision") not in (None, first)
+            and not s.get("canaryRevision") and s, 300, "promotion of the canary")
+        time.sleep(3)
+    print(f"load during the rollout: {load.ok} ok, {load.failed} failed")
+    assert load.failed == 0, load.failures
+    assert load.ok > 100
+    history = done["history"]
+    assert history[0]["outcome"] == "Promoted" and history[0]["trigger"] == "manual"
+    assert {h.get("trainingJob") for h in history} >= {"loans-1", "loans-2"}
+    deployments = namespace.list("deployment", "modelship.io/model=loans")
+    assert [d["metadata"]["name"] for d in deployments] == [done["stableRevision"]]
+    assert "modelship_rollouts_total" in operator.metrics()
+
+
+def test_faulty_canary_is_rolled_back_and_stable_keeps_serving(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=3))
+    namespace.apply(model_manifest("risky", uri))
+    st = wait_phase(namespace, "risky", "Serving")
+    stable = st["stableRevision"]
+    url = service_url(namespace, "risky")
+    s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=4))
+    namespace.kubectl("annotate", "model", "risky", "--overwrite",
+                      'modelship.io/test-canary-env={"MODELSHIP_FAULT_ERROR_RATIO": "0.5"}')
+    with Load(url) as load:
+        namespace.kubectl("annotate", "model", "risky", "modelship.io/retrain=1", "--overwrite")
+        done = wait_until(
+            lambda: (s := status(namespace, "risky")) and any(h["outcome"] == "RolledBack" for h in s["history"])
+            and not s.get("canaryRevision") and s, 300, "the rollback")
+    rolled = next(h for h in done["history"] if h["outcome"] == "RolledBack")
+    assert "error ratio" in rolled["reason"], rolled
+    assert done["stableRevision"] == stable and done["phase"] == "Serving"
+    print(f"load during the faulty canary: {load.ok} ok, {load.failed} failed (the canary's injected 5xx)")
+    assert load.ok > 0
+    # After the rollback only the stable revision answers, and it answers every request.
+    wait_until(lambda: len(namespace.list("pod", "modelship.io/model=risky")) == 2, 120, "canary pods gone")
+    with Load(url, threads=2) as after:
+        time.sleep(5)
+    assert after.failed == 0 and after.ok > 20, after.failures
+    events = namespace.kubectl("get", "events", "--field-selector", "involvedObject.name=risky", "-o", "json").stdout
+    assert any(e["reason"] == "RolledBack" for e in json.loads(events)["items"])
+
+
+def test_a_version_failing_a_gate_never_receives_traffic(namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=6))
+    namespace.apply(model_manifest("strict", uri, gates={"thresholds": [{"metric": "roc_auc", "min": 0.9999}]}))
+    st = wait_phase(namespace, "strict", "Failed")
+    trained = condition(namespace.get("model", "strict"), "Trained")
+    assert trained["status"] == "False" and trained["reason"] == "GateFailed", trained
+    assert "roc_auc" in trained["message"]
+    assert st["history"][0]["outcome"] == "Refused"
+    assert namespace.list("deployment", "modelship.io/model=strict") == []
+    tj = namespace.get("trainingjob", "strict-1")
+    assert tj is not None and tj["status"]["reason"] == "GateFailed"
+
+
+def test_invalid_specs_are_refused_or_reported(namespace: Namespace, operator: Operator) -> None:
+    bad = model_manifest("bad", "s3://modelship/x.csv")
+    bad["spec"]["rollout"]["steps"] = [{"weight": 50}, {"weight": 10}]
+    res = namespace.kubectl("apply", "-f", "-", stdin=json.dumps(bad), check=False)
+    assert res.returncode != 0 and "canary step weights must be strictly increasing" in res.stderr
+    tj = {"apiVersion": "modelship.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "typo"},
+          "spec": {"dataset": {"uri": "s3://modelship/nowhere.csv", "target": "y"},
+                   "candidates": [{"estimator": "LogisticRegression", "params": {"Cee": [1]}}]}}
+    namespace.apply(tj)
+    got = wait_until(lambda: (t := namespace.get("trainingjob", "typo")) and
+                     t.get("status", {}).get("phase") == "Failed" and t, 240, "the TrainingJob to fail")
+    assert got["status"]["reason"] in ("InvalidSpec", "StoreError"), got["status"]
+    assert condition(got, "Failed")["message"]
+
+
+def test_operator_killed_during_rollouts_resumes_without_duplicates(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=7))
+    namespace.apply(model_manifest("sturdy", uri))
+    rng = random.Random(11)
+    try:
+        for _ in range(2):  # kill -9 at a random moment of training, deploying or serving
+            time.sleep(rng.uniform(2, 12))
+            operator.kill()
+            operator.start()
+        first = wait_phase(namespace, "sturdy", "Serving")["stableRevision"]
+        s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=8))
+        namespace.kubectl("annotate", "model", "sturdy", "modelship.io/retrain=1", "--overwrite")
+        for _ in range(2):  # and during the canary
+            time.sleep(rng.uniform(3, 15))
+            operator.kill()
+            operator.start()
+        done = wait_until(lambda: (s := status(namespace, "sturdy")).get("stableRevision") not in (None, first)
+                          and not s.get("canaryRevision") and s, 420, "promotion after the kills")
+    finally:
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()
+    tjs = sorted(t["metadata"]["name"] for t in namespace.list("trainingjob"))
+    assert tjs == ["sturdy-1", "sturdy-2"], tjs
+    deployments = [d["metadata"]["name"] for d in namespace.list("deployment", "modelship.io/model=sturdy")]
+    assert deployments == [done["stableRevision"]]
+
+
+def test_deleting_a_model_removes_what_it_made(namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=9))
+    namespace.apply(model_manifest("brief", uri))
+    wait_phase(namespace, "brief", "Serving")
+    namespace.kubectl("delete", "model", "brief", "--wait=true", "--timeout=120s")
+    for kind in ("trainingjob", "deployment", "service", "job", "configmap"):
+        wait_until(lambda k=kind: not [o for o in namespace.list(k) if o["metadata"]["name"].startswith("brief")],
+                   120, f"{kind}s of the deleted Model to go")
+

@@ -239,9 +239,11 @@ def _simulate(rollout: Rollout, total: int, verdicts: list[Verdict | None]) -> t
     raise AssertionError("the rollout did not finish")
 
 
+@pytest.mark.parametrize("routing", ["replicas", "gatewayAPI"])
 @pytest.mark.parametrize("total", [1, 2, 3, 5, 10])
-def test_simulated_rollout_promotes(total: int) -> None:
-    actions, _ = _simulate(ROLLOUT, total, [PASS])
+def test_simulated_rollout_promotes(total: int, routing: str) -> None:
+    rollout = ROLLOUT.model_copy(update={"traffic_routing": routing})
+    actions, _ = _simulate(rollout, total, [PASS])
     kinds = [a.kind for a in actions]
     assert kinds[-1] == ActionKind.PROMOTE
     assert kinds.count(ActionKind.ADVANCE) == 2
@@ -255,3 +257,26 @@ def test_simulated_rollout_rolls_back_on_failure_in_step_two() -> None:
     actions, _ = _simulate(ROLLOUT, 4, verdicts)
     assert actions[-1].kind == ActionKind.ROLLBACK
     assert ActionKind.ADVANCE in [a.kind for a in actions]
+
+
+def test_route_weight_moves_only_when_the_canary_is_ready() -> None:
+    rollout = ROLLOUT.model_copy(update={"traffic_routing": "gatewayAPI"})
+    # Step 1 (10 %): canary asked for, not ready: the route keeps 0 %.
+    a = next_rollout_action(rollout, 10, _state(0, None), _dep(1, 0), _dep(10), None, T0)
+    assert (a.kind, a.weight, a.route_weight) == (ActionKind.WAIT, 10, 0)
+    a = next_rollout_action(rollout, 10, _state(0, None), _dep(1), _dep(10), None, T0)
+    assert (a.kind, a.route_weight) == (ActionKind.START_STEP, 10)
+    # Advancing keeps the old weight until step 2's five pods are ready.
+    a = next_rollout_action(rollout, 10, _state(0, T0), _dep(1), _dep(10), PASS, T0 + timedelta(minutes=1))
+    assert (a.kind, a.route_weight, a.canary_replicas) == (ActionKind.ADVANCE, 10, 5)
+    a = next_rollout_action(rollout, 10, _state(1, None), _dep(5, 3), _dep(10), None, T0)
+    assert (a.kind, a.route_weight) == (ActionKind.WAIT, 10)
+    a = next_rollout_action(rollout, 10, _state(1, None), _dep(5), _dep(10), None, T0)
+    assert a.route_weight == 50
+    # Final stage: 100 % only at promotion.
+    a = next_rollout_action(rollout, 10, _state(2, None), _dep(10, 4), _dep(10), None, T0)
+    assert (a.kind, a.route_weight) == (ActionKind.WAIT, 50)
+    a = next_rollout_action(rollout, 10, _state(2, None), _dep(10), _dep(10), None, T0)
+    assert (a.kind, a.route_weight, a.stable_replicas) == (ActionKind.PROMOTE, 100, 0)
+    a = next_rollout_action(rollout, 10, _state(1, T0), _dep(5), _dep(10), FAIL, T0)
+    assert (a.kind, a.route_weight) == (ActionKind.ROLLBACK, 0)

@@ -139,6 +139,10 @@ class RolloutAction:
     reason: str
     message: str
     requeue_after: float | None = None
+    # The canary weight to put on an HTTPRoute now: a step's weight only once the
+    # canary is ready at that step's size, so the route never sends traffic to
+    # pods that are not there yet. (With replica routing, informational.)
+    route_weight: int = 0
 
     @property
     def writes(self) -> bool:
@@ -156,11 +160,12 @@ def _step_weight(rollout: Rollout, step: int) -> int:
 
 def _plan(rollout: Rollout, total: int, weight: int, max_surge: int | None) -> tuple[int, int]:
     """Desired (canary, stable) at ``weight`` for the routing in use."""
+    if rollout.traffic_routing == TrafficRouting.GATEWAY_API:
+        # Weights are exact on the route: the canary needs only its share of capacity,
+        # and the stable keeps all of its pods until the route moves to 100 % at promotion.
+        return (total if weight >= 100 else max(1, math.ceil(total * weight / 100))), total
     if weight >= 100:
         return total, 0
-    if rollout.traffic_routing == TrafficRouting.GATEWAY_API:
-        # Weights are exact on the route: the canary needs only its share of capacity.
-        return max(1, math.ceil(total * weight / 100)), total
     return split_replicas(total, weight, max_surge)
 
 
@@ -190,7 +195,8 @@ def next_rollout_action(
     if total == 0:
         # Nothing serves and nothing can be analysed: the new revision simply takes over.
         return RolloutAction(ActionKind.PROMOTE, 0, 0, 100, None, None, Reason.PROMOTED,
-                             f"Promoted {state.canary_revision} at zero replicas (nothing to analyse)")
+                             f"Promoted {state.canary_revision} at zero replicas (nothing to analyse)",
+                             route_weight=100)
     if state.stable_revision is None or rollout.strategy == RolloutStrategy.RECREATE:
         return _replace_all(rollout, total, state, canary, stable)
 
@@ -202,9 +208,10 @@ def next_rollout_action(
     want_canary, want_stable = _plan(rollout, total, weight, max_surge)
     canary_ready = canary.ready if canary is not None and canary.up_to_date else 0
     stable_now = stable_replicas_now(total, want_stable, min(canary_ready, want_canary))
+    previous_weight = 0 if step == 0 else _step_weight(rollout, step - 1)
     base = RolloutAction(
         ActionKind.WAIT, want_canary, stable_now, weight, step, state.step_started_at,
-        Reason.CANARY_NOT_READY, "", requeue_after=interval,
+        Reason.CANARY_NOT_READY, "", requeue_after=interval, route_weight=previous_weight,
     )
 
     if verdict is not None and verdict.kind == VerdictKind.FAIL and step < last:
@@ -228,10 +235,12 @@ def next_rollout_action(
         return replace(base, message=f"Waiting for canary {state.canary_revision}: "
                        f"{canary_ready}/{want_canary} pods ready")
 
+    base = replace(base, route_weight=weight)  # the canary is ready at this step's size
     if step >= last:
         return RolloutAction(
             ActionKind.PROMOTE, total, 0, 100, None, None, Reason.PROMOTED,
             f"Promoted {state.canary_revision}: it passed {last} canary step(s) and now serves all traffic",
+            route_weight=100,
         )
 
     if state.step_started_at is None:
@@ -264,7 +273,7 @@ def next_rollout_action(
         Reason.STEP_PASSED,
         f"Step {_step_label(step, last)} ({weight}%) passed: {note}; going to "
         + (f"step {_step_label(nxt, last)} ({nxt_weight}%)" if nxt < last else "100%"),
-        requeue_after=0.0,
+        requeue_after=0.0, route_weight=weight,
     )
 
 
@@ -297,7 +306,8 @@ def _replace_all(
                              f"Deploying {state.canary_revision} with {total} replica(s)")
     if canary.settled and canary.ready >= total:
         return RolloutAction(ActionKind.PROMOTE, total, 0, 100, None, None, Reason.PROMOTED,
-                             f"{state.canary_revision} is available with {canary.ready} replica(s)")
+                             f"{state.canary_revision} is available with {canary.ready} replica(s)",
+                             route_weight=100)
     interval = _seconds(parse_duration(rollout.analysis.interval))
     return RolloutAction(ActionKind.WAIT, total, 0, 100, None, None, Reason.DEPLOYING,
                          f"Waiting for {state.canary_revision}: {canary.ready}/{total} pods ready",

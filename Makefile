@@ -66,16 +66,8 @@ cluster-build: venv
 
 # The project's images, built with buildah (no Docker) and loaded into the
 # running local cluster; tags are the project version plus a content hash.
-IMAGES_CONTEXT ?= .
-IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 images: venv
-	@if [ ! -f serving_image/Dockerfile ]; then \
-	  echo "images: serving_image/Dockerfile does not exist yet; skipped"; exit 0; fi; \
-	hash=$$(find serving_image pyproject.toml -type f ! -path '*/__pycache__/*' -print0 | sort -z \
-	  | xargs -0 sha256sum | sha256sum | cut -c1-10); \
-	for t in serving trainer; do \
-	  $(PY) -m modelship.cli local image build -t modelship/$$t:$(IMAGE_VERSION)-$$hash \
-	    -f serving_image/Dockerfile --target $$t $(IMAGES_CONTEXT); done
+	$(PY) -m modelship.cli images build
 
 demo: venv
 	$(PY) -m modelship.cli demo

@@ -46,6 +46,12 @@ def references(root: Path = ROOT) -> dict[str, str]:
     return {name: reference(name, root) for name in IMAGES}
 
 
+def _cluster_running() -> bool:
+    from modelship.localcluster.paths import ClusterPaths
+
+    return ClusterPaths.make().containerd_sock.exists()
+
+
 def build(names: list[str] | None = None, root: Path = ROOT, force: bool = False) -> dict[str, str]:
     """Build (or reuse) and load into the running local cluster; name → reference."""
     from modelship.localcluster import images as builder
@@ -56,12 +62,11 @@ def build(names: list[str] | None = None, root: Path = ROOT, force: bool = False
         ref = reference(name, root)
         if not (root / dockerfile).exists():
             raise FileNotFoundError(f"{dockerfile} does not exist")
-        if force or not builder.has_image(ref):
+        archive = builder.built_archives().get(ref)
+        if force or archive is None or not builder.has_image(ref):
             builder.build_image(ref, root, dockerfile=root / dockerfile, target=target)
-        else:
-            archive = builder.archive_path(ref) if hasattr(builder, "archive_path") else None
-            if archive is not None and archive.exists():
-                builder.load_if_running(archive)
+        elif _cluster_running() and ref not in builder.loaded_images():
+            builder.load_if_running(archive)
         out[name] = ref
     return out
 

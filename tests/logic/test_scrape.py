@@ -33,6 +33,8 @@ modelship_feature_category_total{model="m",feature="color",category="__other__"}
 modelship_requests_total{model="m",protocol="v2",endpoint="infer",code="200"} 7.0
 modelship_requests_total{model="m",protocol="v1",endpoint="predict",code="200"} 3.0
 modelship_requests_total{model="m",protocol="v2",endpoint="infer",code="500"} 1.0
+modelship_requests_total{model="m",protocol="v2",endpoint="ready",code="503"} 40.0
+modelship_requests_total{model="m",protocol="v2",endpoint="live",code="200"} 90.0
 """
 
 REFS = {
@@ -50,7 +52,7 @@ def test_drift_counts() -> None:
     assert counts["color"].tolist() == [3, 0, 1]
 
 
-def test_request_counters_sum_over_protocols() -> None:
+def test_request_counters_sum_inference_over_protocols_and_skip_probes() -> None:
     c = request_counters(parse_samples(TEXT))
     assert c.by_code == {"200": 10.0, "500": 1.0}
     assert c.requests == 11.0

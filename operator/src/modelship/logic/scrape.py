@@ -27,6 +27,9 @@ REQUESTS = "modelship_requests_total"
 LATENCY_BUCKET = "modelship_request_duration_seconds_bucket"
 FEATURE_BUCKET = "modelship_feature_value_bucket"
 FEATURE_CATEGORY = "modelship_feature_category_total"
+# Only predictions count for canary analysis: health probes are requests too
+# (a not-ready pod answers its readiness probe with 503), and would be noise.
+INFERENCE_ENDPOINTS = frozenset({"infer", "predict"})
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,14 @@ class RequestCounters:
 
 
 def request_counters(samples: Iterable[Sample]) -> RequestCounters:
-    """Sum a pod's request counters over protocols and endpoints, by code; latency by ``le``."""
+    """Sum a pod's inference request counters over protocols, by code; latency by ``le``.
+
+    Requests to other endpoints (health, metadata) are left out.
+    """
     by_code: dict[str, float] = {}
     latency: dict[float, float] = {}
     for s in samples:
-        if s.name == REQUESTS:
+        if s.name == REQUESTS and s.labels.get("endpoint", "infer") in INFERENCE_ENDPOINTS:
             code = s.labels.get("code", "")
             by_code[code] = by_code.get(code, 0.0) + s.value
         elif s.name == LATENCY_BUCKET and "le" in s.labels:

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from modelship_runtime.drift.window import bins_from_cumulative, pick_baseline, prune, window_counts
+from modelship_runtime.drift.window import (
+    bins_from_cumulative,
+    pick_baseline,
+    prune,
+    window_counts,
+    window_counts_by_feature,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -64,3 +70,13 @@ def test_pick_baseline_and_prune() -> None:
     kept = prune(list(reversed(snaps)), now, timedelta(minutes=10))
     assert [t for t, _ in kept] == [T0 + timedelta(minutes=m) for m in (5, 10, 15)]
     assert prune([], now, timedelta(minutes=1)) == []
+
+
+def test_window_counts_by_feature() -> None:
+    old = {"a": {"x": [1, 1], "y": [5, 5, 5]}, "b": {"x": [9, 9]}}
+    new = {"a": {"x": [2, 3], "y": [6, 5, 5]}, "b": {"x": [1, 0]}, "c": {"x": [1, 2, 3]}}
+    w = window_counts_by_feature(old, new)
+    assert w["x"].counts.tolist() == [1 + 1, 2 + 0]  # a: +1,+2; b restarted: 1,0; c (other bins) dropped
+    assert w["x"].resets == ("b",)
+    assert w["y"].counts.tolist() == [1, 0, 0]
+    assert window_counts_by_feature(None, new)["y"].counts.tolist() == [6, 5, 5]

@@ -108,3 +108,28 @@ def prune(
     if base is None:
         return []
     return sorted((s for s in snapshots if s[0] >= base[0]), key=lambda s: s[0])
+
+
+def window_counts_by_feature(
+    old: Mapping[str, Mapping[str, npt.ArrayLike]] | None,
+    new: Mapping[str, Mapping[str, npt.ArrayLike]],
+) -> dict[str, WindowCounts]:
+    """:func:`window_counts` for every feature at once.
+
+    Snapshots here map pod → feature → per-bin counts (what
+    ``modelship.logic.scrape.drift_counts`` returns for one pod). A feature
+    is in the result when any pod in ``new`` reports it.
+    """
+    features = sorted({f for per_pod in new.values() for f in per_pod})
+    out: dict[str, WindowCounts] = {}
+    for feature in features:
+        now = {pod: per_pod[feature] for pod, per_pod in new.items() if feature in per_pod}
+        before = None if old is None else {pod: per_pod[feature] for pod, per_pod in old.items() if feature in per_pod}
+        sizes = {np.asarray(v).size for v in now.values()}
+        if len(sizes) != 1:
+            # Pods disagree on the bins (two model versions): keep the most common size
+            # (the larger on a tie, so the answer does not depend on set order).
+            size = max(sizes, key=lambda n: (sum(np.asarray(v).size == n for v in now.values()), n))
+            now = {p: v for p, v in now.items() if np.asarray(v).size == size}
+        out[feature] = window_counts(before, now)
+    return out

@@ -142,3 +142,11 @@ def test_pipeline_options_pca_minmax_constant_imputation(train: Trainer, dataset
     run = train(spec)
     assert run.code == 0, run.stderr
     assert run.summary["onnxMaxDelta"] <= 1e-4
+
+
+def test_ordinal_codes_without_one_hot(train: Trainer, datasets: dict[str, Path]) -> None:
+    spec = spec_for(datasets["mixed"], "label", {"estimator": "DecisionTree", "params": {"max_depth": [4]}},
+                    dataset={"features": ["a", "color", "size"]}, pipeline={"oneHot": False})
+    run = train(spec)
+    assert run.code == 0, run.stderr
+    assert run.summary["onnxMaxDelta"] <= 1e-4

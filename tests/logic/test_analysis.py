@@ -104,3 +104,28 @@ def test_analyse_from_scrapes() -> None:
     assert v.kind == VerdictKind.PASS, v.message
     assert v.requests == 51 and v.error_ratio == pytest.approx(1 / 51)
     assert v.p99_ms == pytest.approx(10 * 0.99 * 60 / 60, rel=1e-6)  # rank in the first bucket
+
+
+def test_analysis_reads_the_servers_own_metrics() -> None:
+    from modelship_runtime.serving.metrics import Metrics
+
+    pod = Metrics("iris")
+    for _ in range(30):
+        pod.observe("v2", "ready", 503, None)  # probes of a pod still loading: not predictions
+    base = {"p": request_counters(parse_samples(pod.render().decode()))}
+    for i in range(200):
+        pod.observe("v2" if i % 2 else "v1", "infer" if i % 2 else "predict", 200, 0.004)
+    for _ in range(3):
+        pod.observe("v2", "infer", 500, 0.004)
+    now = {"p": request_counters(parse_samples(pod.render().decode()))}
+    v = analyse(base, now, Analysis(max_error_ratio=0.01, max_latency_p99_ms=100, min_requests=20))
+    assert v.requests == 203
+    assert v.kind == VerdictKind.FAIL and "3 of 203" in v.message
+    ok = analyse(base, now, Analysis(max_error_ratio=0.05, max_latency_p99_ms=100, min_requests=20))
+    assert ok.kind == VerdictKind.PASS, ok.message
+    assert 2.5 < ok.p99_ms <= 5.0  # in the (2.5 ms, 5 ms] bucket
+    for _ in range(5):
+        pod.observe("v2", "infer", 200, 0.3)  # 5 slow of 208: p99 lands in the (250, 500] ms bucket
+    slow = analyse(base, {"p": request_counters(parse_samples(pod.render().decode()))},
+                   Analysis(max_error_ratio=0.05, max_latency_p99_ms=100, min_requests=20))
+    assert slow.kind == VerdictKind.FAIL and "p99 latency" in slow.message and 250 < slow.p99_ms <= 500

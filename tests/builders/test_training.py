@@ -65,3 +65,12 @@ def test_hand_made_training_job_has_no_model_label(validate: Validate) -> None:
     assert "modelship.io/model" not in job["metadata"]["labels"]
     assert "ownerReferences" not in job["metadata"]
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "500m"
+
+
+def test_pod_environment_from_settings() -> None:
+    from modelship.settings import OperatorSettings
+
+    settings = OperatorSettings(s3_endpoint_url="http://s3:9000", artifact_pvc="art", artifact_mount_path="/data")
+    env = PodEnvironment.from_settings(settings)
+    assert env == PodEnvironment("http://s3:9000", None, "art", "/data")
+    assert PodEnvironment().env() == [] and PodEnvironment().env_from() == [] and PodEnvironment().volumes(True) == []

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelship import __version__
 from modelship.api.common import ResourceRequirements
+
+if TYPE_CHECKING:
+    from modelship.settings import OperatorSettings
 
 Obj = dict[str, Any]
 
@@ -95,8 +98,8 @@ class PodEnvironment:
     artifact_mount_path: str = "/artifacts"
 
     @classmethod
-    def from_settings(cls, settings: Any) -> PodEnvironment:
-        """From ``modelship.settings.OperatorSettings`` (duck-typed, so no settings import here)."""
+    def from_settings(cls, settings: OperatorSettings) -> PodEnvironment:
+        """From the operator's settings (``MODELSHIP_*``)."""
         return cls(
             settings.s3_endpoint_url, settings.s3_credentials_secret,
             settings.artifact_pvc, settings.artifact_mount_path,

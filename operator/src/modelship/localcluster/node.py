@@ -84,6 +84,7 @@ state = "{p.containerd_state}"
   restrict_oom_score_adj = {str(not ctx.cap_sys_resource).lower()}
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  netns_mounts_under_state_dir = true
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -174,7 +175,7 @@ def kubelet_config(ctx: Context) -> dict[str, object]:
         "failSwapOn": False,
         "maxPods": 250,
         "serializeImagePulls": False,
-        "podLogsDirectory": str(ctx.paths.data / "pod-logs"),
+        "podLogsDir": str(ctx.paths.data / "pod-logs"),
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%", "imagefs.available": "2%",
                          "nodefs.inodesFree": "2%"},
         "imageGCHighThresholdPercent": 100,

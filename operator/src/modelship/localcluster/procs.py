@@ -42,10 +42,18 @@ def running_pid(paths: ClusterPaths, name: str) -> int | None:
     try:
         pid_s, exe = pidfile.read_text().split("\n")[:2]
         pid = int(pid_s)
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
     except (OSError, ValueError):
         return None
     if _zombie(pid):
+        return None
+    try:
+        if os.readlink(f"/proc/{pid}/exe") == exe:
+            return pid
+    except OSError:
+        pass
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
         return None
     return pid if cmd == exe else None
 
@@ -97,7 +105,8 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, paths: Clus
                 return
         except Exception:
             pass
-        if paths is not None and name is not None and running_pid(paths, name) is None:
+        if paths is not None and name is not None and running_pid(paths, name) is None \
+                and (time.sleep(0.5) or running_pid(paths, name) is None):
             raise StepFailed(f"{name} exited; see {paths.logs / (name + '.log')}:\n{tail(paths, name)}")
         time.sleep(interval)
     where = f"; see {paths.logs / (name + '.log')}" if paths is not None and name else ""

@@ -26,6 +26,10 @@ from modelship.localcluster import procs
 from modelship.localcluster.paths import ClusterPaths
 
 CHAIN = re.compile(r"^(CNI-|KUBE-)")
+# Host directories the runtime and kubelet create when missing; removed at
+# the end only if they did not exist before and are empty again.
+HOST_DIRS = ("/var/lib/cni/results", "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/var/run/netns",
+             "/run/containerd/s", "/run/containerd")
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +47,8 @@ def record_host_before(p: ClusterPaths) -> None:
     """What the host had before our first `up`, so teardown removes only what we made."""
     f = p.run / "host-before.json"
     if not f.exists():
-        f.write_text(json.dumps({"nft_tables": nft_tables()}))
+        f.write_text(json.dumps({"nft_tables": nft_tables(),
+                                 "dirs": [d for d in HOST_DIRS if Path(d).exists()]}))
 
 
 def stop_pods(p: ClusterPaths) -> None:
@@ -135,6 +140,15 @@ def after_containerd(p: ClusterPaths) -> None:
     shutil.rmtree(p.cni_ipam, ignore_errors=True)
 
 
+def _remove_log_links(p: ClusterPaths) -> None:
+    """The kubelet links /var/log/containers/* to our pod logs; drop links into our data dir."""
+    d = Path("/var/log/containers")
+    if d.is_dir():
+        for link in d.iterdir():
+            if link.is_symlink() and os.readlink(link).startswith(str(p.data)):
+                link.unlink()
+
+
 def after_kube_proxy(p: ClusterPaths) -> None:
     for family in ("ip", "ip6"):
         if f"{family} kube-proxy" in nft_tables():
@@ -168,12 +182,17 @@ def final_cleanup(p: ClusterPaths) -> None:
     after_kube_proxy(p)
     remove_chains()
     before_file = p.run / "host-before.json"
-    before = json.loads(before_file.read_text())["nft_tables"] if before_file.exists() else None
+    _remove_log_links(p)
+    before = json.loads(before_file.read_text()) if before_file.exists() else None
     if before is not None:
         for table in nft_tables():
-            if table not in before:
+            if table not in before["nft_tables"]:
                 family, name = table.split(None, 1)
                 _run("nft", "delete", "table", family, name)
+        for d in HOST_DIRS:
+            if d not in before.get("dirs", HOST_DIRS):
+                with contextlib.suppress(OSError):
+                    Path(d).rmdir()
         before_file.unlink()
 
 

@@ -29,6 +29,7 @@ PAUSE_IMAGE = f"docker.io/modelship/local-pause:{versions.KUBERNETES}"
 COREDNS_IMAGE = f"docker.io/modelship/local-coredns:{versions.COREDNS}"
 LOCAL_PATH_IMAGE = f"docker.io/modelship/local-path-provisioner:{versions.LOCAL_PATH_PROVISIONER}"
 HELPER_IMAGE = "docker.io/modelship/local-busybox:1.35"
+BUILD_CA = "/etc/ssl/modelship-build-ca.crt"  # the host's CA bundle, mounted read-only during builds
 
 
 def qualify(name: str) -> str:
@@ -156,7 +157,7 @@ def _pip_conf() -> Path:
     """pip inside builds trusts the host's CA bundle (the machine reaches PyPI through it)."""
     conf = paths.cache_root() / "build-pip.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+    conf.write_text(f"[global]\ncert = {BUILD_CA}\n")
     return conf
 
 
@@ -173,7 +174,8 @@ def build_image(tag: str, context: str | Path, dockerfile: str | Path | None = N
     ca = Path("/etc/ssl/certs/ca-certificates.crt")
     argv = ["bud", "--layers", "--network", "host", "-t", name]
     if ca.exists():
-        argv += ["-v", f"{ca}:{ca}:ro", "-v", f"{_pip_conf()}:/etc/pip.conf:ro"]
+        # Beside, not over, the image's own bundle: installing ca-certificates must still work.
+        argv += ["-v", f"{ca}:{BUILD_CA}:ro", "-v", f"{_pip_conf()}:/etc/pip.conf:ro"]
     if dockerfile:
         argv += ["-f", str(dockerfile)]
     if target:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from conftest import Server
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.25] * 30}]}
@@ -97,6 +98,11 @@ def test_workers_share_the_port(artifacts: dict[str, Path], start_server: Any) -
     pid = server.proc.pid
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(children) == 2
+    deadline = time.monotonic() + 30  # the fixture saw one worker ready; wait for both
+    while time.monotonic() < deadline:
+        if all(requests.get(server.url + "/v2/health/ready", timeout=5).status_code == 200 for _ in range(10)):
+            break
+        time.sleep(0.1)
     for _ in range(20):
         with requests.Session() as s:  # a new connection each time: the kernel spreads them
             assert s.post(server.url + "/v2/models/logistic/infer", json=BODY, timeout=5).status_code == 200

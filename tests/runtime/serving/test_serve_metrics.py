@@ -6,6 +6,7 @@ what was sent: that is what the drift monitor computes from.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def bucket_counts(families: dict[str, Any], model: str, feature: str) -> list[in
                   and s.labels["feature"] == feature and s.labels["model"] == model]
     cumulative.sort()
     values = [int(v) for _, v in cumulative]
-    return [values[0]] + [b - a for a, b in zip(values, values[1:], strict=False)]
+    return [values[0]] + [b - a for a, b in itertools.pairwise(values)]
 
 
 def test_feature_and_prediction_histograms_match_the_binning(tmp_path: Path, artifacts: dict[str, Path],

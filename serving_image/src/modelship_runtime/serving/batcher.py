@@ -30,8 +30,9 @@ import numpy.typing as npt
 log = logging.getLogger("modelship.serve")
 Array = npt.NDArray[Any]
 Feed = dict[str, Array]
-# Calls shorter than this (moving average) run inline on the event loop.
-INLINE_SECONDS = 200e-6
+# Calls shorter than this (moving average) run inline on the event loop: on a
+# small pod a thread hop and GIL hand-over cost more than such a call.
+INLINE_SECONDS = 500e-6
 
 
 Reply = Callable[[Feed | BaseException], None]

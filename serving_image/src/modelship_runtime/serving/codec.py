@@ -33,11 +33,13 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
     if target.kind == "f":
         if kind not in _FLOAT_SOURCES:
             arr = _floats_with_missing(arr, where, allow_missing, spec)
-        out = arr.astype(target, copy=False)
-        flat = out.ravel()
-        # A dot product is finite when every value is (and small enough): one
-        # cheap pass; only a non-finite result needs the exact check.
-        if not allow_missing and not math.isfinite(float(flat.dot(flat))) and not np.isfinite(flat).all():
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: refused below
+            out = arr.astype(target, copy=False)
+            flat = out.ravel()
+            # A dot product is finite when every value is (and small enough): one
+            # cheap pass; only a non-finite result needs the exact check.
+            finite = math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
+        if not allow_missing and not finite:
             raise BadRequest(
                 f"{where}: contains NaN, infinity or a value outside the {spec.datatype} range; "
                 "this model does not accept missing values"

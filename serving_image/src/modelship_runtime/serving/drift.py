@@ -40,7 +40,7 @@ from modelship_runtime.artifacts.metadata import (
 Array = npt.NDArray[Any]
 # Above this many comparisons per call, a per-column binary search is cheaper
 # than one broadcast comparison (and needs no big temporary).
-_BROADCAST_LIMIT = 1 << 16
+_BROADCAST_LIMIT = 1 << 13
 # Batches wait until this many rows are queued (or a scrape comes), so the
 # fixed numpy cost of counting is paid once per many small requests.
 PENDING_ROWS = 256
@@ -67,21 +67,24 @@ class _NumericBlock:
 
     def add(self, x: Array) -> None:
         """x: [rows, features] float64."""
-        nan = np.isnan(x)
-        any_nan = bool(nan.any())
         if x.size * self.padded.shape[1] <= _BROADCAST_LIMIT:
-            bins = (x[:, :, None] > self.padded[None, :, :]).sum(axis=2)
+            # Few rows: one broadcast comparison beats a call per feature.
+            flat = ((x[:, :, None] > self.padded[None, :, :]).sum(axis=2) + self.offsets).ravel()
+            order = x
         else:
-            bins = np.empty(x.shape, dtype=np.int64)
-            for j, e in enumerate(self.edges):
-                bins[:, j] = np.searchsorted(e, x[:, j], side="left")
-        flat = bins + self.offsets
-        if any_nan:
-            self.missing += nan.sum(axis=0)
-            flat = flat[~nan]
-        self.counts += np.bincount(flat.ravel(), minlength=self.total_bins)
-        finite = np.where(np.isfinite(x), x, 0.0)
-        self.sums += finite.sum(axis=0)
+            order = np.ascontiguousarray(x.T)
+            flat = np.concatenate([np.searchsorted(e, order[j], side="left") + self.offsets[j]
+                                   for j, e in enumerate(self.edges)])
+        finite = np.isfinite(x)
+        if finite.all():
+            self.sums += x.sum(axis=0)
+        else:
+            nan = np.isnan(order)
+            if nan.any():
+                self.missing += nan.sum(axis=0 if order is x else 1)
+                flat = flat[~nan.ravel()]
+            self.sums += np.where(finite, x, 0.0).sum(axis=0)
+        self.counts += np.bincount(flat, minlength=self.total_bins)
 
 
 @dataclass
@@ -152,7 +155,7 @@ class DriftCounters(Collector):
     def count(self, feed: dict[str, Array], outputs: dict[str, Array]) -> None:
         """Queues a batch; counting runs once enough rows wait (or at scrape time)."""
         rows = next(iter(feed.values())).shape[0] if feed else 0
-        with self.lock:
+        with self.lock, np.errstate(all="ignore"):
             self._pending.append((feed, outputs))
             self._pending_rows += rows
             if self._pending_rows >= PENDING_ROWS:
@@ -217,7 +220,7 @@ class DriftCounters(Collector):
             "modelship_feature_missing", "Null/NaN values per feature (not binned).", labels=["model", "feature"]
         )
         rows = CounterMetricFamily("modelship_drift_rows", "Rows counted into the drift histograms.", labels=["model"])
-        with self.lock:
+        with self.lock, np.errstate(all="ignore"):
             self._flush()
             for block in (self.numeric, self.prediction_numeric):
                 if block is None:

@@ -59,6 +59,10 @@ chart-lint: venv
 bench: venv apt-tools
 	$(PY) -m pytest benches -q -s $(PYTEST_ARGS)
 
+# modelship-serve against MLServer and KServe (peer venvs cached under $(MODELSHIP_CACHE)/bench-venvs).
+bench-serving: venv apt-tools
+	$(PY) -m pytest benches/serving -q -s $(PYTEST_ARGS)
+
 # The local cluster (issue 11): upstream Kubernetes built from the Go module
 # proxy into $(MODELSHIP_CACHE), reused on later runs.
 cluster-build: venv

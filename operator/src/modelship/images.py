@@ -64,7 +64,8 @@ def build(names: list[str] | None = None, root: Path = ROOT, force: bool = False
             raise FileNotFoundError(f"{dockerfile} does not exist")
         archive = builder.built_archives().get(ref)
         if force or archive is None or not builder.has_image(ref):
-            builder.build_image(ref, root, dockerfile=root / dockerfile, target=target)
+            builder.build_image(ref, root, dockerfile=root / dockerfile, target=target,
+                                build_args={"VERSION": __version__, "REVISION": content_hash(root)})
         elif _cluster_running() and ref not in builder.loaded_images():
             builder.load_if_running(archive)
         out[name] = ref

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# As modelship-train does: passive OpenMP threads, set before scikit-learn
+# loads OpenMP (effective when these tests are the first to import it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import json
 from pathlib import Path
 from typing import Any

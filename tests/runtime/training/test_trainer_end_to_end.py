@@ -9,8 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from trainer_helpers import Trainer, spec_for
+from trainer_helpers import Trainer, mixed_frame, spec_for
 
+from modelship.api.trainingjob import TrainingJobStatus
 from modelship_runtime.artifacts import store
 from modelship_runtime.artifacts.metadata import Metadata
 from modelship_runtime.training import convert
@@ -60,6 +61,11 @@ def test_trains_checks_and_writes_an_artifact(
     assert s["artifact"]["sha256"] == store.sha256_hex((run.output / "model.onnx").read_bytes())
     assert run.termination is not None and json.loads(run.termination)["artifact"] == s["artifact"]
     assert len(run.termination.encode()) < 4096
+    # The operator reads the termination message straight into the status.
+    status = TrainingJobStatus.model_validate(json.loads(run.termination))
+    assert status.artifact is not None and status.artifact.sha256 == s["artifact"]["sha256"]
+    assert status.dataset is not None and status.best_estimator == s["bestEstimator"]
+    assert status.gates[0].name == "onnxParity"
 
     meta = store.read_metadata(f"file://{run.output}")
     assert meta.model_sha256 == s["artifact"]["sha256"] and meta.gates_passed is True
@@ -150,3 +156,19 @@ def test_ordinal_codes_without_one_hot(train: Trainer, datasets: dict[str, Path]
     run = train(spec)
     assert run.code == 0, run.stderr
     assert run.summary["onnxMaxDelta"] <= 1e-4
+
+
+def test_text_labels_and_f1_on_the_positive_class(train: Trainer, tmp_path: Path) -> None:
+    frame = mixed_frame(300)
+    frame["label"] = frame["label"].map({0: "no", 1: "yes"})
+    path = tmp_path / "text.csv"
+    frame.to_csv(path, index=False)
+    run = train(spec_for(path, "label", {"estimator": "GradientBoosting", "params": {"n_estimators": [20]}},
+                         metric="f1", dataset={"features": ["a", "b", "color"]}))
+    assert run.code == 0, run.stderr
+    meta = run.metadata()
+    assert meta["classes"] == ["no", "yes"] and meta["reference"]["prediction"]["categories"] == ["no", "yes"]
+    sess = convert.session(store.read_model(f"file://{run.output}"))
+    parsed = Metadata.model_validate(meta)
+    pred = convert.predict(sess, convert.feeds(frame.head(5), parsed.features, parsed.input_mode, None), parsed.outputs)
+    assert pred.labels is not None and set(pred.labels) <= {"no", "yes"}

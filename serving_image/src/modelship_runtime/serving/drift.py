@@ -155,11 +155,12 @@ class DriftCounters(Collector):
     def count(self, feed: dict[str, Array], outputs: dict[str, Array]) -> None:
         """Queues a batch; counting runs once enough rows wait (or at scrape time)."""
         rows = next(iter(feed.values())).shape[0] if feed else 0
-        with self.lock, np.errstate(all="ignore"):
+        with self.lock:
             self._pending.append((feed, outputs))
             self._pending_rows += rows
             if self._pending_rows >= PENDING_ROWS:
-                self._flush()
+                with np.errstate(all="ignore"):
+                    self._flush()
 
     def _flush(self) -> None:
         pending, self._pending, self._pending_rows = self._pending, [], 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+import yaml
 from trainer_helpers import Trainer, mixed_frame, spec_for
 
 from modelship.api.trainingjob import TrainingJobStatus
@@ -172,3 +176,21 @@ def test_text_labels_and_f1_on_the_positive_class(train: Trainer, tmp_path: Path
     parsed = Metadata.model_validate(meta)
     pred = convert.predict(sess, convert.feeds(frame.head(5), parsed.features, parsed.input_mode, None), parsed.outputs)
     assert pred.labels is not None and set(pred.labels) <= {"no", "yes"}
+
+
+def test_same_bytes_across_processes_with_different_hash_seeds(datasets: dict[str, Path], tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(spec_for(
+        datasets["mixed"], "label", {"estimator": "HistGradientBoosting", "params": {"max_iter": [20]}})))
+    trainer = Path(sys.executable).parent / "modelship-train"
+    digests = set()
+    for seed in ("1", "4"):  # skl2onnx lists opsets in another order under seed 4
+        done = subprocess.run(
+            [str(trainer), "--spec", str(spec), "--output", f"file://{tmp_path / seed}",
+             "--termination-log", str(tmp_path / "log")],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.add(json.loads(done.stdout)["artifact"]["sha256"])
+    assert len(digests) == 1

@@ -200,6 +200,14 @@ def to_onnx(
     if not classification:
         _sum_trees_in_double(graph)
     _outputs_as_double(graph, [PROBABILITIES, VALUE])
+    # skl2onnx lists opsets in set order, which changes with Python's hash
+    # seed from run to run; sorted, the same model gives the same bytes.
+    # (It may also list a domain twice.)
+    opsets: dict[str, int] = {}
+    for o in model.opset_import:
+        opsets[o.domain] = max(o.version, opsets.get(o.domain, 0))
+    del model.opset_import[:]
+    model.opset_import.extend(helper.make_opsetid(d, opsets[d]) for d in sorted(opsets))
     model.producer_name = "modelship"
     model.producer_version = ""
     model.doc_string = ""

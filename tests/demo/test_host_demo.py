@@ -11,7 +11,7 @@ from modelship.demo import run
 
 @pytest.mark.slow
 def test_demo_trains_serves_and_shows_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run.main(["--workdir", str(tmp_path)]) == 0
+    assert run.main(["--host-only", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "✗" not in out
     assert "gate onnxParity: passed" in out

@@ -118,7 +118,7 @@ def send(url: str, rows: list[dict[str, object]], batch: int = 50) -> None:
 
 
 def run_host_demo(workdir: Path) -> int:
-    say("Modelship demo (data plane on this host; the cluster loop arrives with the operator)\n")
+    say("Modelship demo, data plane only: the trainer and the server on this host\n")
     dataset = workdir / "datasets" / "loans.csv"
     artifact = f"file://{workdir}/artifacts/loans-1/"
     with stage("Writing the quickstart dataset (4,000 synthetic loan applications)"):
@@ -172,21 +172,50 @@ def run_host_demo(workdir: Path) -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    say("\nOn the local cluster the operator will run these same commands as pods: a TrainingJob per")
+    say("\nOn the cluster (`make demo`) the operator runs these same commands as pods: a TrainingJob per")
     say("version, a canary per new revision with analysis and rollback, and a DriftMonitor that")
-    say("retrains when the scores above cross the threshold. Those parts are in progress (README, Status).")
+    say("retrains when the scores above cross the threshold.")
     return 0
+
+
+def run_cluster_demo(workdir: Path, keep: bool) -> int:
+    from modelship import images
+    from modelship.demo import loop
+    from modelship.localcluster import testing
+
+    say("Modelship demo: the whole loop on a local upstream Kubernetes cluster\n")
+    timings: dict[str, float] = {}
+    with stage("Building (or reusing) the local cluster's binaries"):
+        result = subprocess.run([sys.executable, "-m", "modelship.cli", "local", "build"], capture_output=True,
+                                text=True, timeout=3600)
+        if result.returncode != 0:
+            raise RuntimeError(f"`modelship local build` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    with testing.session(keep=keep) as cluster:
+        say(f"   cluster: KUBECONFIG={cluster.kubeconfig} (node {cluster.node_ip})")
+        started = time.monotonic()
+        with stage("Building (or reusing) the trainer and serving images"):
+            refs = images.build()
+        timings["images"] = time.monotonic() - started
+        code = loop.run_loop(cluster, refs, workdir, timings)
+        if keep:
+            say(f"\nThe cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; "
+                "stop it with `modelship local down`.")
+        return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelship demo", description="Show the Modelship loop.")
     parser.add_argument("--workdir", help="keep the demo's files here (default: a temporary directory)")
+    parser.add_argument("--host-only", action="store_true",
+                        help="only the data plane on this host (trainer and server, no cluster)")
+    parser.add_argument("--keep", action="store_true", help="leave the local cluster running afterwards")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    run = run_host_demo if args.host_only else (lambda w: run_cluster_demo(w, args.keep))
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        return run_host_demo(Path(args.workdir))
+        return run(Path(args.workdir))
     with tempfile.TemporaryDirectory(prefix="modelship-demo-") as tmp:
-        return run_host_demo(Path(tmp))
+        return run(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def session(data_dir: str | Path | None = None) -> Iterator[LocalCluster]:
+def session(data_dir: str | Path | None = None, keep: bool = False) -> Iterator[LocalCluster]:
+    """``keep``: leave a cluster started here running at the end (the demo's --keep)."""
     given = os.environ.get("KUBECONFIG")
     if given and Path(given).exists():
         ip_file = Path(given + ".node-ip")
@@ -71,4 +72,5 @@ def session(data_dir: str | Path | None = None) -> Iterator[LocalCluster]:
     try:
         yield LocalCluster(p.kubeconfig, p.node_ip_file.read_text().strip(), p.data, started_here=True)
     finally:
-        _cli("down", "--data-dir", str(p.data))
+        if not keep:
+            _cli("down", "--data-dir", str(p.data))

@@ -144,8 +144,10 @@ def preflight() -> None:
         raise StepFailed(f"{free:.1f} GB free under {paths.cache_root()}; the build caches need about 6 GB")
 
 
-def all_built() -> bool:
-    return all(t.output.exists() for t in targets()) and paths.pause_bin().exists()
+def all_built(for_up: bool = False) -> bool:
+    """Everything built; `for_up` skips what a running cluster does not need (helm)."""
+    needed = [t for t in targets() if not (for_up and t.name == "helm")]
+    return all(t.output.exists() for t in needed) and paths.pause_bin().exists()
 
 
 def build(with_images: bool = True) -> int:

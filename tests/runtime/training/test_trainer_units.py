@@ -103,3 +103,19 @@ def test_reweighing_balances_group_and_label() -> None:
 ])
 def test_better_respects_direction(metric: str, new: float, old: float, by: float, wins: bool) -> None:
     assert metrics.better(metric, new, old, by) is wins
+
+
+def test_time_budget_stops_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_iris
+
+    from modelship.api.trainingjob import Pipeline as PipelineSpec
+    from modelship_runtime.training.pipeline import build_pipeline
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    clock = iter(float(t) for t in range(0, 1000, 2))  # every reading is 2 s later
+    monkeypatch.setattr(search.time, "monotonic", lambda: next(clock))
+    budget = Search(cv_folds=3, max_seconds=5)
+    cands = [Candidate(estimator="KNeighbors", params={"n_neighbors": [1, 3, 5, 7, 9]})]
+    plan = search.plan(cands, budget, True, lambda n, e: build_pipeline(PipelineSpec(), list(X.columns), [], e, 0), False)
+    result = search.run(plan, X, y, budget, search.scorer(Metric.ACCURACY, [0, 1, 2]), True)
+    assert 1 <= len(result.trials) < 5 and result.stopped_by == "maxSeconds (5)"

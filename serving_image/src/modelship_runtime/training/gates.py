@@ -61,7 +61,7 @@ def champion(
     gates: Gates,
     champion_uri: str | None,
     metric: str,
-    new_score: float,
+    new_score: float | None,
     holdout: pd.DataFrame,
     y: pd.Series,
     classes: list[object] | None,
@@ -70,6 +70,10 @@ def champion(
     if champion_uri is None:
         if gates.must_beat_champion:
             return GateResult("champion", True, "no champion artifact given: nothing to beat (first model)"), None
+        return None, None
+    if new_score is None:
+        if gates.must_beat_champion:
+            return GateResult("champion", False, f"{metric} could not be computed on the holdout, so no comparison"), None
         return None, None
     try:
         meta = store.read_metadata(champion_uri)

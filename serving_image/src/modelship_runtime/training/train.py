@@ -150,10 +150,8 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
 
     results = [gates.onnx_parity(parity, spec.gates.max_onnx_delta, len(X_hold))]
     results += [gates.threshold(rule, values) for rule in spec.gates.thresholds]
-    champion_gate, champion_score = (
-        gates.champion(spec.gates, spec.champion_uri, str(metric), score, X_hold, y_hold, prep.classes)
-        if score is not None
-        else (None, None)
+    champion_gate, champion_score = gates.champion(
+        spec.gates, spec.champion_uri, str(metric), score, X_hold, y_hold, prep.classes
     )
     if champion_gate is not None:
         results.append(champion_gate)

@@ -1,9 +1,10 @@
 """The project's images: their names, content-addressed tags, and building them.
 
-A tag is the project version plus a hash of everything that goes into the
-images (both packages' sources, the Dockerfiles, pyproject.toml), so an
-unchanged tree reuses what was built and loaded before, and what a pod ran is
-traceable to the source. ``make images``, the end-to-end tests and the demo
+A tag is the project version plus a hash of exactly what goes into the
+images (the data plane's sources, ``modelship.api``, the Dockerfile,
+pyproject.toml), so an unchanged data plane reuses what was built and loaded
+before (operator edits do not rebuild them), and what a pod ran is traceable
+to the source. ``make images``, the end-to-end tests and the demo
 all take names from here.
 """
 
@@ -23,7 +24,9 @@ IMAGES: dict[str, tuple[str, str | None]] = {
     "serving": ("serving_image/Dockerfile", "serving"),
     "trainer": ("serving_image/Dockerfile", "trainer"),
 }
-_INPUTS = ("pyproject.toml", "serving_image", "operator/src", "operator/Dockerfile")
+# What goes into the data-plane images (serving_image/Dockerfile copies exactly these).
+_INPUTS = ("pyproject.toml", "serving_image", "operator/src/modelship/__init__.py",
+           "operator/src/modelship/api")
 
 
 def content_hash(root: Path = ROOT) -> str:

@@ -42,7 +42,7 @@ def wait_for(what: str, check: Any, timeout: float = 90, interval: float = 0.5) 
     while time.monotonic() < deadline:
         try:
             last = check()
-        except Exception as exc:  # noqa: BLE001 - not yet
+        except Exception as exc:
             last = exc
         if last and not isinstance(last, Exception):
             return last

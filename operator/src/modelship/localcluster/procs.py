@@ -105,12 +105,19 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, paths: Clus
                 return
         except Exception:
             pass
-        if paths is not None and name is not None and running_pid(paths, name) is None \
-                and (time.sleep(0.5) or running_pid(paths, name) is None):
+        if paths is not None and name is not None and _gone(paths, name):
             raise StepFailed(f"{name} exited; see {paths.logs / (name + '.log')}:\n{tail(paths, name)}")
         time.sleep(interval)
     where = f"; see {paths.logs / (name + '.log')}" if paths is not None and name else ""
     raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}{where}")
+
+
+def _gone(paths: ClusterPaths, name: str) -> bool:
+    """Not running, checked twice half a second apart (a process seen mid-exec is not gone)."""
+    if running_pid(paths, name) is not None:
+        return False
+    time.sleep(0.5)
+    return running_pid(paths, name) is None
 
 
 def tail(paths: ClusterPaths, name: str, lines: int = 15) -> str:

@@ -5,9 +5,11 @@ tests/conftest.py; other suites can call `session()` directly."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +54,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
+def _machine_lock(timeout: float = 3600) -> Iterator[None]:
+    """One local-cluster session per machine (the ports are the machine's): a
+    second session waits here instead of stopping the first one's cluster."""
+    lock = paths.cache_root() / "local-cluster-session.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"another session held {lock} for over {timeout:.0f}s") from None
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
 def session(data_dir: str | Path | None = None, keep: bool = False) -> Iterator[LocalCluster]:
     """``keep``: leave a cluster started here running at the end (the demo's --keep)."""
     given = os.environ.get("KUBECONFIG")
@@ -60,6 +84,12 @@ def session(data_dir: str | Path | None = None, keep: bool = False) -> Iterator[
         ip = ip_file.read_text().strip() if ip_file.exists() else "127.0.0.1"
         yield LocalCluster(Path(given), ip, None, started_here=False)
         return
+    with _machine_lock(), _local_session(data_dir, keep) as cluster:
+        yield cluster
+
+
+@contextmanager
+def _local_session(data_dir: str | Path | None, keep: bool) -> Iterator[LocalCluster]:
     from modelship.localcluster import cluster
 
     p = cluster.load_paths(str(data_dir) if data_dir else None)

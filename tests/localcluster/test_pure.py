@@ -128,3 +128,12 @@ def test_storage_class_is_default_and_uses_local_images() -> None:
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     assert images.HELPER_IMAGE in cm["data"]["helperPod.yaml"]
     assert "/data/storage" in cm["data"]["config.json"]
+
+
+def test_built_images_keep_the_newest_two_tags_per_repository(tmp_path: Path) -> None:
+    record = {n: str(tmp_path / f"{i}.tar") for i, n in enumerate(["a/x:1", "a/x:2", "b/y:1", "a/x:3"])}
+    for f in record.values():
+        Path(f).write_text("archive")
+    kept = images._prune(record)
+    assert list(kept) == ["a/x:2", "b/y:1", "a/x:3"]
+    assert not (tmp_path / "0.tar").exists() and (tmp_path / "3.tar").exists()

@@ -208,9 +208,28 @@ def save_archive(name: str) -> Path:
     old = record.get(name)
     if old and old != str(out):
         Path(old).unlink(missing_ok=True)
-    record[name] = str(out)
-    _record().write_text(json.dumps(record, indent=1, sort_keys=True))
+    record.pop(name, None)
+    record[name] = str(out)  # insertion order is age order
+    _record().write_text(json.dumps(_prune(record), indent=1))
     return out
+
+
+KEEP_PER_REPOSITORY = 2
+
+
+def _prune(record: dict[str, str]) -> dict[str, str]:
+    """Keep the newest KEEP_PER_REPOSITORY tags of each repository: content-hash
+    tags would otherwise grow the cache (and every `up`'s imports) without bound."""
+    kept: dict[str, str] = {}
+    per_repo: dict[str, int] = {}
+    for name, archive in reversed(list(record.items())):
+        repo = name.rpartition(":")[0]
+        per_repo[repo] = per_repo.get(repo, 0) + 1
+        if per_repo[repo] <= KEEP_PER_REPOSITORY:
+            kept[name] = archive
+        else:
+            Path(archive).unlink(missing_ok=True)
+    return dict(reversed(list(kept.items())))
 
 
 def built_archives() -> dict[str, Path]:

@@ -248,15 +248,19 @@ def ctr(cluster: ClusterPaths, *args: str, capture: bool = True) -> str:
 
 def load_archive(archive: str | Path, cluster: ClusterPaths | None = None) -> None:
     """Import an OCI or docker archive into the local cluster's containerd (k8s.io namespace)."""
+    from modelship.localcluster import procs
+
     cluster = cluster or ClusterPaths.make()
-    if not cluster.containerd_sock.exists():
+    if procs.running_pid(cluster, "containerd") is None:
         raise StepFailed(f"the local cluster is not running (no {cluster.containerd_sock}); run `modelship local up`")
     ctr(cluster, "images", "import", str(archive))
 
 
 def load_if_running(archive: Path, cluster: ClusterPaths | None = None) -> None:
+    from modelship.localcluster import procs
+
     cluster = cluster or ClusterPaths.make()
-    if cluster.containerd_sock.exists():
+    if procs.running_pid(cluster, "containerd") is not None:
         start = time.monotonic()
         load_archive(archive, cluster)
         line(f" ✓ Loaded {archive.name} into the local cluster ({time.monotonic() - start:.1f}s)")

@@ -186,7 +186,7 @@ def build_image(tag: str, context: str | Path, dockerfile: str | Path | None = N
         buildah(*argv, str(context))
     archive = save_archive(name)
     if load:
-        load_if_running(archive, cluster)
+        load_if_running(archive, cluster, name)
     return name
 
 
@@ -256,13 +256,27 @@ def load_archive(archive: str | Path, cluster: ClusterPaths | None = None) -> No
     ctr(cluster, "images", "import", str(archive))
 
 
-def load_if_running(archive: Path, cluster: ClusterPaths | None = None) -> None:
+def imported_record(cluster: ClusterPaths) -> Path:
+    """name -> archive of what we imported into this cluster's containerd (it outlives `down`)."""
+    return cluster.containerd_root / "modelship-imported.json"
+
+
+def note_imported(cluster: ClusterPaths, name: str, archive: Path) -> None:
+    record = imported_record(cluster)
+    done = json.loads(record.read_text()) if record.exists() else {}
+    done[name] = str(archive)
+    record.write_text(json.dumps(done, indent=1))
+
+
+def load_if_running(archive: Path, cluster: ClusterPaths | None = None, name: str | None = None) -> None:
     from modelship.localcluster import procs
 
     cluster = cluster or ClusterPaths.make()
     if procs.running_pid(cluster, "containerd") is not None:
         start = time.monotonic()
         load_archive(archive, cluster)
+        if name:
+            note_imported(cluster, name, archive)
         line(f" ✓ Loaded {archive.name} into the local cluster ({time.monotonic() - start:.1f}s)")
 
 

@@ -134,10 +134,15 @@ def wait_containerd(ctx: Context) -> None:
 
 def load_images(ctx: Context) -> None:
     """Import the system images and every image the builder holds, unless already imported."""
-    record = ctx.paths.containerd_root / "modelship-imported.json"
+    record = images.imported_record(ctx.paths)
     done: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
     present = set(images.loaded_images(ctx.paths))
     wanted = {**images.system_archives(), **images.built_archives()}
+    for name in [n for n in done if n not in wanted]:  # pruned from the builder's record
+        if name in present:
+            images.ctr(ctx.paths, "images", "rm", name)
+        del done[name]
+    record.write_text(json.dumps(done, indent=1))
     for name, archive in wanted.items():
         if done.get(name) == str(archive) and name in present:
             continue

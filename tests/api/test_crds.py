@@ -230,3 +230,20 @@ def test_api_reference_is_up_to_date() -> None:
 
     path = ROOT / "docs" / "api.md"
     assert path.exists() and path.read_text() == reference.render(), "docs/api.md is stale: run `make crds`"
+
+
+def _defaulted_nodes(schema: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(p, n) for p, n in _walk(schema, path) if "default" in n]
+
+
+@pytest.mark.parametrize("kind", list(CRDS))
+def test_defaults_satisfy_their_own_rules_as_written(kind: str) -> None:
+    """The API server checks each default value against its node's schema and CEL rules
+    as written, before nested defaults apply: a rule must hold on `{}`."""
+    from crd_validator import _check
+
+    spec = openapi_schema(CRDS[kind])["properties"]["spec"]
+    for path, node in _defaulted_nodes(spec, "spec"):
+        errors: list[str] = []
+        _check(node, copy.deepcopy(node["default"]), path, errors)
+        assert errors == [], f"{path}: default {node['default']!r} is refused: {errors}"

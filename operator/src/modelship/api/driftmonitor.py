@@ -34,7 +34,7 @@ class MetricsSource(Spec):
     model_config = cel_config(
         [
             {
-                "rule": "self.type != 'prometheus' || has(self.prometheusUrl)",
+                "rule": "!has(self.type) || self.type != 'prometheus' || has(self.prometheusUrl)",
                 "message": "source type prometheus needs prometheusUrl",
                 "fieldPath": ".prometheusUrl",
             }
@@ -73,12 +73,14 @@ DRIFT_MONITOR_RULES: list[CelRule] = [
         "fieldPath": ".warningThreshold",
     },
     {
-        "rule": "!has(self.action) || duration(self.action.cooldown) >= duration(self.interval)",
+        "rule": "!has(self.action) || !has(self.action.cooldown) || !has(self.interval) || "
+        "duration(self.action.cooldown) >= duration(self.interval)",
         "message": "action.cooldown must be at least interval",
         "fieldPath": ".action.cooldown",
     },
     {
-        "rule": "duration(self.window.duration) >= duration(self.interval)",
+        "rule": "!has(self.window) || !has(self.window.duration) || !has(self.interval) || "
+        "duration(self.window.duration) >= duration(self.interval)",
         "message": "window.duration must be at least interval",
         "fieldPath": ".window.duration",
     },

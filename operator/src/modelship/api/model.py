@@ -44,7 +44,10 @@ class Autoscaling(Spec):
 
     model_config = cel_config(
         [
-            {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+            {
+                "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                "message": "minReplicas must not exceed maxReplicas",
+            }
         ]
     )
 
@@ -104,7 +107,7 @@ class GatewayRef(Spec):
 def _strictly_increasing_rule(max_items: int) -> str:
     indexes = ", ".join(str(i) for i in range(max_items - 1))
     return (
-        f"[{indexes}].all(i, i + 1 >= size(self.steps) || "
+        f"!has(self.steps) || [{indexes}].all(i, i + 1 >= size(self.steps) || "
         "self.steps[i].weight < self.steps[i + 1].weight)"
     )
 
@@ -123,7 +126,8 @@ class Rollout(Spec):
                 "fieldPath": ".steps",
             },
             {
-                "rule": "self.strategy != 'Recreate' || size(self.steps) == 0",
+                "rule": "!has(self.strategy) || !has(self.steps) || self.strategy != 'Recreate' "
+                "|| size(self.steps) == 0",
                 "message": "steps apply to the Canary strategy only",
                 "fieldPath": ".steps",
             },

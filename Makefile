@@ -38,8 +38,10 @@ apt-tools:
 	if [ -n "$$missing" ]; then echo "Installing$$missing from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-test: venv apt-tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Cluster tests of tests/localcluster run on the local cluster (built or reused
+# by cluster-build); MODELSHIP_CLUSTER_TESTS=1 also runs the end-to-end suite.
+test: venv apt-tools cluster-build
+	MODELSHIP_CLUSTER_TESTS=$${MODELSHIP_CLUSTER_TESTS:-local} $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)

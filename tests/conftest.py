@@ -11,23 +11,31 @@ import pytest
 # Tests marked `cluster` run against the cluster KUBECONFIG names when set,
 # else one started by `modelship local up --detach` for the session and
 # stopped at its end (or the local cluster already running from the default
-# data dir, left running). They run when MODELSHIP_CLUSTER_TESTS=1 or
-# KUBECONFIG is set; otherwise they are skipped with a note.
+# data dir, left running). Which of them run:
+#   MODELSHIP_CLUSTER_TESTS=1 (or all), or KUBECONFIG set: every cluster test;
+#   MODELSHIP_CLUSTER_TESTS=local (what `make test` sets): tests/localcluster;
+#   unset: none (skipped with a note).
 
 
-def _cluster_tests_enabled() -> bool:
-    return os.environ.get("MODELSHIP_CLUSTER_TESTS") == "1" or bool(os.environ.get("KUBECONFIG"))
+def _cluster_scope() -> str:
+    value = os.environ.get("MODELSHIP_CLUSTER_TESTS", "")
+    if value in ("1", "all") or os.environ.get("KUBECONFIG"):
+        return "all"
+    return "local" if value == "local" else ""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The clean-shutdown test stops the session's cluster: it runs last.
     last = [i for i in items if i.name == "test_clean_shutdown_leaves_nothing"]
     items[:] = [i for i in items if i not in last] + last
-    if _cluster_tests_enabled():
+    scope = _cluster_scope()
+    if scope == "all":
         return
-    skip = pytest.mark.skip(reason="cluster test: set MODELSHIP_CLUSTER_TESTS=1 (or KUBECONFIG) to run")
+    reason = ("cluster test: MODELSHIP_CLUSTER_TESTS=local runs tests/localcluster only; =1 runs all"
+              if scope else "cluster test: set MODELSHIP_CLUSTER_TESTS=1 (or KUBECONFIG) to run")
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if "cluster" in item.keywords:
+        if "cluster" in item.keywords and not (scope == "local" and "tests/localcluster/" in item.nodeid):
             item.add_marker(skip)
 
 

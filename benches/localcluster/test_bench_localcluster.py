@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from modelship.localcluster import cluster, images, procs
-from modelship.localcluster.testing import LocalCluster
+from modelship.localcluster.testing import LocalCluster, machine_lock
 
 pytestmark = pytest.mark.skipif(os.environ.get("MODELSHIP_CLUSTER_TESTS") != "1",
                                 reason="set MODELSHIP_CLUSTER_TESTS=1 (needs root; starts its own cluster)")
@@ -50,6 +50,11 @@ def _rps(url: str, seconds: float = 5.0, workers: int = 4) -> float:
 
 
 def test_local_cluster_figures() -> None:
+    with machine_lock():  # the ports are the machine's: wait for other cluster sessions
+        _figures()
+
+
+def _figures() -> None:
     figures: dict[str, str] = {}
     figures["local build (warm)"] = f"{_local('build'):.1f} s"
     data = Path(tempfile.mkdtemp(prefix="ms-bench-"))

@@ -54,7 +54,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def _machine_lock(timeout: float = 3600) -> Iterator[None]:
+def machine_lock(timeout: float = 3600) -> Iterator[None]:
     """One local-cluster session per machine (the ports are the machine's): a
     second session waits here instead of stopping the first one's cluster."""
     lock = paths.cache_root() / "local-cluster-session.lock"
@@ -84,7 +84,7 @@ def session(data_dir: str | Path | None = None, keep: bool = False) -> Iterator[
         ip = ip_file.read_text().strip() if ip_file.exists() else "127.0.0.1"
         yield LocalCluster(Path(given), ip, None, started_here=False)
         return
-    with _machine_lock(), _local_session(data_dir, keep) as cluster:
+    with machine_lock(), _local_session(data_dir, keep) as cluster:
         yield cluster
 
 

@@ -31,15 +31,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian tools the tests use (load generators, promtool, alertmanager).
-APT_TOOLS := wrk hey
+# Debian tools the tests use: command:package (load generators, promtool). A
+# policy-rc.d keeps package scripts from starting services (prometheus) here.
+APT_TOOLS := wrk:wrk hey:hey promtool:prometheus
 apt-tools:
-	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "Installing$$missing from Debian"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status; fi
 
-# Cluster tests of tests/localcluster run on the local cluster (built or reused
-# by cluster-build); MODELSHIP_CLUSTER_TESTS=1 also runs the end-to-end suite.
 test: venv apt-tools cluster-build
 	MODELSHIP_CLUSTER_TESTS=$${MODELSHIP_CLUSTER_TESTS:-local} $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -97,9 +97,16 @@ class _Categorical:
 
     def add(self, values: Array) -> None:
         other = len(self.categories)
+        flat = values.ravel()
+        if flat.dtype.kind in "iub":
+            # Class labels: count the few distinct values in numpy, map them once.
+            uniques, counts = np.unique(flat, return_counts=True)
+            for v, n in zip(uniques.tolist(), counts.tolist(), strict=True):
+                self.counts[self.index.get(_label(v), other)] += n
+            return
         index = self.index
         counts = self.counts
-        for v in values.ravel().tolist():
+        for v in flat.tolist():
             if v is None or (isinstance(v, float) and v != v):
                 self.missing += 1
                 continue

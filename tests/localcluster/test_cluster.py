@@ -249,3 +249,41 @@ def _get(url: str) -> str:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=5) as resp:
         return str(resp.read().decode().strip())
+
+
+def test_an_image_built_here_runs_under_its_short_name(local_cluster: Any, ns: str, tmp_path: Any) -> None:
+    if local_cluster.data_dir is None:
+        pytest.skip("images are loaded into the local cluster only")
+    from modelship.localcluster.paths import ClusterPaths
+
+    (tmp_path / "Dockerfile").write_text(
+        "FROM debian:bookworm-slim AS base\nARG GREETING=unset\nRUN echo \"$GREETING\" > /built\n"
+        "FROM base AS final\nCMD [\"cat\", \"/built\"]\n")
+    name = images.build_image("modelship-test/hello:1", tmp_path, target="final", build_args={"GREETING": "built"},
+                              cluster=ClusterPaths.make(local_cluster.data_dir))
+    assert name == "docker.io/modelship-test/hello:1"
+    spec = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "modelship-test/hello:1"}]}}
+    local_cluster.kubectl("-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump(spec))
+    wait_for("the pod", lambda: pod_phase(local_cluster, ns, "hello") == "Succeeded", 60)
+    assert local_cluster.kubectl("-n", ns, "logs", "hello").stdout.strip() == "built"
+    pod_json = json.loads(local_cluster.kubectl("-n", ns, "get", "pod", "hello", "-o", "json").stdout)
+    assert pod_json["status"]["containerStatuses"][0]["imageID"]
+
+
+def test_status_names_the_build_command_for_a_missing_image(local_cluster: Any, ns: str) -> None:
+    if local_cluster.data_dir is None:
+        pytest.skip("`local status` describes the local cluster only")
+    spec = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "missing"},
+            "spec": {"containers": [{"name": "main", "image": "modelship-test/missing:1",
+                                     "imagePullPolicy": "Never"}]}}  # never contact a registry
+    local_cluster.kubectl("-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump(spec))
+    import subprocess
+    import sys
+
+    def status() -> str:
+        return subprocess.run([sys.executable, "-m", "modelship.cli", "local", "status", "--data-dir",
+                               str(local_cluster.data_dir)], capture_output=True, text=True, check=False).stdout
+
+    out = wait_for("status to name the image", lambda: "modelship-test/missing:1" in (s := status()) and s, 60)
+    assert "modelship local image build -t modelship-test/missing:1" in out

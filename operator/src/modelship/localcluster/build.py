@@ -99,7 +99,8 @@ def _run_go(go: str, target: Target, log: Path) -> None:
             time.sleep(1)
             ticker.tick()
     if proc.returncode != 0:
-        raise StepFailed(f"go build of {target.name} failed; see {log}")
+        raise StepFailed(f"go build of {target.name} failed; see {log} (is the Go module proxy "
+                         f"{os.environ.get('GOPROXY', 'https://proxy.golang.org')} reachable?)")
     if "@" in target.package:
         built = next(gobin.iterdir())
         built.rename(target.output)

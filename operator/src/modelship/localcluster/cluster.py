@@ -69,6 +69,7 @@ def up(p: ClusterPaths, detach: bool, retain: bool = False) -> int:
         if not retain:
             line("Bring-up failed; stopping what was started (use --retain to keep it for debugging)")
             _stop(ctx, started)
+            teardown.final_cleanup(p)
         raise
     from modelship.localcluster import pki
 

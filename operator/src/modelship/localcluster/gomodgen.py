@@ -4,7 +4,7 @@ k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every
 k8s.io/<staging> module with a local path. Our module requires it and
 replaces each staging module with its published v0.<minor>.<patch> tag, and
 lists the binaries as `tool` directives so `go mod tidy` pins all of them.
-Usage: python -m modelship.localcluster.gomodgen  (then `go mod tidy` in gomod/)
+Usage: python -m modelship.localcluster.gomodgen  (writes go.mod, then runs `go mod tidy`)
 """
 
 from __future__ import annotations
@@ -72,8 +72,14 @@ def render(gomod: str) -> str:
 
 
 def main() -> int:
+    import subprocess
+
+    from modelship.localcluster import build
+
     (GOMOD_DIR / "go.mod").write_text(render(upstream_gomod()))
-    print(f"Wrote {GOMOD_DIR / 'go.mod'}; now run `go mod tidy` there", file=sys.stderr)
+    go = build.find_go()
+    subprocess.run([go, "mod", "tidy"], cwd=GOMOD_DIR, env=build.go_env(go), check=True)
+    print(f"Wrote {GOMOD_DIR / 'go.mod'} and go.sum for k8s.io/kubernetes {versions.KUBERNETES}", file=sys.stderr)
     return 0
 
 

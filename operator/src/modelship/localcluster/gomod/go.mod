@@ -8,9 +8,8 @@ godebug default=go1.26
 
 require k8s.io/kubernetes v1.37.2 // indirect
 
-require go.etcd.io/etcd/server/v3 v3.7.0 // indirect
-
 require (
+	go.etcd.io/etcd/server/v3 v3.7.0 // indirect
 	google.golang.org/grpc v1.82.1
 	k8s.io/cri-api v0.37.2
 )

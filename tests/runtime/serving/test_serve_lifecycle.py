@@ -99,14 +99,14 @@ def test_workers_share_the_port(artifacts: dict[str, Path], start_server: Any) -
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(children) == 2
     deadline = time.monotonic() + 30  # the fixture saw one worker ready; wait for both
-    while time.monotonic() < deadline:
-        if all(requests.get(server.url + "/v2/health/ready", timeout=5).status_code == 200 for _ in range(10)):
-            break
-        time.sleep(0.1)
+    while time.monotonic() < deadline and server.log_text().count("Loaded model") < 2:
+        time.sleep(0.05)
+    assert server.log_text().count("Loaded model") == 2
     for _ in range(20):
         with requests.Session() as s:  # a new connection each time: the kernel spreads them
             assert s.post(server.url + "/v2/models/logistic/infer", json=BODY, timeout=5).status_code == 200
-    assert server.stop() == 0
+    code = server.stop()
+    assert code == 0, server.log_text()
     assert all(not Path(f"/proc/{c}").exists() for c in children)
 
 

@@ -109,6 +109,8 @@ def run_workers(settings: ServeSettings) -> int:
     worst = 0
     for pid in children:
         _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGTERM, signal.SIGINT):
+            continue  # stopped by the signal we forwarded before it could install its handler
         worst = max(worst, os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
     return worst
 

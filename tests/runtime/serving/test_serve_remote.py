@@ -1,0 +1,84 @@
+"""Models from s3:// (a local S3: moto's server) and http(s)://, copied into the cache directory."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BODY = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.5] * 30}]}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _aws_env(endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_s3_artifact_and_bare_file(s3_endpoint: str, artifacts: dict[str, Path], start_server: Any,
+                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    env = _aws_env(s3_endpoint)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="models")
+    for name in ("model.onnx", "metadata.json"):
+        client.upload_file(str(artifacts["logistic"] / name), "models", f"churn/7/{name}")
+    client.upload_file(str(artifacts["bare"]), "models", "byo/churn.onnx")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    server = start_server("s3://models/churn/7", env={**env, "MODELSHIP_CACHE_DIR": str(cache)})
+    assert server.post("/v2/models/logistic/infer", json=BODY).status_code == 200
+    assert server.get("/v2/models/logistic").json()["parameters"]["drift_histograms"] is True
+    assert sorted(p.name for p in cache.glob("*/*")) == ["metadata.json", "model.onnx"]
+
+    bare = start_server("s3://models/byo/churn.onnx", env={**env, "MODELSHIP_CACHE_DIR": str(cache)})
+    r = bare.post("/v2/models/churn/infer", json={"inputs": [{**BODY["inputs"][0], "name": "X"}]})
+    assert r.status_code == 200, r.text
+
+    missing = start_server("s3://models/nothing/here", env=env, ready=False)
+    missing.wait_live()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "could not be loaded" not in missing.get("/v2/health/ready").text:
+        time.sleep(0.1)
+    assert missing.get("/v2/health/ready").status_code == 503
+
+
+def test_http_bare_file(artifacts: dict[str, Path], start_server: Any, tmp_path: Path) -> None:
+    root = artifacts["bare"].parent
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server = start_server(f"http://127.0.0.1:{httpd.server_address[1]}/churn.onnx",
+                              env={"MODELSHIP_CACHE_DIR": str(tmp_path)})
+        r = server.post("/v2/models/churn/infer", json={"inputs": [{**BODY["inputs"][0], "name": "X"}]})
+        assert r.status_code == 200, r.text
+    finally:
+        httpd.shutdown()

@@ -123,3 +123,19 @@ def test_fault_injection_makes_a_canary_fail(artifacts: dict[str, Path], start_s
     assert 5 <= codes.count(500) <= 35 and codes.count(200) >= 5
     assert time.monotonic() - t0 > codes.count(200) * 0.03 * 0.9
     assert 'code="500"' in server.get("/metrics").text
+
+
+def test_slow_and_idle_connections_are_closed(artifacts: dict[str, Path], start_server: Any) -> None:
+    import socket
+
+    server = start_server(artifacts["logistic"].as_uri(), env={"MODELSHIP_IDLE_TIMEOUT_SECONDS": "1"})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+        slow.sendall(b"POST /v2/models/logistic/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        idle.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        t0 = time.monotonic()
+        assert slow.recv(4096) == b""  # closed by the server, not answered
+        assert idle.recv(4096) == b""
+        assert time.monotonic() - t0 < 5
+    assert server.post("/v2/models/logistic/infer", json=BODY).status_code == 200

@@ -40,6 +40,7 @@ FLAGS: list[tuple[str, str, Any]] = [
     ("--threads", "threads", int),
     ("--drain-seconds", "drain_seconds", float),
     ("--shutdown-timeout-seconds", "shutdown_timeout_seconds", float),
+    ("--idle-timeout-seconds", "idle_timeout_seconds", float),
     ("--cache-dir", "cache_dir", str),
     ("--log-level", "log_level", str),
 ]

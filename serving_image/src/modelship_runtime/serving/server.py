@@ -235,6 +235,13 @@ class App:
             if not c.busy:
                 c.close()
 
+    def reap(self) -> None:
+        """Closes connections silent for the idle timeout (idle, or stuck mid-request)."""
+        limit = time.monotonic() - self.settings.idle_timeout_seconds
+        for c in list(self.connections):
+            if c.last_seen < limit and not c.waiting and not c.pending:
+                c.close()
+
 
 def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes]) -> Callable[[Feed | BaseException], None]:
     """Turns an inference result (or its exception) into a response for ``reply``."""
@@ -274,6 +281,7 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.start = 0.0
         self.too_large = False
+        self.last_seen = time.monotonic()
 
     # -- asyncio -----------------------------------------------------------
 
@@ -290,6 +298,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.last_seen = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -368,6 +377,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _on_result(self, req: Request, resp: Response) -> None:
         self.waiting = False
+        self.last_seen = time.monotonic()
         self._write(req, resp)
         self._serve_pending()
 
@@ -398,6 +408,13 @@ class HttpProtocol(asyncio.Protocol):
         self.close()
 
 
+async def _reap_forever(app: App) -> None:
+    period = min(5.0, app.settings.idle_timeout_seconds / 2)
+    while True:
+        await asyncio.sleep(period)
+        app.reap()
+
+
 async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file: str | None = None) -> int:
     """Runs one server process until SIGTERM/SIGINT; returns the exit code."""
     loop = asyncio.get_running_loop()
@@ -411,6 +428,7 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reaper = loop.create_task(_reap_forever(app))
     loading = loop.run_in_executor(None, dp.load)
     # Once loaded, what exists lives for good: keep it out of the collector's
     # full passes, which would otherwise stall the loop for milliseconds.
@@ -423,6 +441,7 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
         was, settings.drain_seconds,
     )
     await asyncio.sleep(settings.drain_seconds)
+    reaper.cancel()
     server.close()
     app.closing = True
     app.close_idle()

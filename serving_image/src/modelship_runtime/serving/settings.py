@@ -54,6 +54,11 @@ class ServeSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(
         default=25.0, ge=0.0, description="Longest wait for in-flight requests after the drain."
     )
+    idle_timeout_seconds: float = Field(
+        default=75.0, gt=0.0,
+        description="Close a keep-alive connection idle this long, or one that takes this long to send "
+        "a request (slow clients must not hold sockets forever).",
+    )
     cache_dir: str | None = Field(
         default=None, description="Writable directory for downloaded artifacts (default: $TMPDIR)."
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class StepFailed(RuntimeError):
@@ -19,7 +19,9 @@ def _tty() -> bool:
 
 
 def line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """A status line; a closed stderr (the reader went away) must never break a teardown."""
+    with suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -28,7 +28,8 @@ def line(text: str) -> None:
 def step(title: str) -> Iterator[None]:
     start = time.monotonic()
     if _tty():
-        print(f" • {title} ...", end="\r", file=sys.stderr, flush=True)
+        with suppress(OSError):
+            print(f" • {title} ...", end="\r", file=sys.stderr, flush=True)
     try:
         yield
     except BaseException as exc:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from modelship.demo import stack
 from modelship.demo.stack import S3, OperatorProcess
@@ -67,7 +66,8 @@ class Namespace:
     cluster: Any
 
     def apply(self, manifest: dict[str, Any]) -> None:
-        self.cluster.kubectl("apply", "-n", self.name, "-f", "-", stdin=yaml.safe_dump(manifest))
+        # JSON, not YAML: a value such as "y" would become a boolean in YAML 1.1.
+        self.cluster.kubectl("apply", "-n", self.name, "-f", "-", stdin=json.dumps(manifest))
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         res = self.cluster.kubectl("get", "-n", self.name, kind, name, "-o", "json", check=False)

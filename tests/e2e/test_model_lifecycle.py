@@ -111,7 +111,8 @@ def test_faulty_canary_is_rolled_back_and_stable_keeps_serving(
     print(f"load during the faulty canary: {load.ok} ok, {load.failed} failed (the canary's injected 5xx)")
     assert load.ok > 0
     # After the rollback only the stable revision answers, and it answers every request.
-    wait_until(lambda: len(namespace.list("pod", "modelship.io/model=risky")) == 2, 120, "canary pods gone")
+    serving = "modelship.io/model=risky,app.kubernetes.io/name=modelship-serving"
+    wait_until(lambda: len(namespace.list("pod", serving)) == 2, 120, "canary pods gone")
     with Load(url, threads=2) as after:
         time.sleep(5)
     assert after.failed == 0 and after.ok > 20, after.failures
@@ -132,19 +133,22 @@ def test_a_version_failing_a_gate_never_receives_traffic(namespace: Namespace, s
     assert tj is not None and tj["status"]["reason"] == "GateFailed"
 
 
-def test_invalid_specs_are_refused_or_reported(namespace: Namespace, operator: Operator) -> None:
+def test_invalid_specs_are_refused_or_reported(namespace: Namespace, s3: S3, operator: Operator) -> None:
     bad = model_manifest("bad", "s3://modelship/x.csv")
     bad["spec"]["rollout"]["steps"] = [{"weight": 50}, {"weight": 10}]
     res = namespace.kubectl("apply", "-f", "-", stdin=json.dumps(bad), check=False)
     assert res.returncode != 0 and "canary step weights must be strictly increasing" in res.stderr
     tj = {"apiVersion": "modelship.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "typo"},
-          "spec": {"dataset": {"uri": "s3://modelship/nowhere.csv", "target": "y"},
+          "spec": {"dataset": {"uri": s3.put(f"datasets/{namespace.name}/typo.csv", dataset(seed=5)),
+                               "target": "approved"},
                    "candidates": [{"estimator": "LogisticRegression", "params": {"Cee": [1]}}]}}
     namespace.apply(tj)
     got = wait_until(lambda: (t := namespace.get("trainingjob", "typo")) and
                      t.get("status", {}).get("phase") == "Failed" and t, 240, "the TrainingJob to fail")
-    assert got["status"]["reason"] in ("InvalidSpec", "StoreError"), got["status"]
-    assert condition(got, "Failed")["message"]
+    assert got["status"]["reason"] == "InvalidSpec", got["status"]
+    assert "Cee" in condition(got, "Failed")["message"]
+    # A bad spec fails the Job at once: one pod, no retries.
+    assert len(namespace.list("pod", "batch.kubernetes.io/job-name=typo")) == 1
 
 
 def test_operator_killed_during_rollouts_resumes_without_duplicates(
@@ -159,13 +163,14 @@ def test_operator_killed_during_rollouts_resumes_without_duplicates(
             operator.start()
         first = wait_phase(namespace, "sturdy", "Serving")["stableRevision"]
         s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=8))
-        namespace.kubectl("annotate", "model", "sturdy", "modelship.io/retrain=1", "--overwrite")
-        for _ in range(2):  # and during the canary
-            time.sleep(rng.uniform(3, 15))
-            operator.kill()
-            operator.start()
-        done = wait_until(lambda: (s := status(namespace, "sturdy")).get("stableRevision") not in (None, first)
-                          and not s.get("canaryRevision") and s, 420, "promotion after the kills")
+        with Load(service_url(namespace, "sturdy"), threads=2):  # the canary needs requests to be judged
+            namespace.kubectl("annotate", "model", "sturdy", "modelship.io/retrain=1", "--overwrite")
+            for _ in range(2):  # and during the canary
+                time.sleep(rng.uniform(3, 15))
+                operator.kill()
+                operator.start()
+            done = wait_until(lambda: (s := status(namespace, "sturdy")).get("stableRevision") not in (None, first)
+                              and not s.get("canaryRevision") and s, 420, "promotion after the kills")
     finally:
         if operator.proc is None or operator.proc.poll() is not None:
             operator.start()

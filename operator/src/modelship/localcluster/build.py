@@ -136,6 +136,16 @@ def ensure_apt() -> None:
                    check=True, env=env, stdout=subprocess.DEVNULL)
 
 
+def record_debian_versions() -> Path:
+    """The Debian side of the pins is whatever bookworm ships: record what is installed."""
+    out = subprocess.run(["dpkg-query", "-W", *versions.APT_PACKAGES],
+                         capture_output=True, text=True, check=False).stdout
+    dest = paths.cache_root() / "debian-packages.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(out)
+    return dest
+
+
 def preflight() -> None:
     if not detect.is_root():
         raise StepFailed("the local cluster runs host processes as root: run as root (e.g. sudo)")
@@ -158,6 +168,7 @@ def build(with_images: bool = True) -> int:
         go = find_go()
     with step("Installing Debian packages (containerd, runc, CNI, nftables, buildah, ...)"):
         ensure_apt()
+        record_debian_versions()
     log = paths.cache_root() / "logs" / "build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     for target in targets():

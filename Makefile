@@ -59,7 +59,7 @@ crds: venv
 chart-lint: venv
 	@echo "chart-lint: the Helm chart issue fills this in"
 
-bench: venv apt-tools
+bench: venv apt-tools cluster-build
 	$(PY) -m pytest benches -q -s $(PYTEST_ARGS)
 
 # modelship-serve against MLServer and KServe (peer venvs cached under $(MODELSHIP_CACHE)/bench-venvs).

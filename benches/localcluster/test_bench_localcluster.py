@@ -1,7 +1,7 @@
 """Local cluster figures (issue 11): warm `local build`, `local up` to a Ready
 node and DNS, RSS per component, pod create -> Ready, a 20-replica
 Deployment to Available, requests/s through the ClusterIP against straight
-to the pod IP. Needs root; runs when MODELSHIP_CLUSTER_TESTS=1."""
+to the pod IP. Needs root; part of `make bench`."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import yaml
 from modelship.localcluster import cluster, images, procs
 from modelship.localcluster.testing import LocalCluster, machine_lock
 
-pytestmark = pytest.mark.skipif(os.environ.get("MODELSHIP_CLUSTER_TESTS") != "1",
-                                reason="set MODELSHIP_CLUSTER_TESTS=1 (needs root; starts its own cluster)")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or os.environ.get("MODELSHIP_CLUSTER_BENCH") == "0",
+                                reason="needs root (starts its own cluster); MODELSHIP_CLUSTER_BENCH=0 skips it")
 
 
 def _local(*args: str) -> float:

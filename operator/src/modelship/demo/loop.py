@@ -114,12 +114,16 @@ class Watcher:
                           f"gates: {gates}")
             if st.get("phase") == "Failed":
                 self.note(f"tj/{name}/fail", f"TrainingJob {name} failed: {st.get('message')}")
-        st = self.model()
+        model = self.k.json("get", "model", MODEL, "-n", NAMESPACE) or {}
+        st = dict(model.get("status") or {})
+        steps = (model.get("spec") or {}).get("rollout", {}).get("steps", [])
         canary, stable = st.get("canaryRevision"), st.get("stableRevision")
         if canary and stable:
-            self.note(f"canary/{canary}/{st.get('canaryStep')}/{st.get('canaryWeight')}",
-                      f"Canary {canary}: step {int(st.get('canaryStep') or 0) + 1}, "
-                      f"{st.get('canaryWeight')}% of ready pods")
+            step = int(st.get("canaryStep") or 0)
+            where = (f"step {step + 1}/{len(steps)} ({steps[step]['weight']}%)" if step < len(steps)
+                     else "all steps passed, promoting")
+            self.note(f"canary/{canary}/{step}/{st.get('canaryWeight')}",
+                      f"Canary {canary}: {where}; {st.get('canaryWeight')}% of ready pods")
         elif canary:
             self.note(f"deploy/{canary}", f"Deploying the first revision {canary}")
         if stable:

@@ -61,9 +61,12 @@ class S3:
 @contextmanager
 def s3_server(host: str) -> Iterator[S3]:
     """moto's S3 on ``host`` (the node's address: 127.0.0.1 in a pod is the pod)."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 request otherwise
     port = free_port(host)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

@@ -134,6 +134,11 @@ def after_containerd(p: ClusterPaths) -> None:
             _run("ip", "link", "delete", veth.name)
         _run("ip", "link", "delete", "cni0")
     _remove_cgroups()
+    # libcni's cache of our network ("modelship"); a killed run never ran DEL for these.
+    results = Path("/var/lib/cni/results")
+    if results.is_dir():
+        for f in results.glob("modelship-*"):
+            f.unlink(missing_ok=True)
     shutil.rmtree(p.containerd_state, ignore_errors=True)
     p.containerd_sock.unlink(missing_ok=True)
     Path(f"{p.containerd_sock}.ttrpc").unlink(missing_ok=True)
@@ -221,4 +226,6 @@ def leftovers(p: ClusterPaths) -> list[str]:
         if mp.startswith(data) or "/run/netns/cni-" in mp:
             found.append(f"mount {mp}")
     found += [f"cgroup {r}" for r in _cgroup_roots() if r.exists()]
+    results = Path("/var/lib/cni/results")
+    found += [f"CNI cache {f}" for f in results.glob("modelship-*")] if results.is_dir() else []
     return found

@@ -12,8 +12,8 @@ import pytest
 # else one started by `modelship local up --detach` for the session and
 # stopped at its end (or the local cluster already running from the default
 # data dir, left running). Which of them run:
-#   MODELSHIP_CLUSTER_TESTS=1 (or all), or KUBECONFIG set: every cluster test;
-#   MODELSHIP_CLUSTER_TESTS=local (what `make test` sets): tests/localcluster;
+#   MODELSHIP_CLUSTER_TESTS=1 (or all; what `make test` sets), or KUBECONFIG set: every cluster test;
+#   MODELSHIP_CLUSTER_TESTS=local: tests/localcluster only;
 #   unset: none (skipped with a note).
 
 

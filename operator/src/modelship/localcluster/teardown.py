@@ -134,10 +134,10 @@ def after_containerd(p: ClusterPaths) -> None:
             _run("ip", "link", "delete", veth.name)
         _run("ip", "link", "delete", "cni0")
     _remove_cgroups()
-    # libcni's cache of our network ("modelship"); a killed run never ran DEL for these.
+    # libcni's cache of our networks ("modelship", containerd's loopback); a killed run never ran DEL.
     results = Path("/var/lib/cni/results")
     if results.is_dir():
-        for f in results.glob("modelship-*"):
+        for f in [*results.glob("modelship-*"), *results.glob("cni-loopback-*")]:
             f.unlink(missing_ok=True)
     shutil.rmtree(p.containerd_state, ignore_errors=True)
     p.containerd_sock.unlink(missing_ok=True)
@@ -227,5 +227,6 @@ def leftovers(p: ClusterPaths) -> list[str]:
             found.append(f"mount {mp}")
     found += [f"cgroup {r}" for r in _cgroup_roots() if r.exists()]
     results = Path("/var/lib/cni/results")
-    found += [f"CNI cache {f}" for f in results.glob("modelship-*")] if results.is_dir() else []
+    found += [f"CNI cache {f}" for f in [*results.glob("modelship-*"), *results.glob("cni-loopback-*")]] \
+        if results.is_dir() else []
     return found

@@ -189,3 +189,28 @@ def test_deleting_a_model_removes_what_it_made(namespace: Namespace, s3: S3, ope
         wait_until(lambda k=kind: not [o for o in namespace.list(k) if o["metadata"]["name"].startswith("brief")],
                    120, f"{kind}s of the deleted Model to go")
 
+
+
+def test_autoscaling_puts_an_hpa_on_the_stable_revision(namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=12))
+    manifest = model_manifest("elastic", uri)
+    manifest["spec"]["serving"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3, "targetCpuUtilization": 60}
+    namespace.apply(manifest)
+    st = wait_phase(namespace, "elastic", "Serving")
+    hpa = wait_until(lambda: namespace.get("hpa", "elastic"), 60, "the HPA")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == st["stableRevision"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    # Turning autoscaling off removes it.
+    namespace.kubectl("patch", "model", "elastic", "--type=json",
+                      "-p", '[{"op": "remove", "path": "/spec/serving/autoscaling"}]')
+    wait_until(lambda: namespace.get("hpa", "elastic") is None, 60, "the HPA to go")
+    assert "modelship_models{phase=\"Serving\"}" in operator.metrics()
+
+
+def test_unsupported_drift_source_is_an_actionable_condition(namespace: Namespace, operator: Operator) -> None:
+    namespace.apply({"apiVersion": "modelship.io/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "prom"},
+                     "spec": {"modelRef": {"name": "nothing"},
+                              "source": {"type": "prometheus", "prometheusUrl": "http://prometheus:9090"}}})
+    ready = wait_until(lambda: condition(namespace.get("driftmonitor", "prom"), "Ready") or None, 60, "a condition")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "use source type pods" in ready["message"]

@@ -23,7 +23,13 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelship.api.common import parse_duration
-from modelship.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus, DriftState, Method
+from modelship.api.driftmonitor import (
+    DriftMonitorSpec,
+    DriftMonitorStatus,
+    DriftState,
+    Method,
+    SourceType,
+)
 from modelship.api.model import ModelSpec, ModelStatus
 from modelship.api.trainingjob import TrainingPhase, Trigger
 from modelship.builders.common import MODEL_LABEL, REVISION_LABEL
@@ -183,6 +189,12 @@ def reconcile(ctx: Context, body: Body) -> None:
                                                   problem=problem).wire())
         return
     if not due(spec, status, generation, now):
+        return
+    if spec.source.type == SourceType.PROMETHEUS:
+        problem = (Reason.INVALID_SPEC, "source type prometheus is not supported by this operator version yet; "
+                   "use source type pods (the operator scrapes the serving pods itself)")
+        write_status(ctx.kube, body, drift_status(spec, status, None, now, generation=generation,
+                                                  reference_revision=None, problem=problem).wire())
         return
     ensure_prometheus_rule(ctx, body, spec)
 

@@ -12,9 +12,10 @@ from modelship.settings import OperatorSettings
 
 
 def register_all(settings: OperatorSettings) -> None:
-    register("Model", "models", model.reconcile, settings.reconcile_seconds)
+    register("Model", "models", model.reconcile, settings.reconcile_seconds, on_delete=model.forget_model)
     register("TrainingJob", "trainingjobs", trainingjob.reconcile, settings.reconcile_seconds)
-    register("DriftMonitor", "driftmonitors", driftmonitor.reconcile, settings.reconcile_seconds)
+    register("DriftMonitor", "driftmonitors", driftmonitor.reconcile, settings.reconcile_seconds,
+             on_delete=driftmonitor.forget)
 
     @kopf.on.startup(id="alert-webhook")
     async def _webhook(**_: Any) -> None:

@@ -21,9 +21,9 @@ from modelship.api.model import ModelSpec, ModelStatus, Phase, TrafficRouting
 from modelship.api.trainingjob import TrainingJobStatus
 from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, PodEnvironment
 from modelship.builders.model_training import TRIGGER_LABEL, build_training_job_resource
-from modelship.builders.routing import build_service
+from modelship.builders.routing import build_hpa, build_service
 from modelship.builders.serving import build_serving_deployment
-from modelship.controllers.metrics import API_WRITES, ROLLOUTS
+from modelship.controllers.metrics import API_WRITES, MODELS_BY_PHASE, ROLLOUTS
 from modelship.controllers.runtime import Context
 from modelship.k8s import events
 from modelship.k8s.scrape import scrape
@@ -191,8 +191,47 @@ def apply(ctx: Context, body: Body, spec: ModelSpec, p: Plan, deployments: dict[
             kube.create_or_get(build_service(name, namespace, body))
             API_WRITES.labels("create", "Service").inc()
 
+    ensure_hpa(ctx, body, spec, p.status.stable_revision)
+
     for reason, message, warning in p.events:
         events.post(kube, body, reason, message, warning=warning)
     for event in p.rollout_events:
         ROLLOUTS.labels(namespace, name, event).inc()
     write_status(kube, body, p.status.wire())
+    count_phase(namespace, name, p.status.phase)
+
+
+_PHASES: dict[tuple[str, str], str] = {}
+
+
+def count_phase(namespace: str, name: str, phase: Phase | str | None) -> None:
+    """modelship_models{phase}: how many Models are in each phase (as this operator last saw them)."""
+    if phase is None:
+        _PHASES.pop((namespace, name), None)
+    else:
+        _PHASES[(namespace, name)] = str(phase)
+    for p in Phase:
+        MODELS_BY_PHASE.labels(p.value).set(sum(1 for v in _PHASES.values() if v == p.value))
+
+
+def forget_model(namespace: str, name: str) -> None:
+    count_phase(namespace, name, None)
+
+
+def ensure_hpa(ctx: Context, body: Body, spec: ModelSpec, stable: str | None) -> None:
+    """An HPA on the stable revision when spec.serving.autoscaling asks for one; none otherwise."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    existing = ctx.kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
+    if spec.serving.autoscaling is None or stable is None:
+        if existing is not None and owned_by(existing, meta["uid"]):
+            ctx.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
+            API_WRITES.labels("delete", "HorizontalPodAutoscaler").inc()
+        return
+    want = build_hpa(name, namespace, stable, spec.serving.autoscaling, body)
+    if existing is None:
+        ctx.kube.create_or_get(want)
+        API_WRITES.labels("create", "HorizontalPodAutoscaler").inc()
+    elif {k: existing["spec"].get(k) for k in want["spec"]} != want["spec"]:
+        ctx.kube.patch("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name, {"spec": want["spec"]})
+        API_WRITES.labels("patch", "HorizontalPodAutoscaler").inc()

@@ -91,13 +91,17 @@ def guarded(kind: str, reconcile: Reconcile, body: Body) -> None:
         lock.release()
 
 
-def register(kind: str, plural: str, reconcile: Reconcile, interval: float) -> None:
+def register(kind: str, plural: str, reconcile: Reconcile, interval: float,
+             on_delete: Callable[[str, str], None] | None = None) -> None:
     """Register the event handler and the timer that both call ``reconcile``."""
 
     @kopf.on.event("modelship.io", "v1alpha1", plural, id=f"{kind}-event")  # type: ignore[arg-type]
     def _on_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         if event.get("type") == "DELETED":
-            forget(kind, body.get("metadata", {}).get("namespace", ""), body.get("metadata", {}).get("name", ""))
+            meta = body.get("metadata", {})
+            forget(kind, meta.get("namespace", ""), meta.get("name", ""))
+            if on_delete is not None:
+                on_delete(meta.get("namespace", ""), meta.get("name", ""))
             return
         guarded(kind, reconcile, dict(body))
 

@@ -48,3 +48,20 @@ def local_cluster() -> Iterator[object]:
         yield cluster
 
 # --- end of the local cluster section ----------------------------------------
+
+
+# --- A local S3 server (moto) on loopback, for the data plane's tests ---------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """The endpoint of moto's S3 server on 127.0.0.1 for the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -6,7 +6,6 @@ import functools
 import http.server
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,16 @@ import pytest
 BODY = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.5] * 30}]}
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 def _aws_env(endpoint: str) -> dict[str, str]:
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_s3_artifact_and_bare_file(s3_endpoint: str, artifacts: dict[str, Path], start_server: Any,
+def test_s3_artifact_and_bare_file(s3_server: str, artifacts: dict[str, Path], start_server: Any,
                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
-    env = _aws_env(s3_endpoint)
+    env = _aws_env(s3_server)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     client = boto3.client("s3")

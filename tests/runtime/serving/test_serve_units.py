@@ -166,3 +166,11 @@ def test_every_flag_reads_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 def test_cpu_limit_is_positive() -> None:
     assert cpu_limit() >= 1
+
+
+def test_an_empty_category_is_missing_as_in_the_trainers_reference() -> None:
+    counter = drift_module._Categorical("region", ["north", "south"], {"north": 0, "south": 1},
+                                        np.zeros(3, dtype=np.int64))
+    counter.add(np.array(["north", "", None, "east", "south", ""], dtype=object))
+    assert counter.counts.tolist() == [1, 1, 1] and counter.missing == 3
+    assert categorical_bin_counts(["north", "", None, "east"], ["north", "south"]).tolist() == [1, 0, 1]

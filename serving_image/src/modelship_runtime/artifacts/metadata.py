@@ -10,7 +10,8 @@ k + 1 bins: bin 0 holds x <= e_0, bin i holds e_{i-1} < x <= e_i, bin k holds
 x > e_{k-1}. It is the Prometheus ``le`` convention, so a server's cumulative
 histogram buckets on these edges give the bin counts by differencing.
 NaN is never binned (counted apart as missing). A categorical reference has
-``categories`` and one extra last bin, ``__other__``, for unseen values.
+``categories`` and one extra last bin, ``__other__``, for unseen values; None,
+NaN and the empty string are a missing category, never binned.
 """
 
 from __future__ import annotations

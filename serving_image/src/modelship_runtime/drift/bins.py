@@ -24,12 +24,15 @@ def numeric_bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> npt.NDA
 
 
 def categorical_bin_counts(values: Sequence[object], categories: Sequence[str]) -> npt.NDArray[np.int64]:
-    """Counts per known category, plus a last bin for anything else (``__other__``)."""
+    """Counts per known category, plus a last bin for anything else (``__other__``).
+
+    None, NaN and the empty string are missing values and are not counted.
+    """
     index = {c: i for i, c in enumerate(categories)}
     counts = np.zeros(len(categories) + 1, dtype=np.int64)
     other = len(categories)
     for v in values:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            continue
+        if v is None or v == "" or (isinstance(v, float) and np.isnan(v)):
+            continue  # missing: None, NaN or the empty string (the trainer's missing category)
         counts[index.get(str(v), other)] += 1
     return counts

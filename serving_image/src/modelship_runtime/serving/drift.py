@@ -107,8 +107,8 @@ class _Categorical:
         index = self.index
         counts = self.counts
         for v in flat.tolist():
-            if v is None or (isinstance(v, float) and v != v):
-                self.missing += 1
+            if v is None or v == "" or (isinstance(v, float) and v != v):
+                self.missing += 1  # the trainer's reference counts "" as a missing category too
                 continue
             counts[index.get(v if isinstance(v, str) else _label(v), other)] += 1
 

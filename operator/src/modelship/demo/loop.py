@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelship.demo import data, stack
 from modelship.demo.stack import S3
 
@@ -246,6 +244,3 @@ def summary(k: Kubectl, st: dict[str, Any], before: dict[str, Any], drifted: dic
     for name, seconds in timings.items():
         say(f"  {name:<40} {seconds:6.1f} s")
 
-
-def dump_yaml(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False)

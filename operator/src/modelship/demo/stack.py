@@ -7,7 +7,6 @@ here; nothing is left behind.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -171,6 +170,3 @@ def operator_process(env: dict[str, str], log_path: Path) -> Iterator[OperatorPr
     finally:
         handle.stop()
 
-
-def kube_env(kubeconfig: Path) -> dict[str, str]:
-    return {**os.environ, "KUBECONFIG": str(kubeconfig)}

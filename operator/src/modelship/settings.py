@@ -41,6 +41,10 @@ class OperatorSettings(BaseSettings):
     reconcile_seconds: float = Field(
         default=5.0, gt=0, description="How often in-flight Models, TrainingJobs and rollouts are re-examined."
     )
+    resync_seconds: float = Field(
+        default=300.0, gt=0,
+        description="How often a Model at rest is re-read in full; changes reach it at once through watch events.",
+    )
     history_limit: int = Field(default=10, ge=1, description="Versions kept in Model.status.history.")
     namespaces: list[str] = Field(default_factory=list, description="Namespaces watched; all when empty.")
     metrics_port: int = Field(default=8080, description="Prometheus /metrics of the operator.")

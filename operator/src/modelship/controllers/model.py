@@ -21,7 +21,13 @@ from modelship.api.model import ModelSpec, ModelStatus, Phase, TrafficRouting
 from modelship.api.trainingjob import TrainingJobStatus
 from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, PodEnvironment
 from modelship.builders.model_training import TRIGGER_LABEL, build_training_job_resource
-from modelship.builders.routing import build_hpa, build_service
+from modelship.builders.routing import (
+    build_hpa,
+    build_httproute,
+    build_revision_service,
+    build_service,
+    revision_service_name,
+)
 from modelship.builders.serving import build_serving_deployment
 from modelship.controllers.metrics import API_WRITES, MODELS_BY_PHASE, ROLLOUTS
 from modelship.controllers.runtime import Context
@@ -180,6 +186,8 @@ def apply(ctx: Context, body: Body, spec: ModelSpec, p: Plan, deployments: dict[
         elif int((existing.get("spec") or {}).get("replicas", 0)) != replicas:
             kube.patch("apps/v1", "Deployment", namespace, revision, {"spec": {"replicas": replicas}})
             API_WRITES.labels("patch", "Deployment").inc()
+    # The route moves before old revisions go, so it never points at pods being removed.
+    ensure_routes(ctx, body, spec, p)
     for revision in p.delete:
         if kube.delete("apps/v1", "Deployment", namespace, revision):
             API_WRITES.labels("delete", "Deployment").inc()
@@ -235,3 +243,38 @@ def ensure_hpa(ctx: Context, body: Body, spec: ModelSpec, stable: str | None) ->
     elif {k: existing["spec"].get(k) for k in want["spec"]} != want["spec"]:
         ctx.kube.patch("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name, {"spec": want["spec"]})
         API_WRITES.labels("patch", "HorizontalPodAutoscaler").inc()
+
+
+def ensure(ctx: Context, want: Body) -> None:
+    """Create ``want``, or bring the existing object's spec to it (one merge patch, only when it differs)."""
+    meta = want["metadata"]
+    existing = ctx.kube.get(want["apiVersion"], want["kind"], meta["namespace"], meta["name"])
+    if existing is None:
+        ctx.kube.create_or_get(want)
+        API_WRITES.labels("create", want["kind"]).inc()
+    elif {k: existing.get("spec", {}).get(k) for k in want["spec"]} != want["spec"]:
+        ctx.kube.patch(want["apiVersion"], want["kind"], meta["namespace"], meta["name"], {"spec": want["spec"]})
+        API_WRITES.labels("patch", want["kind"]).inc()
+
+
+def ensure_routes(ctx: Context, body: Body, spec: ModelSpec, p: Plan) -> None:
+    """With ``trafficRouting: gatewayAPI``: a Service per role (stable, canary) and an HTTPRoute
+    whose weights are the rollout's exact split. The canary's weight only rises once the canary
+    is ready at that step's size (``RolloutAction.route_weight``)."""
+    rollout = spec.rollout
+    if rollout.traffic_routing != TrafficRouting.GATEWAY_API or rollout.gateway is None:
+        return
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    stable, canary = p.status.stable_revision, p.status.canary_revision
+    if stable is None:
+        return  # the first version: the route starts when it is promoted
+    ensure(ctx, build_revision_service(name, namespace, "stable", stable, body))
+    if canary is not None:
+        ensure(ctx, build_revision_service(name, namespace, "canary", canary, body))
+    weight = p.action.route_weight if canary is not None and p.action is not None else 0
+    ensure(ctx, build_httproute(name, namespace, rollout.gateway, weight, body, has_canary=canary is not None))
+    leftover = revision_service_name(name, "canary")
+    if canary is None and ctx.kube.get("v1", "Service", namespace, leftover) is not None:
+        ctx.kube.delete("v1", "Service", namespace, leftover)
+        API_WRITES.labels("delete", "Service").inc()

@@ -3,8 +3,10 @@
 Each kind has one level-based reconcile function (``reconcile(ctx, body)``)
 that is called on every watch event and on a timer. Watch events make it
 react at once; the timer makes time pass (canary pauses, cooldowns, drift
-intervals). Neither writes kopf's own bookkeeping annotations, so a Model in
-steady state costs no API writes at all. A per-object lock keeps an event and
+intervals) for objects in flight; objects at rest are left to events (their
+own and their children's) and a slow resync, so a fleet at rest costs
+neither API writes nor reads. Nothing writes kopf's own bookkeeping
+annotations. A per-object lock keeps an event and
 a timer from reconciling the same object at once.
 """
 
@@ -29,6 +31,7 @@ log = logging.getLogger("modelship")
 
 Body = dict[str, Any]
 Reconcile = Callable[["Context", Body], None]
+Fetch = Callable[[str, str], Body | None]
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Context:
 _CONTEXT: Context | None = None
 _LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+_PENDING: set[tuple[str, str, str]] = set()  # triggers that arrived while a reconcile ran
+_LAST_FULL: dict[tuple[str, str, str], float] = {}  # monotonic time of each object's last reconcile
 
 
 def context() -> Context:
@@ -58,16 +63,16 @@ def _lock(kind: str, namespace: str, name: str) -> threading.Lock:
 def forget(kind: str, namespace: str, name: str) -> None:
     with _LOCKS_GUARD:
         _LOCKS.pop((kind, namespace, name), None)
+        _PENDING.discard((kind, namespace, name))
+        _LAST_FULL.pop((kind, namespace, name), None)
 
 
-def guarded(kind: str, reconcile: Reconcile, body: Body) -> None:
-    """Run one reconcile with the object's lock, metrics, and errors turned into retries."""
+MAX_RERUNS = 3
+
+
+def _run_once(kind: str, reconcile: Reconcile, body: Body) -> None:
+    """One reconcile with metrics, and errors turned into kopf retries."""
     meta = body.get("metadata", {})
-    if meta.get("deletionTimestamp"):
-        return  # owner references let the garbage collector remove the children
-    lock = _lock(kind, meta.get("namespace", ""), meta.get("name", ""))
-    if not lock.acquire(blocking=False):
-        return  # another reconcile of this object is running; it sees the same state
     started = time.monotonic()
     try:
         reconcile(context(), body)
@@ -88,26 +93,107 @@ def guarded(kind: str, reconcile: Reconcile, body: Body) -> None:
         raise kopf.TemporaryError("reconcile failed; see the operator log", delay=10) from None
     finally:
         RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+
+
+def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = None) -> None:
+    """Run one reconcile under the object's lock.
+
+    A trigger that arrives while a reconcile of the same object runs is not
+    dropped: it is remembered, and the running one reconciles again from a
+    fresh read (``fetch``) when it finishes, so what changed meanwhile is seen.
+    """
+    meta = body.get("metadata", {})
+    if meta.get("deletionTimestamp"):
+        return  # owner references let the garbage collector remove the children
+    key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+    lock = _lock(*key)
+    if not lock.acquire(blocking=False):
+        with _LOCKS_GUARD:
+            _PENDING.add(key)
+        return
+    try:
+        for _ in range(1 + MAX_RERUNS):
+            with _LOCKS_GUARD:
+                _PENDING.discard(key)
+            _LAST_FULL[key] = time.monotonic()
+            _run_once(kind, reconcile, body)
+            with _LOCKS_GUARD:
+                again = key in _PENDING
+            if not again or fetch is None:
+                return
+            fresh = fetch(key[1], key[2])
+            if fresh is None or fresh.get("metadata", {}).get("deletionTimestamp"):
+                return
+            body = fresh
+    finally:
         lock.release()
 
 
+def due(kind: str, namespace: str, name: str, resync_seconds: float, now: float | None = None) -> bool:
+    """Whether a steady object's periodic full resync is due."""
+    last = _LAST_FULL.get((kind, namespace, name))
+    return last is None or (time.monotonic() if now is None else now) - last >= resync_seconds
+
+
+def _fetcher(kind: str) -> Fetch:
+    def fetch(namespace: str, name: str) -> Body | None:
+        return context().kube.get("modelship.io/v1alpha1", kind, namespace, name)
+    return fetch
+
+
 def register(kind: str, plural: str, reconcile: Reconcile, interval: float,
-             on_delete: Callable[[str, str], None] | None = None) -> None:
-    """Register the event handler and the timer that both call ``reconcile``."""
+             on_delete: Callable[[str, str], None] | None = None,
+             steady: Callable[[Body], bool] | None = None, resync_seconds: float = 300.0) -> None:
+    """Register the event handler and the timer that both call ``reconcile``.
+
+    The timer exists to let time pass (canary pauses, cooldowns). An object
+    ``steady`` says needs no time is only reconciled by events (its own and
+    its children's, see ``watch_children``) and by a full resync every
+    ``resync_seconds``, so a fleet at rest costs no API reads either.
+    """
+    fetch = _fetcher(kind)
 
     @kopf.on.event("modelship.io", "v1alpha1", plural, id=f"{kind}-event")  # type: ignore[arg-type]
     def _on_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        meta = body.get("metadata", {})
         if event.get("type") == "DELETED":
-            meta = body.get("metadata", {})
             forget(kind, meta.get("namespace", ""), meta.get("name", ""))
             if on_delete is not None:
                 on_delete(meta.get("namespace", ""), meta.get("name", ""))
             return
-        guarded(kind, reconcile, dict(body))
+        guarded(kind, reconcile, dict(body), fetch)
 
     @kopf.timer("modelship.io", "v1alpha1", plural, interval=interval, id=f"{kind}-timer")
     def _on_timer(body: kopf.Body, **_: Any) -> None:
-        guarded(kind, reconcile, dict(body))
+        obj = dict(body)
+        meta = obj.get("metadata", {})
+        if steady is not None and steady(obj) and not due(kind, meta.get("namespace", ""), meta.get("name", ""),
+                                                           resync_seconds):
+            return
+        guarded(kind, reconcile, obj, fetch)
+
+
+def watch_children(group: str, version: str, plural: str, label: str, owner_kind: str,
+                   owner_reconcile: Reconcile) -> None:
+    """Reconcile the owner (named by ``label``) whenever one of its children changes.
+
+    The initial listing is skipped: the owners' own initial events cover it.
+    """
+    fetch = _fetcher(owner_kind)
+
+    @kopf.on.event(group, version, plural, labels={label: kopf.PRESENT},  # type: ignore[arg-type]
+                   id=f"{owner_kind}-child-{plural}")
+    def _on_child(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        if event.get("type") is None:
+            return
+        meta = body.get("metadata", {})
+        owner_name = (meta.get("labels") or {}).get(label)
+        namespace = meta.get("namespace", "")
+        if not owner_name:
+            return
+        owner = fetch(namespace, owner_name)
+        if owner is not None:
+            guarded(owner_kind, owner_reconcile, owner, fetch)
 
 
 @kopf.on.startup()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from modelship.api.model import HistoryEntry, ModelSpec, ModelStatus, Outcome, Phase
+from modelship.api.model import HistoryEntry, ModelSpec, ModelStatus, Outcome, Phase, TrafficRouting
 from modelship.api.trainingjob import TrainingJobStatus, TrainingPhase, Trigger
 from modelship.logic.analysis import Verdict
 from modelship.logic.canary import (
@@ -343,6 +343,8 @@ def plan(obs: Observation) -> Plan:
     if canary is not None:
         if stable is None:
             weight = 100
+        elif spec.rollout.traffic_routing == TrafficRouting.GATEWAY_API:
+            weight = action.route_weight  # exact: what the HTTPRoute carries now
         else:
             weight = effective_weight(canary_state.ready if canary_state else 0,
                                       stable_state.ready if stable_state else 0)
@@ -367,3 +369,24 @@ def plan(obs: Observation) -> Plan:
 def _is_true(c: Any) -> bool:
     return str(c.status) == "True"
 
+
+
+def at_rest(body: dict[str, Any]) -> bool:
+    """Whether a Model needs no clock: nothing in it waits for time to pass.
+
+    True when its last reconcile saw the current spec and left it Serving
+    (or Failed) with no canary: then only events can change what it should
+    do (its spec, its TrainingJobs, its Deployments), and they trigger a
+    reconcile themselves. A canary (pauses, analysis windows, deadlines) or a
+    spec not yet acted on needs the timer.
+    """
+    meta = body.get("metadata") or {}
+    try:
+        status = ModelStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        return False
+    if status.observed_generation is None or status.observed_generation != meta.get("generation"):
+        return False
+    if status.canary_revision is not None:
+        return False
+    return status.phase in (Phase.SERVING, Phase.FAILED)

@@ -7,6 +7,7 @@ here; nothing is left behind.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -170,3 +171,159 @@ def operator_process(env: dict[str, str], log_path: Path) -> Iterator[OperatorPr
     finally:
         handle.stop()
 
+
+
+# --- The operator as a pod, installed from the chart (the e2e suite and the demo). ---
+
+RELEASE = "modelship"
+RELEASE_NAMESPACE = "modelship-system"
+POD_SELECTOR = "app.kubernetes.io/name=modelship,app.kubernetes.io/instance=modelship"
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """docker.io/modelship/operator:0.1.0-abc → (docker.io/modelship/operator, 0.1.0-abc)."""
+    repository, _, tag = ref.rpartition(":")
+    return repository, tag
+
+
+def chart_values(images: dict[str, str], s3: S3, **extra: Any) -> dict[str, Any]:
+    """Helm values that point the chart at this stack's images and S3 store."""
+    def image(name: str) -> dict[str, str]:
+        repository, tag = split_reference(images[name])
+        return {"repository": repository, "tag": tag}
+
+    values: dict[str, Any] = {
+        "image": {**image("operator"), "pullPolicy": "Never"},
+        "trainer": {"image": image("trainer")},
+        "serving": {"image": image("serving")},
+        "artifacts": {"store": f"s3://{BUCKET}/artifacts",
+                      "s3": {"endpointUrl": s3.endpoint, "credentialsSecret": SECRET}},
+    }
+    for key, value in extra.items():
+        values[key] = value
+    return values
+
+
+@dataclass
+class ChartOperator:
+    """The operator as pods of the chart's Deployment. ``kill()`` is a kill -9 of the
+    operator process from the host (the kubelet restarts the container), ``start()``
+    waits until a pod is ready again, ``stop()`` uninstalls the release."""
+
+    kubectl: Callable[..., subprocess.CompletedProcess[str]]
+    helm: list[str]
+    values_file: Path
+    namespace: str = RELEASE_NAMESPACE
+    release: str = RELEASE
+    metrics_port: int = 8080
+    webhook_port: int = 8082
+
+    def install(self, timeout: float = 240) -> None:
+        subprocess.run([*self.helm, "upgrade", "--install", self.release, str(CHART), "-n", self.namespace,
+                        "--create-namespace", "-f", str(self.values_file), "--wait",
+                        f"--timeout={int(timeout)}s"], check=True, capture_output=True, text=True,
+                       timeout=timeout + 30)
+        self.start(timeout)
+
+    def pods(self) -> list[dict[str, Any]]:
+        import json
+
+        out = self.kubectl("get", "pods", "-n", self.namespace, "-l", POD_SELECTOR, "-o", "json")
+        return list(json.loads(out.stdout)["items"])
+
+    @staticmethod
+    def _ready(pod: dict[str, Any]) -> bool:
+        status = pod.get("status") or {}
+        return bool(status.get("podIP")) and any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+    def leader(self) -> dict[str, Any] | None:
+        """The ready pod whose operator leads (modelship_leader 1), or None."""
+        for pod in self.pods():
+            if self._ready(pod) and "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", ""):
+                return pod
+        return None
+
+    def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None) -> str:
+        try:
+            with urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port}{path}", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            if default is not None:
+                return default
+            raise
+
+    def start(self, timeout: float = 120) -> None:
+        wait_until(self.leader, timeout, "a leading operator pod", interval=1.0)
+
+    def healthy(self) -> bool:
+        return self.leader() is not None
+
+    def running(self) -> bool:
+        return any(self._ready(p) for p in self.pods())
+
+    def host_pids(self) -> list[int]:
+        """Host PIDs of the operator processes in the pods (the image's venv runs `modelship operator`)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].startswith(b"/opt/modelship/bin/") and b"operator" in argv[1:] \
+                    and any(a.endswith(b"modelship") for a in argv[:2]):
+                pids.append(int(entry.name))
+        return pids
+
+    def kill(self) -> None:
+        """kill -9 every operator process of the release (from the host, as a crash would)."""
+        for pid in self.host_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_until(lambda: not self.leader(), 30, "the killed operator to stop answering", interval=0.5)
+
+    def stop(self) -> None:
+        subprocess.run([*self.helm, "uninstall", self.release, "-n", self.namespace, "--wait", "--timeout=120s"],
+                       capture_output=True, text=True, timeout=180)
+
+    def metrics(self) -> str:
+        pod = wait_until(self.leader, 60, "a leading operator pod")
+        return self._get(pod, self.metrics_port, "/metrics")
+
+    @property
+    def webhook_url(self) -> str:
+        pod = wait_until(self.leader, 60, "a leading operator pod")
+        return f"http://{pod['status']['podIP']}:{self.webhook_port}/alerts"
+
+    def log_tail(self, lines: int = 60) -> str:
+        out = self.kubectl("logs", "-n", self.namespace, "-l", POD_SELECTOR, f"--tail={lines}",
+                           "--all-containers", "--prefix", check=False)
+        return str(out.stdout)
+
+
+CHART = Path(__file__).resolve().parents[4] / "charts" / "modelship"
+
+
+@contextmanager
+def chart_operator(kubectl: Callable[..., subprocess.CompletedProcess[str]], kubeconfig: Path,
+                   values: dict[str, Any], workdir: Path) -> Iterator[ChartOperator]:
+    """Install the chart with ``values``, yield the handle, uninstall at the end."""
+    import json
+
+    from modelship.localcluster import paths
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    values_file = workdir / "values.json"
+    values_file.write_text(json.dumps(values, indent=2))
+    helm = [str(paths.helm_bin()), "--kubeconfig", str(kubeconfig)]
+    handle = ChartOperator(kubectl, helm, values_file)
+    handle.install()
+    try:
+        yield handle
+    finally:
+        (workdir / "operator.log").write_text(handle.log_tail(2000))
+        handle.stop()

@@ -1,0 +1,94 @@
+"""Gateway API routing on a real cluster: with ``trafficRouting: gatewayAPI`` the
+rollout's split is an HTTPRoute's backend weights, exact at every step.
+
+The local cluster has the Gateway API CRDs (installed here from their Go module)
+but no Gateway controller, so the test follows the route the operator writes,
+step by step, while traffic to the canary's analysis arrives through the
+Model's own Service."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from helpers import Load, dataset, model_manifest
+
+from conftest import S3, Namespace, Operator, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def gateway_api(local_cluster: Any) -> None:
+    from modelship.localcluster import thirdparty
+
+    thirdparty.install("gateway-api", local_cluster.kubeconfig)
+    local_cluster.kubectl("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
+                          "--timeout=60s")
+
+
+def weights(route: dict[str, Any] | None) -> dict[str, int]:
+    if route is None:
+        return {}
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    return {b["name"]: int(b["weight"]) for b in backends}
+
+
+def test_canary_moves_through_httproute_weights_and_promotes(
+        gateway_api: None, namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=11))
+    rollout = {"strategy": "Canary", "steps": [{"weight": 20, "pause": "8s"}, {"weight": 60, "pause": "8s"}],
+               "analysis": {"maxErrorRatio": 0.05, "maxLatencyP99Ms": 1000, "minRequests": 5, "interval": "2s"},
+               "onNoData": "proceed", "trafficRouting": "gatewayAPI", "gateway": {"name": "public"}}
+    namespace.apply(model_manifest("routed", uri, rollout=rollout))
+    st = wait_until(lambda: (s := (namespace.get("model", "routed") or {}).get("status") or {})
+                    .get("phase") == "Serving" and s, 420, "the first version", interval=2)
+    first = st["stableRevision"]
+    route = wait_until(lambda: namespace.get("httproute", "routed"), 60, "the HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "public"}]
+    assert weights(route) == {"routed-stable": 100}
+    stable_svc = namespace.get("service", "routed-stable")
+    assert stable_svc["spec"]["selector"]["modelship.io/revision"] == first
+
+    # A new version: follow the route while the canary runs.
+    seen: list[dict[str, int]] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.is_set():
+            w = weights(namespace.get("httproute", "routed"))
+            if w and (not seen or seen[-1] != w):
+                seen.append(w)
+            time.sleep(0.5)
+
+    svc = namespace.get("service", "routed")
+    url = f"http://{svc['spec']['clusterIP']}/v1/models/routed:predict"
+    s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=12))
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    with Load(url) as load:
+        namespace.kubectl("annotate", "model", "routed", "modelship.io/retrain=1", "--overwrite")
+        canary = wait_until(lambda: ((namespace.get("model", "routed") or {}).get("status") or {})
+                            .get("canaryRevision"), 300, "a canary")
+        canary_svc = wait_until(lambda: namespace.get("service", "routed-canary"), 120, "the canary Service")
+        assert canary_svc["spec"]["selector"]["modelship.io/revision"] == canary
+        done = wait_until(lambda: (s := (namespace.get("model", "routed") or {}).get("status") or {})
+                          .get("stableRevision") == canary and not s.get("canaryRevision") and s,
+                          300, "promotion")
+        time.sleep(2)
+    stop.set()
+    watcher.join(5)
+    print(f"HTTPRoute weights seen: {seen}; load {load.ok} ok, {load.failed} failed")
+    assert load.failed == 0, load.failures
+    canary_weights = [w.get("routed-canary") for w in seen if "routed-canary" in w]
+    assert 20 in canary_weights and 60 in canary_weights, seen
+    assert canary_weights == sorted(canary_weights), f"the canary's weight only rises: {seen}"
+    for w in seen:
+        assert sum(w.values()) == 100, w
+    assert seen[-1] == {"routed-stable": 100}
+    assert namespace.get("service", "routed-stable")["spec"]["selector"]["modelship.io/revision"] == canary
+    assert namespace.get("service", "routed-canary") is None
+    assert done["history"][0]["outcome"] == "Promoted"
+    assert first != canary

@@ -57,7 +57,8 @@ def helm_bin() -> Path:
 def run(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     res = subprocess.run([str(helm_bin()), *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and res.returncode != 0:
-        raise HelmError(f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stderr.strip()}")
+        output = "\n".join(t.strip() for t in (res.stdout if args[0] == "lint" else "", res.stderr) if t.strip())
+        raise HelmError(f"helm {' '.join(args)} failed ({res.returncode}):\n{output}")
     return res
 
 
@@ -86,3 +87,8 @@ def lint(values_files: Sequence[Path | str] = (), sets: Sequence[str] = (), char
 
 def ci_values(chart: Path = CHART) -> list[Path]:
     return sorted((chart / "ci").glob("*.yaml"))
+
+
+def ci_values_by_name(chart: Path = CHART) -> dict[str, Path]:
+    """ci/ha-values.yaml -> "ha", and so on."""
+    return {p.name.removesuffix("-values.yaml"): p for p in ci_values(chart)}

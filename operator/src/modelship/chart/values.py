@@ -19,12 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
 from modelship.settings import OperatorSettings
 
 K8sObject = dict[str, Any]
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -91,6 +92,10 @@ class S3(_Values):
     )
 
 
+def _read_write_once() -> list[AccessMode]:
+    return ["ReadWriteOnce"]
+
+
 class ArtifactPvc(_Values):
     create: bool = Field(
         default=False,
@@ -101,8 +106,8 @@ class ArtifactPvc(_Values):
         default="", description="Use this existing PVC (present in every Models' namespace) instead of creating one.")
     size: str = Field(default="10Gi", description="Size of the created PVC.")
     storage_class_name: str = Field(default="", description="StorageClass of the created PVC; empty means the default.")
-    access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]] = Field(
-        default_factory=lambda: ["ReadWriteOnce"],
+    access_modes: list[AccessMode] = Field(
+        default_factory=_read_write_once,
         description="Access modes of the created PVC: ReadWriteMany when trainer and serving pods may land on "
         "different nodes.",
     )
@@ -275,8 +280,29 @@ def _default_security_context() -> K8sObject:
             "capabilities": {"drop": ["ALL"]}}
 
 
+def _pvc_needs_file_store(pvc: dict[str, JsonValue]) -> JsonValue:
+    return {
+        "if": {"properties": {"artifacts": {"properties": {"pvc": pvc}}}},
+        "then": {"properties": {"artifacts": {"properties": {"store": {"pattern": "^file://"}}}}},
+    }
+
+
+# The two rules of Values._consistent, in the schema too, so `helm lint` refuses them as well as
+# `helm template` (lint reports a template's `fail` as information only).
+CROSS_FIELD_RULES: list[JsonValue] = [
+    {
+        "if": {"properties": {"replicas": {"minimum": 2}}, "required": ["replicas"]},
+        "then": {"properties": {"leaderElection": {"properties": {"enabled": {"const": True}}}}},
+    },
+    _pvc_needs_file_store({"properties": {"create": {"const": True}}, "required": ["create"]}),
+    _pvc_needs_file_store({"properties": {"existingClaim": {"minLength": 1}}, "required": ["existingClaim"]}),
+]
+
+
 class Values(_Values):
     """Everything ``helm install modelship charts/modelship`` accepts."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": CROSS_FIELD_RULES})
 
     global_: K8sObject = Field(default_factory=dict, alias="global",
                                description="Values a parent chart shares (unused here; accepted for subchart use).")

@@ -208,6 +208,9 @@ def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="modelship.io", key="last-handled-configuration"
     )
     settings.execution.max_workers = 8
+    # No watch on CustomResourceDefinitions or Namespaces: our kinds exist before we start and the
+    # namespaces are given, so the chart grants neither (least privilege; see charts/modelship/files/rbac.yaml).
+    settings.scanning.disabled = True
 
 
 def run(settings: OperatorSettings) -> int:

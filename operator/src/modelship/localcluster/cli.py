@@ -1,4 +1,4 @@
-"""`modelship local ...`: build, up, down, status, image build/load."""
+"""`modelship local ...`: build, up, down, status, image build/load, third-party crds."""
 
 from __future__ import annotations
 
@@ -33,12 +33,20 @@ def parser() -> argparse.ArgumentParser:
     il = isub.add_parser("load", help="import an OCI or docker archive into the running cluster")
     il.add_argument("archive")
     il.add_argument("--data-dir")
+    crds = sub.add_parser("crds", help="third-party CRDs from their Go modules (Prometheus Operator, Gateway API)")
+    csub = crds.add_subparsers(dest="crds_cmd", required=True)
+    for verb, help_ in (("install", "apply them to the running cluster"), ("path", "print the cached files")):
+        c = csub.add_parser(verb, help=help_)
+        c.add_argument("name", choices=["prometheus-operator", "gateway-api"])
+        if verb == "install":
+            c.add_argument("--data-dir")
+            c.add_argument("--kubeconfig", help="default: the local cluster's")
     return ap
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from modelship.localcluster import build, cluster, images
+    from modelship.localcluster import build, cluster, images, thirdparty
 
     try:
         if args.cmd == "build":
@@ -61,6 +69,15 @@ def main(argv: list[str]) -> int:
             return 0
         if args.cmd == "image" and args.image_cmd == "load":
             images.load_archive(args.archive, cluster.load_paths(args.data_dir))
+            return 0
+        if args.cmd == "crds" and args.crds_cmd == "path":
+            for path in thirdparty.crd_files(args.name):
+                print(path)
+            return 0
+        if args.cmd == "crds" and args.crds_cmd == "install":
+            kubeconfig = args.kubeconfig or cluster.load_paths(args.data_dir).kubeconfig
+            files = thirdparty.install(args.name, kubeconfig)
+            print(f"Installed {len(files)} {args.name} CRDs ({thirdparty.source(args.name).version})")
             return 0
     except StepFailed as exc:
         print(f"modelship local {args.cmd}: {exc}", file=sys.stderr)

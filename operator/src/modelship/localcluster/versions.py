@@ -11,6 +11,11 @@ ETCD = "v3.7.0"  # the etcd release k8s.io/kubernetes KUBERNETES requires
 COREDNS = "v1.15.0"
 LOCAL_PATH_PROVISIONER = "v0.0.30"
 HELM = "v3.22.0"
+# Third-party CRDs the chart's objects and the operator's optional features use
+# (ServiceMonitor, PodMonitor, PrometheusRule; HTTPRoute), taken from these Go
+# modules on the module proxy (thirdparty.py).
+PROMETHEUS_OPERATOR = "v0.85.0"
+GATEWAY_API = "v1.6.3"
 
 # Debian packages `local build` installs when missing.
 APT_PACKAGES = (

@@ -1,0 +1,78 @@
+"""Every ci render accepted by a real API server (``kubectl apply
+--dry-run=server``), the Prometheus Operator's kinds included: their CRDs
+come from its Go module (``modelship local crds install``). Third-party CRDs
+and namespaces this test adds are removed again, so a cluster shared with
+the end-to-end suite looks as before."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelship.chart import helm
+from modelship.localcluster import thirdparty
+
+CI_FILES = helm.ci_values_by_name()
+NAMESPACES = (helm.NAMESPACE, "team-a", "team-b")  # the release's and ci/namespaced-values.yaml's
+PROBE_CRD = {"prometheus-operator": "servicemonitors.monitoring.coreos.com",
+             "gateway-api": "httproutes.gateway.networking.k8s.io"}
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(local_cluster: Any) -> Iterator[Any]:
+    """The local cluster with the third-party CRDs and the test's namespaces, restored afterwards."""
+    added_crds: list[Path] = []
+    added_namespaces = []
+    try:
+        for name, probe in PROBE_CRD.items():
+            if local_cluster.kubectl("get", "crd", probe, check=False).returncode != 0:
+                added_crds += thirdparty.install(name, local_cluster.kubeconfig, local_cluster.kubectl_bin)
+        for ns in NAMESPACES:
+            if local_cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
+                local_cluster.kubectl("create", "namespace", ns)
+                added_namespaces.append(ns)
+        yield local_cluster
+    finally:
+        for ns in added_namespaces:
+            local_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        if added_crds:
+            local_cluster.kubectl("delete", "--ignore-not-found", "--wait=false",
+                                  *[a for f in added_crds for a in ("-f", str(f))], check=False, timeout=300)
+
+
+def test_third_party_crds_come_from_their_modules() -> None:
+    names = {p.name for p in thirdparty.crd_files("prometheus-operator")}
+    assert {"monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_podmonitors.yaml",
+            "monitoring.coreos.com_prometheusrules.yaml"} <= names
+    assert "gateway.networking.k8s.io_httproutes.yaml" in {p.name for p in thirdparty.crd_files("gateway-api")}
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_render_passes_server_side_dry_run(cluster: Any, name: str) -> None:
+    render = helm.template([CI_FILES[name]])
+    res = cluster.kubectl("apply", "--dry-run=server", "--server-side", "--force-conflicts",
+                          "--field-manager=modelship-chart-test",
+                          "-f", "-", stdin=render.text, check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+    applied = [line for line in res.stdout.splitlines() if line.strip()]
+    assert len(applied) == len(render.objects), res.stdout
+
+
+def test_helm_install_dry_run_prints_next_steps(cluster: Any) -> None:
+    """helm's own server dry run, which also renders NOTES.txt with the cluster's capabilities."""
+    res = subprocess.run(
+        [str(helm.helm_bin()), "install", "modelship-dry-run", str(helm.CHART), "--namespace", helm.NAMESPACE,
+         "--dry-run=server", "--values", str(CI_FILES["prometheus"])],
+        env=cluster.env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    notes = res.stdout.split("NOTES:", 1)[1]
+    assert "examples/quickstart/model.yaml" in notes
+    assert "kubectl get models" in notes
+    assert "/metrics" in notes and "ServiceMonitor" in notes

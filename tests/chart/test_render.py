@@ -1,0 +1,280 @@
+"""What the chart renders for each ci values file: a hardened operator pod
+whose env the operator understands, RBAC exactly as files/rbac.yaml says,
+CRDs equal to crds/, and objects valid for the pinned Kubernetes version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import modelship
+from modelship.api import crdgen
+from modelship.builders.serving import PORT as SERVING_PORT
+from modelship.chart import helm, lint
+from modelship.chart import rbac as chart_rbac
+from modelship.settings import OperatorSettings
+
+Obj = dict[str, Any]
+CI_FILES = helm.ci_values_by_name()
+RBAC = yaml.safe_load((helm.CHART / "files" / "rbac.yaml").read_text())
+CLUSTER_WIDE = [n for n in CI_FILES if n != "namespaced"]
+# Leader-election settings the operator gains with the HA work; checked against
+# OperatorSettings as soon as it has them.
+PENDING_SETTINGS = {"leader_election", "lease_name", "lease_namespace", "pod_name"}
+
+
+def operator_deployment(render: helm.Render) -> Obj:
+    return render.one("Deployment")
+
+
+def container(render: helm.Render) -> Obj:
+    containers = operator_deployment(render)["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    return containers[0]  # type: ignore[no-any-return]
+
+
+def env(render: helm.Render) -> dict[str, Obj]:
+    return {e["name"]: e for e in container(render)["env"]}
+
+
+def rules_of(obj: Obj) -> list[Obj]:
+    return list(obj.get("rules") or [])
+
+
+def without_why(rules: list[Obj]) -> list[Obj]:
+    return [{k: v for k, v in r.items() if k != "why"} for r in rules]
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_renders_are_valid_for_the_pinned_kubernetes(renders: dict[str, helm.Render], name: str) -> None:
+    errors, skipped = lint.validate(renders[name].objects)
+    assert not errors
+    assert all(s.split()[0] in {"ServiceMonitor", "PodMonitor", "PrometheusRule"} for s in skipped)
+
+
+def test_strict_validation_catches_an_unknown_field(helm_bin: Path) -> None:
+    render = helm.template(sets=["podSecurityContext.runAsUsr=1000"])
+    errors, _ = lint.validate(render.objects)
+    assert any("runAsUsr" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_operator_pod_is_hardened(renders: dict[str, helm.Render], name: str) -> None:
+    pod = operator_deployment(renders[name])["spec"]["template"]["spec"]
+    c = container(renders[name])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+    assert pod["terminationGracePeriodSeconds"] >= 10
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_probes_and_ports(renders: dict[str, helm.Render], name: str) -> None:
+    c = container(renders[name])
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081, "webhook": 8082}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    service = renders[name].one("Service")
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"metrics": "metrics",
+                                                                             "webhook": "webhook"}
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_env_names_are_operator_settings(renders: dict[str, helm.Render], name: str) -> None:
+    fields = set(OperatorSettings.model_fields)
+    for var in env(renders[name]):
+        if not var.startswith("MODELSHIP_"):
+            continue
+        field = var.removeprefix("MODELSHIP_").lower()
+        assert field in fields or field in PENDING_SETTINGS, f"{var} is no OperatorSettings field"
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_env_values_parse_as_operator_settings(renders: dict[str, helm.Render], name: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, entry in env(renders[name]).items():
+        if var.startswith("MODELSHIP_") and "value" in entry:
+            monkeypatch.setenv(var, entry["value"])
+    settings = OperatorSettings()
+    assert settings.reconcile_seconds == 5.0
+    assert (settings.metrics_port, settings.health_port, settings.webhook_port) == (8080, 8081, 8082)
+
+
+def test_every_operator_setting_is_rendered_by_some_values_file(renders: dict[str, helm.Render]) -> None:
+    rendered = {v.removeprefix("MODELSHIP_").lower() for r in renders.values() for v in env(r)}
+    # namespaces are --namespace flags, not env
+    assert set(OperatorSettings.model_fields) - {"namespaces"} <= rendered
+
+
+def test_default_render(renders: dict[str, helm.Render]) -> None:
+    r = renders["default"]
+    c = container(r)
+    assert c["image"] == f"docker.io/modelship/operator:{modelship.__version__}"
+    assert c["command"] == ["modelship", "operator"]
+    assert c["args"] == ["--all-namespaces"]
+    e = env(r)
+    assert e["MODELSHIP_TRAINER_IMAGE"]["value"] == f"docker.io/modelship/trainer:{modelship.__version__}"
+    assert e["MODELSHIP_SERVING_IMAGE"]["value"] == f"docker.io/modelship/serving:{modelship.__version__}"
+    assert e["MODELSHIP_LEADER_ELECTION"]["value"] == "true"
+    assert e["MODELSHIP_LEASE_NAME"]["value"] == "modelship"
+    assert e["MODELSHIP_LEASE_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert e["MODELSHIP_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "MODELSHIP_WEBHOOK_TOKEN" not in e
+    assert operator_deployment(r)["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    kinds = {o["kind"] for o in r.objects}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget",
+                        "PersistentVolumeClaim", "ConfigMap"}
+
+
+def test_namespaced_render(renders: dict[str, helm.Render]) -> None:
+    r = renders["namespaced"]
+    assert container(r)["args"] == ["--namespace=team-a", "--namespace=team-b"]
+    # Nothing cluster-wide grants the operator anything.
+    assert r.of_kind("ClusterRoleBinding") == []
+    for cr in r.of_kind("ClusterRole"):
+        assert any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in cr["metadata"]["labels"])
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in r.of_kind("Role")}
+    assert roles == {("team-a", "modelship"), ("team-b", "modelship"),
+                     (helm.NAMESPACE, "modelship-leader-election")}
+    for binding in r.of_kind("RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelship", "namespace": helm.NAMESPACE}]
+        assert binding["roleRef"]["kind"] == "Role"
+    e = env(r)
+    assert e["MODELSHIP_WEBHOOK_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "modelship-webhook", "key": "token"}}
+    assert e["MODELSHIP_S3_CREDENTIALS_SECRET"]["value"] == "modelship-s3"
+    assert e["MODELSHIP_S3_ENDPOINT_URL"]["value"] == "http://minio.storage.svc:9000"
+    assert e["HTTPS_PROXY"]["value"] == "http://proxy.example:3128"
+
+
+@pytest.mark.parametrize("name", CLUSTER_WIDE)
+def test_cluster_wide_rbac_is_files_rbac_yaml(renders: dict[str, helm.Render], name: str) -> None:
+    r = renders[name]
+    assert rules_of(r.one("ClusterRole", "modelship")) == without_why(RBAC["watched"])
+    binding = r.one("ClusterRoleBinding", "modelship")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modelship"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelship", "namespace": helm.NAMESPACE}]
+    assert r.of_kind("Role") == [r.one("Role", "modelship-leader-election")]
+
+
+def test_namespaced_roles_are_files_rbac_yaml(renders: dict[str, helm.Render]) -> None:
+    for role in renders["namespaced"].of_kind("Role"):
+        expected = RBAC["release"] if role["metadata"]["name"].endswith("-leader-election") else RBAC["watched"]
+        assert rules_of(role) == without_why(expected)
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_no_wildcards_and_no_secrets_in_any_rule(renders: dict[str, helm.Render], name: str) -> None:
+    for obj in renders[name].of_kind("ClusterRole") + renders[name].of_kind("Role"):
+        for rule in rules_of(obj):
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert not any("*" in item for item in rule.get(field, [])), (obj["metadata"]["name"], rule)
+            assert "secrets" not in rule["resources"]
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_rbac_file_gives_every_rule_a_reason_and_lists_only_granted_unexercised() -> None:
+    for rule in RBAC["watched"] + RBAC["release"]:
+        assert rule["why"].strip()
+    assert chart_rbac.unexercised(), "the list the audit-log test reads"
+    assert set(chart_rbac.unexercised()) <= chart_rbac.granted()
+    assert all(reason for reason in chart_rbac.unexercised().values())
+    assert chart_rbac.granted("release") == {chart_rbac.Grant(v, "coordination.k8s.io", "leases", "")
+                                             for v in ("get", "create", "update")}
+    assert chart_rbac.Grant("patch", "modelship.io", "models", "status") in chart_rbac.granted("watched")
+
+
+def test_aggregated_roles(renders: dict[str, helm.Render]) -> None:
+    r = renders["default"]
+    view, edit = r.one("ClusterRole", "modelship-view"), r.one("ClusterRole", "modelship-edit")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    kinds = {"models", "trainingjobs", "driftmonitors"}
+    assert kinds <= set(view["rules"][0]["resources"]) and set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    assert set(edit["rules"][0]["resources"]) == kinds
+    assert "create" in edit["rules"][0]["verbs"]
+
+
+@pytest.mark.parametrize("name", CI_FILES)
+def test_crds_are_the_generated_ones_and_kept(renders: dict[str, helm.Render], name: str) -> None:
+    crds = {o["metadata"]["name"]: o for o in renders[name].of_kind("CustomResourceDefinition")}
+    expected = {f"{k.plural}.modelship.io": crdgen.build_crd(k) for k in crdgen.KINDS}
+    assert set(crds) == set(expected)
+    for crd_name, crd in crds.items():
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelship"
+        assert crd["spec"] == expected[crd_name]["spec"]
+
+
+def test_crds_can_be_left_out_or_not_kept(helm_bin: Path) -> None:
+    assert helm.template(sets=["crds.enabled=false"]).of_kind("CustomResourceDefinition") == []
+    for crd in helm.template(sets=["crds.keep=false"]).of_kind("CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+
+
+def test_chart_crd_files_equal_crds_dir() -> None:
+    """One source: `make crds` writes both copies from modelship.api.crdgen."""
+    ours = {p.name: p.read_text() for p in (helm.CHART / "files" / "crds").glob("*.yaml")}
+    repo = {p.name: p.read_text() for p in (helm.ROOT / "crds").glob("*.yaml")}
+    assert ours == repo, "charts/modelship/files/crds differs from crds/: run `make crds`"
+
+
+def test_ha_render(renders: dict[str, helm.Render]) -> None:
+    r = renders["ha"]
+    dep = operator_deployment(r)
+    assert dep["spec"]["replicas"] == 2
+    assert env(r)["MODELSHIP_LEASE_NAME"]["value"] == "modelship-leader"
+    pdb = r.one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert container(r)["image"].startswith("docker.io/modelship/operator@sha256:")
+    assert dep["spec"]["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
+
+
+def test_without_leader_election_one_pod_never_overlaps(helm_bin: Path) -> None:
+    r = helm.template(sets=["leaderElection.enabled=false"])
+    assert operator_deployment(r)["spec"]["strategy"] == {"type": "Recreate"}
+    assert env(r)["MODELSHIP_LEADER_ELECTION"]["value"] == "false"
+
+
+def test_pvc_render(renders: dict[str, helm.Render]) -> None:
+    r = renders["pvc"]
+    pvc = r.one("PersistentVolumeClaim", "modelship-artifacts")
+    assert pvc["metadata"]["namespace"] == helm.NAMESPACE
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    e = env(r)
+    assert e["MODELSHIP_ARTIFACT_PVC"]["value"] == "modelship-artifacts"
+    assert e["MODELSHIP_ARTIFACT_STORE"]["value"] == "file:///artifacts/models"
+    assert e["MODELSHIP_ARTIFACT_MOUNT_PATH"]["value"] == "/artifacts"
+
+
+def test_pvc_in_each_watched_namespace(helm_bin: Path) -> None:
+    r = helm.template(sets=["watchNamespaces={a,b}", "artifacts.pvc.create=true", "artifacts.store=file:///artifacts"])
+    assert {p["metadata"]["namespace"] for p in r.of_kind("PersistentVolumeClaim")} == {"a", "b"}
+
+
+def test_network_policy(renders: dict[str, helm.Render]) -> None:
+    np = renders["namespaced"].one("NetworkPolicy")
+    assert np["spec"]["podSelector"]["matchLabels"] == operator_deployment(renders["namespaced"])["spec"]["selector"][
+        "matchLabels"]
+    ingress = np["spec"]["ingress"][0]
+    assert {p["port"] for p in ingress["ports"]} == {"metrics", "webhook"}
+    assert ingress["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    egress_ports = [{p["port"] for p in rule["ports"]} for rule in np["spec"]["egress"]]
+    assert {53} in egress_ports and {443, 6443} in egress_ports
+    serving = next(rule for rule in np["spec"]["egress"] if {p["port"] for p in rule["ports"]} == {SERVING_PORT})
+    assert serving["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "modelship-serving"}
+    api = next(rule for rule in np["spec"]["egress"] if {p["port"] for p in rule["ports"]} == {443, 6443})
+    assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]

@@ -2,8 +2,10 @@
 the operator, and a fresh namespace per test.
 
 The suite targets whatever cluster ``local_cluster`` gives: the one KUBECONFIG
-names, or the local one. The S3 server and the operator process come from
-``modelship.demo.stack``, the same code the demo runs.
+names, or the local one. The S3 server and the operator come from
+``modelship.demo.stack``, the same code the demo runs: the operator is a pod
+of the Helm chart, from the image ``make images`` builds, with the chart's
+ServiceAccount and nothing more.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from typing import Any
 import pytest
 
 from modelship.demo import stack
-from modelship.demo.stack import S3, OperatorProcess
+from modelship.demo.stack import S3, ChartOperator
 
 ROOT = Path(__file__).resolve().parents[2]
-Operator = OperatorProcess
+Operator = ChartOperator
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -48,16 +50,13 @@ def images(local_cluster: Any) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def operator(local_cluster: Any, images: dict[str, str], s3: S3,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    local_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    for crd in ("models", "trainingjobs", "driftmonitors"):
-        local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.modelship.io", "--timeout=60s")
-    env = stack.operator_env(local_cluster.env, images, s3, MODELSHIP_ALLOW_TEST_FAULTS="true",
-                             MODELSHIP_RECONCILE_SECONDS="2")
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with stack.operator_process(env, log) as handle:
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartOperator]:
+    """The operator as a pod, installed from the chart with its own ServiceAccount and RBAC."""
+    values = stack.chart_values(images, s3, allowTestFaults=True, reconcileSeconds=2.0)
+    workdir = tmp_path_factory.mktemp("operator")
+    with stack.chart_operator(local_cluster.kubectl, local_cluster.kubeconfig, values, workdir) as handle:
         yield handle
-    print(f"operator log: {log}")
+    print(f"operator log: {workdir / 'operator.log'}")
 
 
 @dataclass
@@ -84,7 +83,7 @@ class Namespace:
 
 
 @pytest.fixture
-def namespace(local_cluster: Any, operator: OperatorProcess) -> Iterator[Namespace]:
+def namespace(local_cluster: Any, operator: ChartOperator) -> Iterator[Namespace]:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     local_cluster.kubectl("create", "namespace", name)
     local_cluster.kubectl("create", "secret", "generic", stack.SECRET, "-n", name,
@@ -95,3 +94,24 @@ def namespace(local_cluster: Any, operator: OperatorProcess) -> Iterator[Namespa
     finally:
         if os.environ.get("MODELSHIP_KEEP_NAMESPACES") != "1":
             local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# Modules that must run after the rest, in this order: the HA module replaces the
+# operator's pods; the RBAC check reads the audit log the whole session wrote.
+RUN_LAST = ("test_operator_ha", "test_rbac_audit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the RUN_LAST modules to the end of this directory's tests (not of the session)."""
+    here = Path(__file__).parent
+
+    def module_name(item: pytest.Item) -> str:
+        return Path(str(item.fspath)).stem
+
+    positions = [i for i, item in enumerate(items) if Path(str(item.fspath)).parent == here]
+    if not positions:
+        return
+    block = [items[i] for i in positions]
+    block.sort(key=lambda it: RUN_LAST.index(module_name(it)) + 1 if module_name(it) in RUN_LAST else 0)
+    for i, item in zip(positions, block, strict=True):
+        items[i] = item

@@ -102,8 +102,7 @@ def alert(namespace: str, model: str, status_: str = "firing", fingerprint: str 
 
 
 def webhook(operator: Operator, payload: Any) -> tuple[int, Any]:
-    port = operator.webhook_port
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", data=json.dumps(payload).encode(),
+    request = urllib.request.Request(operator.webhook_url, data=json.dumps(payload).encode(),
                                      method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:

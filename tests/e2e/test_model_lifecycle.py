@@ -172,8 +172,7 @@ def test_operator_killed_during_rollouts_resumes_without_duplicates(
             done = wait_until(lambda: (s := status(namespace, "sturdy")).get("stableRevision") not in (None, first)
                               and not s.get("canaryRevision") and s, 420, "promotion after the kills")
     finally:
-        if operator.proc is None or operator.proc.poll() is not None:
-            operator.start()
+        operator.start()  # returns at once when an operator leads
     tjs = sorted(t["metadata"]["name"] for t in namespace.list("trainingjob"))
     assert tjs == ["sturdy-1", "sturdy-2"], tjs
     deployments = [d["metadata"]["name"] for d in namespace.list("deployment", "modelship.io/model=sturdy")]
@@ -200,6 +199,11 @@ def test_autoscaling_puts_an_hpa_on_the_stable_revision(namespace: Namespace, s3
     hpa = wait_until(lambda: namespace.get("hpa", "elastic"), 60, "the HPA")
     assert hpa["spec"]["scaleTargetRef"]["name"] == st["stableRevision"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    # Editing the bounds edits the HPA.
+    namespace.kubectl("patch", "model", "elastic", "--type=merge",
+                      "-p", '{"spec": {"serving": {"autoscaling": {"maxReplicas": 4}}}}')
+    wait_until(lambda: (namespace.get("hpa", "elastic") or {}).get("spec", {}).get("maxReplicas") == 4, 60,
+               "the HPA to follow the Model")
     # Turning autoscaling off removes it.
     namespace.kubectl("patch", "model", "elastic", "--type=json",
                       "-p", '[{"op": "remove", "path": "/spec/serving/autoscaling"}]')

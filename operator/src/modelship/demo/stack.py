@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,22 @@ class OperatorProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def host_pid_of(self, pod_name: str) -> int | None:
+        """The host PID of the operator in pod ``pod_name`` (the chart passes MODELSHIP_POD_NAME)."""
+        marker = f"MODELSHIP_POD_NAME={pod_name}".encode()
+        for pid in self.host_pids():
+            try:
+                if marker in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+                    return pid
+            except OSError:
+                continue
+        return None
+
+    def leaders(self) -> list[str]:
+        """Names of the pods whose operator says it leads, read one after another."""
+        return [p["metadata"]["name"] for p in self.pods() if self._ready(p)
+                and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "")]
+
     def kill(self) -> None:
         if self.running():
             assert self.proc is not None
@@ -218,11 +234,29 @@ class ChartOperator:
     metrics_port: int = 8080
     webhook_port: int = 8082
 
+    def adopt_crds(self) -> None:
+        """Let the release take over CRDs applied without Helm (``kubectl apply -f crds/``),
+        the way Helm documents: its ownership label and annotations on each."""
+        for crd in ("models", "trainingjobs", "driftmonitors"):
+            name = f"crd/{crd}.modelship.io"
+            if self.kubectl("get", name, check=False).returncode != 0:
+                continue
+            self.kubectl("label", "--overwrite", name, "app.kubernetes.io/managed-by=Helm")
+            self.kubectl("annotate", "--overwrite", name, f"meta.helm.sh/release-name={self.release}",
+                         f"meta.helm.sh/release-namespace={self.namespace}")
+
     def install(self, timeout: float = 240) -> None:
-        subprocess.run([*self.helm, "upgrade", "--install", self.release, str(CHART), "-n", self.namespace,
-                        "--create-namespace", "-f", str(self.values_file), "--wait",
-                        f"--timeout={int(timeout)}s"], check=True, capture_output=True, text=True,
-                       timeout=timeout + 30)
+        self.adopt_crds()
+        self.upgrade(timeout=timeout)
+
+    def upgrade(self, *set_values: str, timeout: float = 240) -> None:
+        """``helm upgrade --install`` with the values file and any ``--set`` pairs; waits for a leader."""
+        sets = [a for v in set_values for a in ("--set", v)]
+        res = subprocess.run([*self.helm, "upgrade", "--install", self.release, str(CHART), "-n", self.namespace,
+                              "--create-namespace", "-f", str(self.values_file), *sets, "--wait",
+                              f"--timeout={int(timeout)}s"], capture_output=True, text=True, timeout=timeout + 30)
+        if res.returncode != 0:
+            raise RuntimeError(f"helm upgrade --install failed:\n{res.stderr}\n{self.log_tail()}")
         self.start(timeout)
 
     def pods(self) -> list[dict[str, Any]]:
@@ -277,13 +311,27 @@ class ChartOperator:
                 pids.append(int(entry.name))
         return pids
 
+    def host_pid_of(self, pod_name: str) -> int | None:
+        """The host PID of the operator in pod ``pod_name`` (the chart passes MODELSHIP_POD_NAME)."""
+        marker = f"MODELSHIP_POD_NAME={pod_name}".encode()
+        for pid in self.host_pids():
+            try:
+                if marker in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+                    return pid
+            except OSError:
+                continue
+        return None
+
+    def leaders(self) -> list[str]:
+        """Names of the pods whose operator says it leads, read one after another."""
+        return [p["metadata"]["name"] for p in self.pods() if self._ready(p)
+                and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "")]
+
     def kill(self) -> None:
         """kill -9 every operator process of the release (from the host, as a crash would)."""
         for pid in self.host_pids():
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         wait_until(lambda: not self.leader(), 30, "the killed operator to stop answering", interval=0.5)
 
     def stop(self) -> None:

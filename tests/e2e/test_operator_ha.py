@@ -1,0 +1,117 @@
+"""The operator as the chart runs it: a `helm upgrade` that rolls it leaves the
+serving Model alone, and with two replicas exactly one acts; when the leader's
+pod dies the other takes over and a rollout in progress completes.
+
+Runs after the other end-to-end modules (see conftest's ordering) and leaves the
+release as it found it: one replica, the session's values."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+from helpers import Load, dataset, model_manifest
+
+from conftest import S3, Namespace, Operator, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+
+def status(ns: Namespace, name: str) -> dict[str, Any]:
+    return dict((ns.get("model", name) or {}).get("status") or {})
+
+
+def service_url(ns: Namespace, name: str) -> str:
+    svc = ns.get("service", name)
+    assert svc is not None
+    return f"http://{svc['spec']['clusterIP']}/v1/models/{name}:predict"
+
+
+class LeaderSampler(threading.Thread):
+    """Samples which pods say they lead; records every sample with two leaders."""
+
+    def __init__(self, operator: Operator) -> None:
+        super().__init__(daemon=True)
+        self.operator, self.stop = operator, threading.Event()
+        self.samples: list[list[str]] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.samples.append(self.operator.leaders())
+            except Exception as exc:  # a pod listing during a roll may fail; not a leader count
+                print(f"sampler: {exc}")
+            time.sleep(0.3)
+
+    def both(self) -> list[list[str]]:
+        return [s for s in self.samples if len(s) > 1]
+
+
+def test_helm_upgrade_rolls_the_operator_without_disturbing_the_model(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=61))
+    namespace.apply(model_manifest("steady", uri))
+    wait_until(lambda: status(namespace, "steady").get("phase") == "Serving", 420, "the Model to serve", 2)
+    before = {p["metadata"]["name"] for p in operator.pods()}
+    sampler = LeaderSampler(operator)
+    sampler.start()
+    with Load(service_url(namespace, "steady"), threads=2) as load:
+        operator.upgrade("historyLimit=12")  # a changed value: a new pod template, so the operator rolls
+        time.sleep(3)
+    sampler.stop.set()
+    sampler.join(5)
+    after = {p["metadata"]["name"] for p in operator.pods()}
+    print(f"helm upgrade: {load.ok} requests ok, {load.failed} failed; operator pods {sorted(before)} → "
+          f"{sorted(after)}; {len(sampler.samples)} leader samples")
+    assert after.isdisjoint(before), "the operator pod was not replaced"
+    assert load.failed == 0, load.failures
+    assert not sampler.both(), f"two leaders at once: {sampler.both()[:3]}"
+    assert status(namespace, "steady")["phase"] == "Serving"
+
+
+def test_two_replicas_one_leads_and_the_other_takes_over_a_rollout(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    operator.upgrade("replicas=2")
+    try:
+        wait_until(lambda: len([p for p in operator.pods() if operator._ready(p)]) == 2, 180, "two ready replicas")
+        uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=62))
+        namespace.apply(model_manifest("handover", uri))
+        first = wait_until(lambda: (s := status(namespace, "handover")).get("phase") == "Serving"
+                           and s["stableRevision"], 420, "the Model to serve", 2)
+        sampler = LeaderSampler(operator)
+        sampler.start()
+        s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=63))
+        with Load(service_url(namespace, "handover"), threads=2) as load:
+            namespace.kubectl("annotate", "model", "handover", "modelship.io/retrain=1", "--overwrite")
+            wait_until(lambda: status(namespace, "handover").get("canaryRevision"), 300, "a canary")
+            leaders = wait_until(operator.leaders, 30, "a leader")
+            assert len(leaders) == 1, leaders
+            old = leaders[0]
+            pid = operator.host_pid_of(old)
+            assert pid is not None, f"no host process for pod {old}"
+            # A crash, not a shutdown: SIGKILL (no Lease release), then the pod is gone for good.
+            import os
+
+            os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            operator.kubectl("delete", "pod", "-n", operator.namespace, old, "--grace-period=0", "--force",
+                             check=False)
+            new = wait_until(lambda: [n for n in operator.leaders() if n != old], 60, "another leader",
+                             interval=0.25)
+            takeover = time.monotonic() - killed
+            done = wait_until(lambda: (s := status(namespace, "handover")).get("stableRevision") not in
+                              (None, first) and not s.get("canaryRevision") and s, 420, "the rollout to finish")
+        sampler.stop.set()
+        sampler.join(5)
+        print(f"leader {old} killed; {new[0]} leads after {takeover:.1f} s; rollout promoted "
+              f"{done['stableRevision']}; load {load.ok} ok, {load.failed} failed")
+        assert takeover < 15, f"takeover took {takeover:.1f} s"
+        assert not sampler.both(), f"two leaders at once: {sampler.both()[:3]}"
+        assert load.failed == 0, load.failures
+        assert sorted(t["metadata"]["name"] for t in namespace.list("trainingjob")) == ["handover-1", "handover-2"]
+        assert done["history"][0]["outcome"] == "Promoted"
+    finally:
+        operator.upgrade("replicas=1")

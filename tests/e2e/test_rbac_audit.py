@@ -1,0 +1,73 @@
+"""RBAC from evidence: every request the operator's ServiceAccount made during
+this end-to-end session, read from the API server's audit log (written on
+every local-cluster run, at Metadata level), is granted by the chart, and
+every grant was used or is listed in the chart with why the tests cannot use
+it. No extra run: this module runs last (see conftest) over the same log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Operator
+from modelship.chart import rbac
+from modelship.chart.rbac import Grant
+
+pytestmark = [pytest.mark.cluster]
+
+SERVICE_ACCOUNT = "system:serviceaccount:{namespace}:modelship"
+
+
+def audit_files(log: Path) -> list[Path]:
+    """The log and its rotated backups (audit-<time>.log beside it)."""
+    return sorted(log.parent.glob(log.stem + "*" + log.suffix))
+
+
+def used_grants(files: list[Path], user: str) -> tuple[Counter[Grant], dict[Grant, set[str]]]:
+    """(verb, group, resource, subresource) the user asked for, with the namespaces they were asked in,
+    and the requests the API server refused."""
+    used: Counter[Grant] = Counter()
+    where: dict[Grant, set[str]] = {}
+    refused: dict[Grant, set[str]] = {}
+    for path in files:
+        with path.open() as lines:
+            for line in lines:
+                if user not in line:
+                    continue
+                event: dict[str, Any] = json.loads(line)
+                if event.get("user", {}).get("username") != user or "objectRef" not in event:
+                    continue
+                ref = event["objectRef"]
+                grant = Grant(event["verb"], ref.get("apiGroup", ""), ref["resource"], ref.get("subresource", ""))
+                used[grant] += 1
+                where.setdefault(grant, set()).add(ref.get("namespace", "<cluster>"))
+                if event.get("responseStatus", {}).get("code") == 403:
+                    refused.setdefault(grant, set()).add(ref.get("namespace", "<cluster>"))
+    return used, refused
+
+
+def test_the_chart_grants_exactly_what_the_operator_used(local_cluster: Any, operator: Operator) -> None:
+    if local_cluster.audit_log is None:
+        pytest.skip("the audit log is only readable on the local cluster (kind keeps it inside its node)")
+    user = SERVICE_ACCOUNT.format(namespace=operator.namespace)
+    used, refused = used_grants(audit_files(local_cluster.audit_log), user)
+    assert used, f"no request by {user} in the audit log"
+    granted = rbac.granted()
+    unexercised = rbac.unexercised()
+    print(f"{sum(used.values())} requests by the operator's ServiceAccount, {len(used)} distinct grants:")
+    for grant, count in sorted(used.items()):
+        print(f"  {count:6d}  {grant.verb:7s} {grant.group or 'core'}/{grant.resource}"
+              + (f"/{grant.subresource}" if grant.subresource else ""))
+    assert not refused, f"the API server refused the operator: {refused}"
+    missing = set(used) - granted
+    assert not missing, f"used but not granted by charts/modelship/files/rbac.yaml: {sorted(missing)}"
+    unused = granted - set(used) - set(unexercised)
+    assert not unused, ("granted but never used, and not listed under `unexercised` with a reason: "
+                        f"{sorted(unused)}")
+    stale = set(unexercised) & set(used)
+    assert not stale, f"listed as unexercised but the tests used them (remove from the list): {sorted(stale)}"

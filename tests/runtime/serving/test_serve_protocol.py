@@ -49,6 +49,18 @@ def test_model_metadata_from_graph_and_metadata_json(logistic: Any) -> None:
         assert logistic.get(path).json() == {"name": "logistic", "ready": True}
 
 
+def test_artifact_metadata_is_what_the_server_loaded(logistic: Any) -> None:
+    from modelship_runtime.artifacts.metadata import Metadata
+
+    r = logistic.get("/v2/models/logistic/artifact")
+    assert r.status_code == 200
+    md = Metadata.model_validate(r.json())
+    assert md.model_sha256 == logistic.get("/v2/models/logistic").json()["parameters"]["sha256"]
+    assert [f.name for f in md.features] == [f"f{i}" for i in range(30)]
+    assert logistic.post("/v2/models/logistic/artifact", json={}).status_code == 405
+    assert logistic.get("/v2/models/nope/artifact").status_code == 404
+
+
 @pytest.mark.parametrize("path", [
     "/v2/models/nope", "/v2/models/nope/ready", "/v2/models/logistic/versions/9",
     "/v2/models/logistic/versions/9/ready", "/v1/models/nope", "/nothing", "/v2/models/logistic/explain",

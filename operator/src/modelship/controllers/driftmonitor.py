@@ -39,7 +39,7 @@ from modelship.controllers import alerts
 from modelship.controllers.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE
 from modelship.controllers.runtime import Context
 from modelship.k8s import events
-from modelship.k8s.scrape import scrape
+from modelship.k8s.scrape import fetch, ready_pods, scrape
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import Reason, parse_time
 from modelship.logic.drift import (
@@ -52,7 +52,6 @@ from modelship.logic.retrain import is_firing
 from modelship.logic.revision import training_job_name, training_job_number
 from modelship.logic.scrape import drift_counts, parse_samples
 from modelship_runtime.artifacts.metadata import PREDICTION, DriftReference, Metadata
-from modelship_runtime.artifacts.store import ArtifactError, read_metadata
 from modelship_runtime.drift.window import Snapshot, pick_baseline, prune, window_counts
 
 log = logging.getLogger(__name__)
@@ -66,14 +65,28 @@ _METADATA: dict[str, Metadata] = {}
 _GUARD = threading.Lock()
 
 
-def reference_for(uri: str) -> Metadata:
+def reference_for(pods: list[Body], model: str, uri: str, sha256: str | None, timeout: float) -> Metadata:
+    """The artifact's metadata (its drift reference), read once per artifact from a serving pod
+    (``GET /v2/models/<model>/artifact``): the operator never needs the artifact store's
+    credentials or volume. The pod's copy must be the recorded artifact (same sha256)."""
     with _GUARD:
         cached = _METADATA.get(uri)
-    if cached is None:
-        cached = read_metadata(uri)
+    if cached is not None:
+        return cached
+    problems = []
+    for pod in ready_pods(pods):
+        text = fetch(pod, timeout, path=f"/v2/models/{model}/artifact")
+        if text is None:
+            problems.append(f"{pod['metadata']['name']} did not answer")
+            continue
+        metadata = Metadata.model_validate_json(text)
+        if sha256 and metadata.model_sha256 != sha256:
+            raise ValueError(f"pod {pod['metadata']['name']} serves model.onnx {metadata.model_sha256[:12]}, "
+                             f"not the recorded {sha256[:12]}")
         with _GUARD:
-            _METADATA[uri] = cached
-    return cached
+            _METADATA[uri] = metadata
+        return metadata
+    raise LookupError("no serving pod answered" + (f" ({'; '.join(problems)})" if problems else ""))
 
 
 def due(spec: DriftMonitorSpec, status: DriftMonitorStatus, generation: int | None, now: datetime) -> bool:
@@ -215,9 +228,11 @@ def reconcile(ctx: Context, body: Body) -> None:
     if stable is None or entry is None or not entry.artifact_uri:
         fail(Reason.NO_REFERENCE, f"Model {model_name} has no serving revision yet")
         return
+    pods = ctx.kube.list("v1", "Pod", namespace, selector=f"{REVISION_LABEL}={stable}")
     try:
-        metadata = reference_for(entry.artifact_uri)
-    except (ArtifactError, OSError, ValueError) as exc:
+        metadata = reference_for(pods, model_name, entry.artifact_uri, entry.artifact_sha256,
+                                 ctx.settings.scrape_timeout_seconds)
+    except (LookupError, ValueError) as exc:
         fail(Reason.NO_REFERENCE, f"cannot read the reference of {stable} ({entry.artifact_uri}): {exc}")
         return
     if not metadata.reference.features:
@@ -229,7 +244,6 @@ def reconcile(ctx: Context, body: Body) -> None:
              f"it has {', '.join(metadata.reference.features)}")
         return
 
-    pods = ctx.kube.list("v1", "Pod", namespace, selector=f"{REVISION_LABEL}={stable}")
     texts = scrape(pods, ctx.settings.scrape_timeout_seconds)
     if not texts:
         fail(Reason.SCRAPE_FAILED, f"no pod of {stable} answered on /metrics")

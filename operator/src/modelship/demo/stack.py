@@ -136,22 +136,6 @@ class OperatorProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def host_pid_of(self, pod_name: str) -> int | None:
-        """The host PID of the operator in pod ``pod_name`` (the chart passes MODELSHIP_POD_NAME)."""
-        marker = f"MODELSHIP_POD_NAME={pod_name}".encode()
-        for pid in self.host_pids():
-            try:
-                if marker in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
-                    return pid
-            except OSError:
-                continue
-        return None
-
-    def leaders(self) -> list[str]:
-        """Names of the pods whose operator says it leads, read one after another."""
-        return [p["metadata"]["name"] for p in self.pods() if self._ready(p)
-                and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "")]
-
     def kill(self) -> None:
         if self.running():
             assert self.proc is not None

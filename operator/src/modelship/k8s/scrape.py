@@ -18,13 +18,13 @@ def ready_pods(pods: list[Obj]) -> list[Obj]:
     return [p for p in pods if (p.get("status") or {}).get("podIP") and (p.get("status") or {}).get("phase") == "Running"]
 
 
-def fetch(pod: Obj, timeout: float, port: int = SERVING_PORT) -> str | None:
+def fetch(pod: Obj, timeout: float, port: int = SERVING_PORT, path: str = "/metrics") -> str | None:
     ip = pod["status"]["podIP"]
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=timeout) as response:
+        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=timeout) as response:
             return str(response.read().decode())
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        log.info("Could not scrape pod %s (%s): %s", pod["metadata"]["name"], ip, exc)
+        log.info("Could not read %s of pod %s (%s): %s", path, pod["metadata"]["name"], ip, exc)
         return None
 
 

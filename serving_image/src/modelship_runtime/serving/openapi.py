@@ -45,6 +45,9 @@ def build(model_name: str, model_version: str) -> dict[str, Any]:
         "/v2/models/{model_name}/versions/{model_version}": {"parameters": [name, version], "get": meta_op},
         "/v2/models/{model_name}/ready": {"parameters": [name], "get": ready_op},
         "/v2/models/{model_name}/versions/{model_version}/ready": {"parameters": [name, version], "get": ready_op},
+        "/v2/models/{model_name}/artifact": {"parameters": [name], "get": {
+            "summary": "The artifact's metadata.json (schema, drift reference, metrics); Modelship extension",
+            "responses": {"200": _json({"type": "object"}, "metadata.json"), **_errors(404, 503)}}},
         "/v2/models/{model_name}/infer": {"parameters": [name], "post": infer_op},
         "/v2/models/{model_name}/versions/{model_version}/infer": {"parameters": [name, version], "post": infer_op},
         "/v1/models": {"get": {"summary": "Served models (KServe v1)", "responses": {"200": _json(

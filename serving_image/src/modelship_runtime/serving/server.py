@@ -171,6 +171,15 @@ class App:
             self._only(method, b"GET")
             dp.check_model(name, version)
             return self._model_ready()
+        if action == "artifact" and version is None:
+            # Modelship's extension: the artifact's metadata.json as loaded (schema, drift
+            # reference, metrics), so the operator need not read the artifact store itself.
+            req.endpoint = "artifact"
+            self._only(method, b"GET")
+            dp.check_model(name)
+            if dp.metadata is None:
+                raise NotFound("the artifact has no metadata.json (a bare ONNX model)")
+            return json_response(200, dp.metadata.wire())
         if action == "":
             req.endpoint = "model_metadata"
             self._only(method, b"GET")

@@ -21,7 +21,7 @@ help:
 	@echo "make lint    ruff, mypy (strict), import contracts"
 	@echo "make crds    regenerate crds/ from the pydantic API models"
 	@echo "make bench   benchmarks (training, serving, drift, cluster)"
-	@echo "make images  build the trainer, serving (and operator) images"
+	@echo "make images  build the trainer, serving and operator images"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,11 +1,12 @@
 """The project's images: their names, content-addressed tags, and building them.
 
-A tag is the project version plus a hash of exactly what goes into the
-images (the data plane's sources, ``modelship.api``, the Dockerfile,
-pyproject.toml), so an unchanged data plane reuses what was built and loaded
-before (operator edits do not rebuild them), and what a pod ran is traceable
-to the source. ``make images``, the end-to-end tests and the demo
-all take names from here.
+A tag is the project version plus a hash of exactly what goes into that
+image (the paths its Dockerfile copies, the Dockerfile, pyproject.toml), so an
+unchanged image reuses what was built and loaded before: operator edits do
+not rebuild the data-plane images, data-plane edits outside what the operator
+imports do not rebuild the operator's, and what a pod ran is traceable to the
+source. ``make images``, the end-to-end tests and the demo all take names
+from here.
 """
 
 from __future__ import annotations
@@ -13,25 +14,39 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelship import __version__
 
 ROOT = Path(__file__).resolve().parents[3]
 REPOSITORY = "docker.io/modelship"
-# image name → (Dockerfile relative to the repo root, build target)
-IMAGES: dict[str, tuple[str, str | None]] = {
-    "serving": ("serving_image/Dockerfile", "serving"),
-    "trainer": ("serving_image/Dockerfile", "trainer"),
-}
 # What goes into the data-plane images (serving_image/Dockerfile copies exactly these).
-_INPUTS = ("pyproject.toml", "serving_image", "operator/src/modelship/__init__.py",
-           "operator/src/modelship/api")
+_DATA_PLANE = ("pyproject.toml", "serving_image", "operator/src/modelship/__init__.py",
+               "operator/src/modelship/api")
+# What goes into the operator's image (operator/Dockerfile copies exactly these).
+_OPERATOR = ("pyproject.toml", "operator/Dockerfile", "operator/src/modelship", "serving_image/finish-install.sh",
+             "serving_image/src/modelship_runtime/__init__.py", "serving_image/src/modelship_runtime/artifacts",
+             "serving_image/src/modelship_runtime/drift")
 
 
-def content_hash(root: Path = ROOT) -> str:
+@dataclass(frozen=True)
+class Image:
+    dockerfile: str  # relative to the repo root (the build context)
+    target: str | None
+    inputs: tuple[str, ...]  # the files and directories the tag hashes
+
+
+IMAGES: dict[str, Image] = {
+    "serving": Image("serving_image/Dockerfile", "serving", _DATA_PLANE),
+    "trainer": Image("serving_image/Dockerfile", "trainer", _DATA_PLANE),
+    "operator": Image("operator/Dockerfile", "operator", _OPERATOR),
+}
+
+
+def content_hash(name: str, root: Path = ROOT) -> str:
     digest = hashlib.sha256()
-    for entry in _INPUTS:
+    for entry in IMAGES[name].inputs:
         base = root / entry
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
         for path in files:
@@ -42,7 +57,7 @@ def content_hash(root: Path = ROOT) -> str:
 
 
 def reference(name: str, root: Path = ROOT) -> str:
-    return f"{REPOSITORY}/{name}:{__version__}-{content_hash(root)}"
+    return f"{REPOSITORY}/{name}:{__version__}-{content_hash(name, root)}"
 
 
 def references(root: Path = ROOT) -> dict[str, str]:
@@ -61,14 +76,14 @@ def build(names: list[str] | None = None, root: Path = ROOT, force: bool = False
 
     out = {}
     for name in names or list(IMAGES):
-        dockerfile, target = IMAGES[name]
+        image = IMAGES[name]
         ref = reference(name, root)
-        if not (root / dockerfile).exists():
-            raise FileNotFoundError(f"{dockerfile} does not exist")
+        if not (root / image.dockerfile).exists():
+            raise FileNotFoundError(f"{image.dockerfile} does not exist")
         archive = builder.built_archives().get(ref)
         if force or archive is None or not builder.has_image(ref):
-            builder.build_image(ref, root, dockerfile=root / dockerfile, target=target,
-                                build_args={"VERSION": __version__, "REVISION": content_hash(root)})
+            builder.build_image(ref, root, dockerfile=root / image.dockerfile, target=image.target,
+                                build_args={"VERSION": __version__, "REVISION": content_hash(name, root)})
         elif _cluster_running() and ref not in builder.loaded_images():
             builder.load_if_running(archive)
         out[name] = ref

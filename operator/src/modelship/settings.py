@@ -6,10 +6,29 @@ override them.
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+import socket
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelship import __version__
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str:
+    """The pod's own namespace when in a pod (the ServiceAccount's mount says it), else `default`."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class OperatorSettings(BaseSettings):
@@ -56,3 +75,31 @@ class OperatorSettings(BaseSettings):
         description="Test-only: pass the Model annotation modelship.io/test-canary-env to canary pods.",
     )
     scrape_timeout_seconds: float = Field(default=3.0, gt=0, description="Timeout of a pod /metrics scrape.")
+    leader_election: bool = Field(
+        default=False,
+        description="Act only while holding the leader Lease (needed with more than one replica; the chart sets it).",
+    )
+    lease_name: str = Field(default="modelship-operator", description="Name of the leader Lease.")
+    lease_namespace: str = Field(
+        default_factory=_pod_namespace,
+        description="Namespace of the leader Lease; default: the pod's own, or `default` outside a pod.",
+    )
+    pod_name: str = Field(
+        default_factory=_identity,
+        description="This replica's identity in the Lease (the chart passes the pod name); default: host-pid.",
+    )
+    lease_duration_seconds: int = Field(
+        default=15, ge=1, description="How long followers wait after the leader's last renewal before taking over."
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="A leader that has not renewed for this long stops acting and exits."
+    )
+    lease_retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and a follower looks at the Lease."
+    )
+
+    @model_validator(mode="after")
+    def _lease_timings(self) -> Self:
+        if not self.lease_retry_period_seconds < self.lease_renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError("leader election needs retry period < renew deadline < lease duration")
+        return self

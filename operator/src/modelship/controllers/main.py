@@ -23,6 +23,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metrics-port", type=int, help="port of /metrics (default 8080)")
     p.add_argument("--health-port", type=int, help="port of /healthz (default 8081)")
     p.add_argument("--webhook-port", type=int, help="port of the Alertmanager webhook /alerts (default 8082)")
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None,
+                   help="act only while holding the leader Lease (default: MODELSHIP_LEADER_ELECTION or off)")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["namespaces"] = args.namespace
     if args.all_namespaces:
         overrides["namespaces"] = []
+    if args.leader_elect is not None:
+        overrides["leader_election"] = args.leader_elect
     for flag in ("metrics_port", "health_port", "webhook_port"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)

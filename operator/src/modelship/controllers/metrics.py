@@ -34,3 +34,7 @@ ALERTS = Counter(
     "modelship_alerts_total", "Alertmanager alerts received, by status and outcome.", ["status", "outcome"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "modelship_leader", "1 while this process acts (holds the leader Lease, or runs without leader election).",
+    registry=REGISTRY,
+)

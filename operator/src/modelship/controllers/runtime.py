@@ -23,6 +23,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
+from modelship.controllers.leader import lead
 from modelship.controllers.metrics import RECONCILE_SECONDS, RECONCILES, REGISTRY
 from modelship.k8s.client import Kube
 from modelship.settings import OperatorSettings
@@ -223,10 +224,10 @@ def run(settings: OperatorSettings) -> int:
     handlers.register_all(settings)
     log.info("Started the Modelship operator (namespaces: %s; metrics on :%d; health on :%d)",
              ", ".join(settings.namespaces) or "all", settings.metrics_port, settings.health_port)
-    kopf.run(
+    return lead(settings, lambda stop_flag: kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-    )
-    return 0
+        stop_flag=stop_flag,
+    ))

@@ -45,6 +45,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("v1", "Namespace"): Resource("", "v1", "namespaces", namespaced=False),
     ("apps/v1", "Deployment"): Resource("apps", "v1", "deployments"),
     ("batch/v1", "Job"): Resource("batch", "v1", "jobs"),
+    ("coordination.k8s.io/v1", "Lease"): Resource("coordination.k8s.io", "v1", "leases"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): Resource("autoscaling", "v2", "horizontalpodautoscalers"),
     ("modelship.io/v1alpha1", "Model"): Resource("modelship.io", "v1alpha1", "models"),
     ("modelship.io/v1alpha1", "TrainingJob"): Resource("modelship.io", "v1alpha1", "trainingjobs"),
@@ -67,8 +68,9 @@ def resource(api_version: str, kind: str) -> Resource:
 class Kube:
     """A thin REST client over the official client's ApiClient."""
 
-    def __init__(self, api: client.ApiClient | None = None) -> None:
+    def __init__(self, api: client.ApiClient | None = None, timeout: float = 30) -> None:
         self.api = api or client.ApiClient()
+        self.timeout = timeout
 
     @classmethod
     def from_environment(cls) -> Kube:
@@ -89,7 +91,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(method, url, header_params=headers, body=payload, post_params=post,
-                                     _request_timeout=30)
+                                     _request_timeout=self.timeout)
         response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
@@ -117,6 +119,12 @@ class Kube:
     def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
         return self._call("POST", resource(obj["apiVersion"], obj["kind"]).base(meta.get("namespace")), body=obj)
+
+    def replace(self, obj: Obj) -> Obj:
+        """PUT the whole object; with ``metadata.resourceVersion`` set, a 409 means it changed since read."""
+        meta = obj["metadata"]
+        path = f"{resource(obj['apiVersion'], obj['kind']).base(meta.get('namespace'))}/{meta['name']}"
+        return self._call("PUT", path, body=obj)
 
     def create_or_get(self, obj: Obj) -> tuple[Obj, bool]:
         """Create ``obj``; if it exists already, return the existing one. The bool says created."""

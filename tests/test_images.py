@@ -1,0 +1,67 @@
+"""Image tags: each hashes exactly what its Dockerfile copies, so an operator
+edit retags only the operator and a serving edit only the data plane."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modelship import images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of everything any image hashes."""
+    for entry in sorted({i for image in images.IMAGES.values() for i in image.inputs}):
+        src, dst = ROOT / entry, tmp_path / entry
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+    return tmp_path
+
+
+# (case, file touched) → images whose tag changes
+EDITS = [
+    ("operator-controller", "operator/src/modelship/controllers/model.py", {"operator"}),
+    ("operator-dockerfile", "operator/Dockerfile", {"operator"}),
+    ("operator-api", "operator/src/modelship/api/model.py", {"operator", "serving", "trainer"}),
+    ("server", "serving_image/src/modelship_runtime/serving/cli.py", {"serving", "trainer"}),
+    ("trainer", "serving_image/src/modelship_runtime/training/cli.py", {"serving", "trainer"}),
+    ("drift-stats", "serving_image/src/modelship_runtime/drift/stats.py", {"operator", "serving", "trainer"}),
+    ("pyproject", "pyproject.toml", {"operator", "serving", "trainer"}),
+]
+
+
+@pytest.mark.parametrize(("case", "path", "changed"), EDITS, ids=[e[0] for e in EDITS])
+def test_an_edit_retags_only_the_images_holding_it(tree: Path, case: str, path: str, changed: set[str]) -> None:
+    before = images.references(tree)
+    assert len(set(before.values())) == len(before)
+    with (tree / path).open("a") as fh:
+        fh.write("\n# edited\n")
+    after = images.references(tree)
+    assert {name for name in before if before[name] != after[name]} == changed
+
+
+def _copied(dockerfile: Path) -> list[str]:
+    """The build-context paths a Dockerfile COPYs (not --from another stage)."""
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+@pytest.mark.parametrize("name", sorted(images.IMAGES))
+def test_every_copied_path_is_hashed(name: str) -> None:
+    image = images.IMAGES[name]
+    assert image.dockerfile in image.inputs or any(image.dockerfile.startswith(i + "/") for i in image.inputs)
+    for source in _copied(ROOT / image.dockerfile):
+        source = source.rstrip("/")
+        assert any(source == i or source.startswith(i + "/") for i in image.inputs), (name, source)

@@ -85,7 +85,7 @@ def test_serving_pod_monitor_matches_the_serving_pods(renders: dict[str, helm.Re
 
 def test_service_monitor_selects_the_operator_service(renders: dict[str, helm.Render]) -> None:
     r = renders["prometheus"]
-    sm, svc = r.one("ServiceMonitor"), r.one("Service")
+    sm, svc = r.one("ServiceMonitor"), r.one("Service", "modelship")
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
     assert sm["spec"]["endpoints"][0]["honorLabels"] is True

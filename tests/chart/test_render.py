@@ -85,9 +85,14 @@ def test_probes_and_ports(renders: dict[str, helm.Render], name: str) -> None:
     assert ports == {"metrics": 8080, "health": 8081, "webhook": 8082}
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
-    service = renders[name].one("Service")
-    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"metrics": "metrics",
-                                                                             "webhook": "webhook"}
+    service = renders[name].one("Service", "modelship")
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"metrics": "metrics"}
+    # Alertmanager's posts go to the leader only: the pod it labels.
+    webhook = renders[name].one("Service", "modelship-webhook")
+    assert [p["targetPort"] for p in webhook["spec"]["ports"]] == ["webhook"]
+    leading = container(renders[name])["env"]
+    assert webhook["spec"]["selector"].get("modelship.io/leader") == "true"
+    assert {"name": "MODELSHIP_LEADER_POD_LABEL", "value": "true"} in leading
 
 
 @pytest.mark.parametrize("name", CI_FILES)
@@ -190,7 +195,8 @@ def test_rbac_file_gives_every_rule_a_reason_and_lists_only_granted_unexercised(
     assert set(chart_rbac.unexercised()) <= chart_rbac.granted()
     assert all(reason for reason in chart_rbac.unexercised().values())
     assert chart_rbac.granted("release") == {chart_rbac.Grant(v, "coordination.k8s.io", "leases", "")
-                                             for v in ("get", "create", "update")}
+                                             for v in ("get", "create", "update")} | {
+                                             chart_rbac.Grant("patch", "", "pods", "")}  # the leader label
     assert chart_rbac.Grant("patch", "modelship.io", "models", "status") in chart_rbac.granted("watched")
 
 

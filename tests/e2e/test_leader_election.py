@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = "modelship-operator"
-LEASE_SECONDS = 15  # the default
+LEASE_SECONDS = 12  # the default
 
 
 def leads(op: OperatorProcess) -> bool:

@@ -88,11 +88,15 @@ class OperatorSettings(BaseSettings):
         default_factory=_identity,
         description="This replica's identity in the Lease (the chart passes the pod name); default: host-pid.",
     )
+    leader_pod_label: bool = Field(
+        default=False,
+        description="Label this replica's pod modelship.io/leader=true|false (the chart's webhook Service selects it).",
+    )
     lease_duration_seconds: int = Field(
-        default=15, ge=1, description="How long followers wait after the leader's last renewal before taking over."
+        default=12, ge=1, description="How long followers wait after the leader's last renewal before taking over."
     )
     lease_renew_deadline_seconds: float = Field(
-        default=10.0, gt=0, description="A leader that has not renewed for this long stops acting and exits."
+        default=8.0, gt=0, description="A leader that has not renewed for this long stops acting and exits."
     )
     lease_retry_period_seconds: float = Field(
         default=2.0, gt=0, description="How often the leader renews and a follower looks at the Lease."

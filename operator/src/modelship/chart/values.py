@@ -79,6 +79,15 @@ class LeaderElection(_Values):
         "Needed when replicas > 1, and keeps a rolling upgrade from running two operators at once.",
     )
     lease_name: str = Field(default="", description="Lease name (`MODELSHIP_LEASE_NAME`); empty means the release's full name.")
+    lease_duration_seconds: int = Field(
+        default=12, ge=1, description="Followers take the Lease this long after the leader's last renewal "
+        "(`MODELSHIP_LEASE_DURATION_SECONDS`).")
+    renew_deadline_seconds: float = Field(
+        default=8.0, gt=0, description="A leader that could not renew for this long exits "
+        "(`MODELSHIP_LEASE_RENEW_DEADLINE_SECONDS`); less than leaseDurationSeconds.")
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and followers look "
+        "(`MODELSHIP_LEASE_RETRY_PERIOD_SECONDS`); less than renewDeadlineSeconds.")
 
 
 class S3(_Values):
@@ -326,6 +335,9 @@ class Values(_Values):
     artifacts: Artifacts = Field(default_factory=Artifacts, description="Where trained models are stored.")
     reconcile_seconds: float = Field(
         default=5.0, gt=0, description="How often in-flight objects are re-examined (`MODELSHIP_RECONCILE_SECONDS`).")
+    resync_seconds: float = Field(
+        default=300.0, gt=0, description="How often a Model at rest is re-read in full; changes reach it at once "
+        "through watch events (`MODELSHIP_RESYNC_SECONDS`).")
     history_limit: int = Field(default=10, ge=1, description="Versions kept in Model.status.history (`MODELSHIP_HISTORY_LIMIT`).")
     scrape_timeout_seconds: float = Field(
         default=3.0, gt=0, description="Timeout of the operator's scrape of a serving pod (`MODELSHIP_SCRAPE_TIMEOUT_SECONDS`).")
@@ -397,6 +409,15 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "webhook_token": "webhook.tokenSecret",
     "allow_test_faults": "allowTestFaults",
     "scrape_timeout_seconds": "scrapeTimeoutSeconds",
+    "resync_seconds": "resyncSeconds",
+    "leader_election": "leaderElection.enabled",
+    "leader_pod_label": "leaderElection.enabled",
+    "lease_name": "leaderElection.leaseName",
+    "lease_duration_seconds": "leaderElection.leaseDurationSeconds",
+    "lease_renew_deadline_seconds": "leaderElection.renewDeadlineSeconds",
+    "lease_retry_period_seconds": "leaderElection.retryPeriodSeconds",
+    "lease_namespace": None,  # the pod's namespace (downward API)
+    "pod_name": None,  # the pod's name (downward API)
 }
 
 

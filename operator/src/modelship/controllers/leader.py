@@ -254,6 +254,24 @@ async def _finish_stop_flag(**_: Any) -> None:
         _STOP.kopf_flag.set()
 
 
+LEADER_LABEL = "modelship.io/leader"
+
+
+def mark_pod(kube: Kube, settings: OperatorSettings, leading: bool) -> None:
+    """Label this replica's pod ``modelship.io/leader: "true"|"false"`` (when
+    ``MODELSHIP_LEADER_POD_LABEL``), so a Service selecting the label (the chart's
+    webhook Service) sends Alertmanager's posts to the leader only, the replica
+    that keeps the alert book. Best effort: a failure only delays alerts."""
+    if not settings.leader_pod_label:
+        return
+    try:
+        kube.patch("v1", "Pod", settings.lease_namespace, settings.pod_name,
+                   {"metadata": {"labels": {LEADER_LABEL: "true" if leading else "false"}}})
+    except Exception as exc:
+        log.warning("Could not label pod %s/%s %s=%s: %s", settings.lease_namespace, settings.pod_name,
+                    LEADER_LABEL, leading, exc)
+
+
 def lead(settings: OperatorSettings, act: Callable[[asyncio.Event | None], object]) -> int:
     """Run ``act`` (given kopf's stop flag) while this process leads; the exit code."""
     if not settings.leader_election:
@@ -272,17 +290,20 @@ def lead(settings: OperatorSettings, act: Callable[[asyncio.Event | None], objec
     log.info("Campaigning for the leader Lease %s/%s as %s", settings.lease_namespace, settings.lease_name,
              settings.pod_name)
     with health_while_waiting(settings.health_port):
+        mark_pod(kube, settings, False)  # a restarted leader's pod may still say it leads
         if not elector.campaign(stop.event):
             log.info("Stopped before becoming the leader")
             return 0
     LEADER.set(1)
     elector.start_renewing()
+    mark_pod(kube, settings, True)
     try:
         act(stop.kopf_flag)
     finally:
         stop.install()  # kopf restored the default handlers: a second SIGTERM must not cut the release short
         elector.stop_renewing()
         LEADER.set(0)
+        mark_pod(kube, settings, False)
         elector.release()
     return 0
 

@@ -24,6 +24,8 @@ from modelship.demo.stack import S3, OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 Operator = OperatorProcess
+# The operator's Alertmanager webhook requires this bearer token (as a deployment should).
+WEBHOOK_TOKEN = "e2e-webhook-token"
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -53,7 +55,7 @@ def operator(local_cluster: Any, images: dict[str, str], s3: S3,
     for crd in ("models", "trainingjobs", "driftmonitors"):
         local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.modelship.io", "--timeout=60s")
     env = stack.operator_env(local_cluster.env, images, s3, MODELSHIP_ALLOW_TEST_FAULTS="true",
-                             MODELSHIP_RECONCILE_SECONDS="2")
+                             MODELSHIP_RECONCILE_SECONDS="2", MODELSHIP_WEBHOOK_TOKEN=WEBHOOK_TOKEN)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with stack.operator_process(env, log) as handle:
         yield handle

@@ -7,6 +7,10 @@ over ``window`` (``modelship_runtime.drift.window``), scores them against the
 artifact's reference (``logic.drift``), and on confirmed drift creates one
 TrainingJob (trigger ``drift``) for the Model, within cooldown and the daily
 limit. The Model then takes the new version through gates and canary.
+
+With ``source: prometheus`` it asks Prometheus instead (one instant query of
+``increase()`` over the window, ``logic.prometheus``) and keeps no snapshots:
+Prometheus has the history, so an operator restart loses nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from modelship.controllers import alerts
 from modelship.controllers.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE
 from modelship.controllers.runtime import Context
 from modelship.k8s import events
+from modelship.k8s.prometheus import instant_query
 from modelship.k8s.scrape import scrape
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import Reason, parse_time
@@ -48,10 +53,23 @@ from modelship.logic.drift import (
     evaluate_drift,
     state_changed,
 )
+from modelship.logic.prometheus import (
+    NoSeries,
+    PrometheusError,
+    counts_query,
+    no_series_message,
+    window_counts_from_vector,
+)
 from modelship.logic.retrain import is_firing
 from modelship.logic.revision import training_job_name, training_job_number
 from modelship.logic.scrape import drift_counts, parse_samples
-from modelship_runtime.artifacts.metadata import PREDICTION, DriftReference, Metadata
+from modelship_runtime.artifacts.metadata import (
+    PREDICTION,
+    CategoricalReference,
+    DriftReference,
+    Metadata,
+    NumericReference,
+)
 from modelship_runtime.artifacts.store import ArtifactError, read_metadata
 from modelship_runtime.drift.window import Snapshot, pick_baseline, prune, window_counts
 
@@ -85,9 +103,7 @@ def due(spec: DriftMonitorSpec, status: DriftMonitorStatus, generation: int | No
 
 def live_counts(texts: Mapping[str, str], reference: DriftReference) -> dict[str, dict[str, np.ndarray]]:
     """feature → pod → cumulative counts per reference bin."""
-    refs = dict(reference.features)
-    if reference.prediction is not None:
-        refs[PREDICTION] = reference.prediction
+    refs = reference_bins(reference)
     out: dict[str, dict[str, np.ndarray]] = {}
     for pod, text in texts.items():
         try:
@@ -120,6 +136,25 @@ def windowed(key: tuple[str, str], revision: str, current: dict[str, dict[str, n
         before = {k.rsplit("/", 1)[1]: v for k, v in old.items() if k.rsplit("/", 1)[0] == feature}
         out[feature] = window_counts(before if base is not None else None, pods).counts
     return out
+
+
+def prometheus_counts(ctx: Context, spec: DriftMonitorSpec, namespace: str, revision: str,
+                      reference: DriftReference) -> dict[str, np.ndarray]:
+    """Counts over the window per feature, summed over the revision's pods, from Prometheus."""
+    url = spec.source.prometheus_url
+    if not url:  # the CRD's CEL rule refuses this; a spec applied without the schema may not
+        raise PrometheusError("source type prometheus needs source.prometheusUrl")
+    query = counts_query(namespace, revision, parse_duration(spec.window.duration))
+    payload = instant_query(url, query, ctx.settings.prometheus_timeout_seconds,
+                            ctx.settings.prometheus_bearer_token_file)
+    return window_counts_from_vector(payload, reference_bins(reference))
+
+
+def reference_bins(reference: DriftReference) -> dict[str, NumericReference | CategoricalReference]:
+    refs = dict(reference.features)
+    if reference.prediction is not None:
+        refs[PREDICTION] = reference.prediction
+    return refs
 
 
 def forget(namespace: str, name: str) -> None:
@@ -156,13 +191,17 @@ def create_retrain(ctx: Context, model_body: Body, spec: ModelSpec, status: Mode
     return name
 
 
+def prometheus_rule(body: Body, spec: DriftMonitorSpec) -> Body:
+    """The PrometheusRule the operator keeps for this DriftMonitor (the alert fires after one ``interval``)."""
+    meta = body["metadata"]
+    return build_prometheus_rule(meta["name"], meta["namespace"], spec.model_ref.name, threshold=spec.threshold,
+                                 for_=spec.interval, owner=body)
+
+
 def ensure_prometheus_rule(ctx: Context, body: Body, spec: DriftMonitorSpec) -> None:
     if not ctx.kube.has_api(PROMETHEUS_RULES_API):
         return
-    meta = body["metadata"]
-    rule = build_prometheus_rule(meta["name"], meta["namespace"], spec.model_ref.name, threshold=spec.threshold,
-                                 for_=spec.interval, owner=body)
-    _, created = ctx.kube.create_or_get(rule)
+    _, created = ctx.kube.create_or_get(prometheus_rule(body, spec))
     if created:
         API_WRITES.labels("create", "PrometheusRule").inc()
 
@@ -189,12 +228,6 @@ def reconcile(ctx: Context, body: Body) -> None:
                                                   problem=problem).wire())
         return
     if not due(spec, status, generation, now):
-        return
-    if spec.source.type == SourceType.PROMETHEUS:
-        problem = (Reason.INVALID_SPEC, "source type prometheus is not supported by this operator version yet; "
-                   "use source type pods (the operator scrapes the serving pods itself)")
-        write_status(ctx.kube, body, drift_status(spec, status, None, now, generation=generation,
-                                                  reference_revision=None, problem=problem).wire())
         return
     ensure_prometheus_rule(ctx, body, spec)
 
@@ -229,13 +262,23 @@ def reconcile(ctx: Context, body: Body) -> None:
              f"it has {', '.join(metadata.reference.features)}")
         return
 
-    pods = ctx.kube.list("v1", "Pod", namespace, selector=f"{REVISION_LABEL}={stable}")
-    texts = scrape(pods, ctx.settings.scrape_timeout_seconds)
-    if not texts:
-        fail(Reason.SCRAPE_FAILED, f"no pod of {stable} answered on /metrics")
-        return
-    counts = windowed((namespace, name), stable, live_counts(texts, metadata.reference), now,
-                      parse_duration(spec.window.duration))
+    window = parse_duration(spec.window.duration)
+    if spec.source.type == SourceType.PROMETHEUS:
+        try:
+            counts = prometheus_counts(ctx, spec, namespace, stable, metadata.reference)
+        except NoSeries:
+            fail(Reason.NO_SERIES, no_series_message(namespace, stable))
+            return
+        except PrometheusError as exc:
+            fail(Reason.QUERY_FAILED, f"query to Prometheus failed: {exc}")
+            return
+    else:
+        pods = ctx.kube.list("v1", "Pod", namespace, selector=f"{REVISION_LABEL}={stable}")
+        texts = scrape(pods, ctx.settings.scrape_timeout_seconds)
+        if not texts:
+            fail(Reason.SCRAPE_FAILED, f"no pod of {stable} answered on /metrics")
+            return
+        counts = windowed((namespace, name), stable, live_counts(texts, metadata.reference), now, window)
     evaluation = evaluate_drift(spec, metadata.reference, counts)
 
     triggered: str | None = None

@@ -11,6 +11,11 @@ ETCD = "v3.7.0"  # the etcd release k8s.io/kubernetes KUBERNETES requires
 COREDNS = "v1.15.0"
 LOCAL_PATH_PROVISIONER = "v0.0.30"
 HELM = "v3.22.0"
+# Prometheus v3 for the tests with a real Prometheus (kubernetes_sd); its Go module is v0.<minor>.<patch>.
+PROMETHEUS = "v0.316.0"
+# Build tags that leave out every service discovery but Kubernetes and file (without them the
+# build fails: a nomad dependency is missing from the module proxy).
+PROMETHEUS_TAGS = ("remove_all_sd", "enable_kubernetes_sd", "enable_file_sd")
 
 # Debian packages `local build` installs when missing.
 APT_PACKAGES = (

@@ -162,12 +162,17 @@ def forget(namespace: str, name: str) -> None:
         _SNAPSHOTS.pop((namespace, name), None)
 
 
-def running_training_job(ctx: Context, namespace: str, model: str) -> str | None:
+def training_jobs(ctx: Context, namespace: str, model: str) -> tuple[str | None, list[str]]:
+    """The Model's TrainingJob still running (if any), and when its drift retrains were created."""
+    running: str | None = None
+    drift: list[str] = []
     for tj in ctx.kube.list("modelship.io/v1alpha1", "TrainingJob", namespace, selector=f"{MODEL_LABEL}={model}"):
         phase = (tj.get("status") or {}).get("phase")
-        if phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED):
-            return str(tj["metadata"]["name"])
-    return None
+        if running is None and phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED):
+            running = str(tj["metadata"]["name"])
+        if (tj.get("spec") or {}).get("trigger") == Trigger.DRIFT and tj["metadata"].get("creationTimestamp"):
+            drift.append(str(tj["metadata"]["creationTimestamp"]))
+    return running, drift
 
 
 def create_retrain(ctx: Context, model_body: Body, spec: ModelSpec, status: ModelStatus) -> str | None:
@@ -290,9 +295,9 @@ def reconcile(ctx: Context, body: Body) -> None:
         if mspec.training is None:
             decision = None  # a Model serving spec.source cannot be retrained
         else:
+            running, drift_times = training_jobs(ctx, namespace, model_name)
             decision = drift_retrain_decision(
-                spec, mspec.retrain, status, now,
-                running=running_training_job(ctx, namespace, model_name), alert_firing=firing)
+                spec, mspec.retrain, status, now, running=running, alert_firing=firing, model_triggered=drift_times)
             if decision.allowed:
                 triggered = create_retrain(ctx, model, mspec, mstatus)
     new = drift_status(spec, status, evaluation, now, generation=generation, reference_revision=stable,

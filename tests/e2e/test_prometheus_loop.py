@@ -117,7 +117,7 @@ def test_the_prometheus_rule_fires_alertmanager_posts_and_one_retrain_is_promote
     assert tj is not None and tj["spec"]["trigger"] == "drift"
     received = sum(x.value for x in parse_samples(operator.metrics()) if x.name == "modelship_alerts_total"
                    and x.labels.get("status") == "firing" and x.labels.get("outcome") == "new")
-    assert received >= 1, "the operator counted no new firing alert"
+    assert received >= 1, "the operator counted no new firing alert (a post without the token is refused)"
     prom = monitor_status(namespace, "prom")
     assert {s["feature"] for s in prom["scores"] if s["state"] == "Drift"} >= {"income", "region"}, prom
 
@@ -136,5 +136,12 @@ def test_the_prometheus_rule_fires_alertmanager_posts_and_one_retrain_is_promote
     assert training_jobs(namespace) == [f"{MODEL}-1", f"{MODEL}-2"]
     wait_until(lambda: all(monitor_status(namespace, n).get("referenceRevision") == s["stableRevision"]
                            for n in ("pods", "prom")), 60, "the monitors to follow the new revision")
+
+    def counted(status_: str) -> float:
+        return sum(x.value for x in parse_samples(operator.metrics()) if x.name == "modelship_alerts_total"
+                   and x.labels.get("status") == status_ and x.labels.get("outcome") == "new")
+
+    # On the new reference the scores fall: the alert resolves, and Alertmanager says so.
+    wait_until(lambda: counted("resolved") >= 1, 90, "the resolved alert")
     print(f"serving after {serving_at:.0f} s; drift → promoted {promoted:.0f} s; "
           f"test {time.monotonic() - t0:.0f} s")

@@ -26,6 +26,8 @@ from modelship.demo.stack import S3, ChartOperator
 
 ROOT = Path(__file__).resolve().parents[2]
 Operator = ChartOperator
+# The operator's Alertmanager webhook requires this bearer token (as a deployment should).
+WEBHOOK_TOKEN = "e2e-webhook-token"
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -52,9 +54,12 @@ def images(local_cluster: Any) -> dict[str, str]:
 def operator(local_cluster: Any, images: dict[str, str], s3: S3,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartOperator]:
     """The operator as a pod, installed from the chart with its own ServiceAccount and RBAC."""
-    values = stack.chart_values(images, s3, allowTestFaults=True, reconcileSeconds=2.0)
+    values = stack.chart_values(images, s3, allowTestFaults=True, reconcileSeconds=2.0,
+                                webhook={"tokenSecret": {"name": "modelship-webhook", "key": "token"}})
     workdir = tmp_path_factory.mktemp("operator")
-    with stack.chart_operator(local_cluster.kubectl, local_cluster.kubeconfig, values, workdir) as handle:
+    secrets = {"modelship-webhook": {"token": WEBHOOK_TOKEN}}
+    with stack.chart_operator(local_cluster.kubectl, local_cluster.kubeconfig, values, workdir,
+                              secrets=secrets) as handle:
         yield handle
     print(f"operator log: {workdir / 'operator.log'}")
 

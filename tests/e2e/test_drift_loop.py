@@ -11,7 +11,7 @@ import pytest
 from helpers import dataset, model_manifest, post
 from test_model_lifecycle import service_url, status, wait_phase
 
-from conftest import S3, Namespace, Operator, wait_until
+from conftest import S3, WEBHOOK_TOKEN, Namespace, Operator, wait_until
 from modelship.demo import data
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -101,9 +101,10 @@ def alert(namespace: str, model: str, status_: str = "firing", fingerprint: str 
     }
 
 
-def webhook(operator: Operator, payload: Any) -> tuple[int, Any]:
+def webhook(operator: Operator, payload: Any, token: str = WEBHOOK_TOKEN) -> tuple[int, Any]:
     request = urllib.request.Request(operator.webhook_url, data=json.dumps(payload).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -122,6 +123,7 @@ def test_require_alert_waits_for_the_alert_and_repeats_retrain_once(
     wait_until(lambda: monitor_status(namespace, "alerted").get("state"), 60, "a first verdict")
     assert [t["metadata"]["name"] for t in namespace.list("trainingjob")] == ["alerted-1"]
 
+    assert webhook(operator, alert(namespace.name, "alerted"), token="wrong")[0] == 401
     assert webhook(operator, {"version": "3"})[0] == 400
     s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=43))
     for _ in range(3):  # Alertmanager repeats: one retrain

@@ -209,12 +209,3 @@ def test_autoscaling_puts_an_hpa_on_the_stable_revision(namespace: Namespace, s3
                       "-p", '[{"op": "remove", "path": "/spec/serving/autoscaling"}]')
     wait_until(lambda: namespace.get("hpa", "elastic") is None, 60, "the HPA to go")
     assert "modelship_models{phase=\"Serving\"}" in operator.metrics()
-
-
-def test_unsupported_drift_source_is_an_actionable_condition(namespace: Namespace, operator: Operator) -> None:
-    namespace.apply({"apiVersion": "modelship.io/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "prom"},
-                     "spec": {"modelRef": {"name": "nothing"},
-                              "source": {"type": "prometheus", "prometheusUrl": "http://prometheus:9090"}}})
-    ready = wait_until(lambda: condition(namespace.get("driftmonitor", "prom"), "Ready") or None, 60, "a condition")
-    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
-    assert "use source type pods" in ready["message"]

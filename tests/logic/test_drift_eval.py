@@ -163,6 +163,28 @@ def test_drift_retrain_decision(action: dict[str, object], model: Retrain | None
     assert not drift_retrain_decision(spec, model, status, NOW, running="iris-3", alert_firing=True).allowed
 
 
+@pytest.mark.parametrize(
+    ("model", "model_triggered", "allowed", "reason"),
+    [
+        # Another monitor of the same Model retrained 10 minutes ago: the Model's cooldown holds.
+        (Retrain(cooldown="1h"), [NOW - timedelta(minutes=10)], False, "CoolingDown"),
+        (Retrain(cooldown="1h"), [c.rfc3339(NOW - timedelta(hours=2))], True, "Allowed"),
+        (Retrain(cooldown="1m", max_per_day=2), [NOW - timedelta(hours=3), NOW - timedelta(hours=5)], False,
+         "DailyLimit"),
+        (Retrain(cooldown="1h"), [], True, "Allowed"),
+        (None, [NOW - timedelta(minutes=10)], True, "Allowed"),  # no Model limits to apply
+    ],
+)
+def test_the_models_limits_count_every_monitors_retrains(
+        model: Retrain | None, model_triggered: list[datetime | str], allowed: bool, reason: str) -> None:
+    spec = _spec(action={"cooldown": "1m"})
+    d = drift_retrain_decision(spec, model, DriftMonitorStatus(), NOW, running=None, alert_firing=False,
+                               model_triggered=model_triggered)
+    assert (d.allowed, d.reason) == (allowed, reason), d.message
+    if not allowed:
+        assert "any monitor" in d.message
+
+
 def test_counts_as_numpy_arrays() -> None:
     e = evaluate_drift(_spec(), REF, {k: np.asarray(v) for k, v in SHIFTED.items()})
     assert e.state == DriftState.DRIFT

@@ -75,6 +75,13 @@ class OperatorSettings(BaseSettings):
         description="Test-only: pass the Model annotation modelship.io/test-canary-env to canary pods.",
     )
     scrape_timeout_seconds: float = Field(default=3.0, gt=0, description="Timeout of a pod /metrics scrape.")
+    prometheus_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of a DriftMonitor's query to Prometheus (source prometheus)."
+    )
+    prometheus_bearer_token_file: str | None = Field(
+        default=None,
+        description="File whose content is sent as bearer token to Prometheus (source prometheus), read per query.",
+    )
     leader_election: bool = Field(
         default=False,
         description="Act only while holding the leader Lease (needed with more than one replica; the chart sets it).",

@@ -41,9 +41,14 @@ class MetricsSource(Spec):
         ]
     )
 
-    type: SourceType = Field(default=SourceType.PODS, description="pods (scrape /metrics) or prometheus.")
+    type: SourceType = Field(
+        default=SourceType.PODS,
+        description="pods (the operator scrapes the serving pods' /metrics) or prometheus (it queries "
+        "Prometheus, which must scrape the serving pods with the labels in docs/prometheus.md).",
+    )
     prometheus_url: str | None = Field(
-        default=None, pattern=r"^https?://.+", description="Prometheus base URL for source prometheus."
+        default=None, pattern=r"^https?://.+",
+        description="Prometheus base URL for source prometheus (queried at <url>/api/v1/query).",
     )
 
 

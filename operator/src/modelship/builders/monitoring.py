@@ -71,3 +71,64 @@ def build_prometheus_rule(
             }],
         },
     }
+
+
+# --- Scrape and receiver configuration (docs/prometheus.md) ---------------------
+#
+# The label convention ``source: prometheus`` queries by (``modelship.logic.prometheus``):
+# the pod's namespace as ``namespace`` and its labels ``modelship.io/model`` and
+# ``modelship.io/revision`` as ``modelship_io_model`` and ``modelship_io_revision``, the
+# names prometheus-operator gives ``podTargetLabels`` and a ``labelmap`` gives a plain job.
+# The serving series keep their own ``model`` label (the Model's name).
+
+SERVING_JOB = "modelship-serving"
+OPERATOR_JOB = "modelship-operator"
+SERVING_PORT_NAME = "http"
+
+
+def serving_scrape_config(
+    *,
+    job: str = SERVING_JOB,
+    kubeconfig_file: str | None = None,
+    namespaces: list[str] | None = None,
+    scrape_interval: str | None = None,
+) -> Obj:
+    """A Prometheus ``scrape_configs`` entry for every serving pod (``kubernetes_sd_configs``, role pod).
+
+    Keeps pods with a ``modelship.io/revision`` label, on their ``http``
+    port; ``kubeconfig_file`` for a Prometheus outside the cluster.
+    """
+    sd: Obj = {"role": "pod"}
+    if kubeconfig_file:
+        sd["kubeconfig_file"] = kubeconfig_file
+    if namespaces:
+        sd["namespaces"] = {"names": list(namespaces)}
+    config: Obj = {"job_name": job}
+    if scrape_interval:
+        config["scrape_interval"] = scrape_interval
+    config["kubernetes_sd_configs"] = [sd]
+    config["relabel_configs"] = [
+        {"source_labels": ["__meta_kubernetes_pod_label_modelship_io_revision"], "regex": ".+", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": SERVING_PORT_NAME,
+         "action": "keep"},
+        {"regex": "__meta_kubernetes_pod_label_(modelship_io_model|modelship_io_revision)", "action": "labelmap"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    ]
+    return config
+
+
+def operator_scrape_config(targets: list[str], *, job: str = OPERATOR_JOB) -> Obj:
+    """The operator's /metrics; ``honor_labels`` keeps the drift series' own ``namespace`` label."""
+    return {"job_name": job, "honor_labels": True, "static_configs": [{"targets": list(targets)}]}
+
+
+def alertmanager_receiver(url: str, *, name: str = "modelship", token_file: str | None = None,
+                          token: str | None = None) -> Obj:
+    """An Alertmanager receiver posting to the operator's webhook (``.../alerts``), resolves included."""
+    webhook: Obj = {"url": url, "send_resolved": True}
+    if token_file:
+        webhook["http_config"] = {"authorization": {"credentials_file": token_file}}
+    elif token:
+        webhook["http_config"] = {"authorization": {"credentials": token}}
+    return {"name": name, "webhook_configs": [webhook]}

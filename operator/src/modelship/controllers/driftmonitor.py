@@ -7,6 +7,10 @@ over ``window`` (``modelship_runtime.drift.window``), scores them against the
 artifact's reference (``logic.drift``), and on confirmed drift creates one
 TrainingJob (trigger ``drift``) for the Model, within cooldown and the daily
 limit. The Model then takes the new version through gates and canary.
+
+With ``source: prometheus`` it asks Prometheus instead (one instant query of
+``increase()`` over the window, ``logic.prometheus``) and keeps no snapshots:
+Prometheus has the history, so an operator restart loses nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from modelship.controllers import alerts
 from modelship.controllers.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE
 from modelship.controllers.runtime import Context
 from modelship.k8s import events
+from modelship.k8s.prometheus import instant_query
 from modelship.k8s.scrape import fetch, ready_pods, scrape
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import Reason, parse_time
@@ -48,10 +53,23 @@ from modelship.logic.drift import (
     evaluate_drift,
     state_changed,
 )
+from modelship.logic.prometheus import (
+    NoSeries,
+    PrometheusError,
+    counts_query,
+    no_series_message,
+    window_counts_from_vector,
+)
 from modelship.logic.retrain import is_firing
 from modelship.logic.revision import training_job_name, training_job_number
 from modelship.logic.scrape import drift_counts, parse_samples
-from modelship_runtime.artifacts.metadata import PREDICTION, DriftReference, Metadata
+from modelship_runtime.artifacts.metadata import (
+    PREDICTION,
+    CategoricalReference,
+    DriftReference,
+    Metadata,
+    NumericReference,
+)
 from modelship_runtime.drift.window import Snapshot, pick_baseline, prune, window_counts
 
 log = logging.getLogger(__name__)
@@ -98,9 +116,7 @@ def due(spec: DriftMonitorSpec, status: DriftMonitorStatus, generation: int | No
 
 def live_counts(texts: Mapping[str, str], reference: DriftReference) -> dict[str, dict[str, np.ndarray]]:
     """feature → pod → cumulative counts per reference bin."""
-    refs = dict(reference.features)
-    if reference.prediction is not None:
-        refs[PREDICTION] = reference.prediction
+    refs = reference_bins(reference)
     out: dict[str, dict[str, np.ndarray]] = {}
     for pod, text in texts.items():
         try:
@@ -135,17 +151,41 @@ def windowed(key: tuple[str, str], revision: str, current: dict[str, dict[str, n
     return out
 
 
+def prometheus_counts(ctx: Context, spec: DriftMonitorSpec, namespace: str, revision: str,
+                      reference: DriftReference) -> dict[str, np.ndarray]:
+    """Counts over the window per feature, summed over the revision's pods, from Prometheus."""
+    url = spec.source.prometheus_url
+    if not url:  # the CRD's CEL rule refuses this; a spec applied without the schema may not
+        raise PrometheusError("source type prometheus needs source.prometheusUrl")
+    query = counts_query(namespace, revision, parse_duration(spec.window.duration))
+    payload = instant_query(url, query, ctx.settings.prometheus_timeout_seconds,
+                            ctx.settings.prometheus_bearer_token_file)
+    return window_counts_from_vector(payload, reference_bins(reference))
+
+
+def reference_bins(reference: DriftReference) -> dict[str, NumericReference | CategoricalReference]:
+    refs = dict(reference.features)
+    if reference.prediction is not None:
+        refs[PREDICTION] = reference.prediction
+    return refs
+
+
 def forget(namespace: str, name: str) -> None:
     with _GUARD:
         _SNAPSHOTS.pop((namespace, name), None)
 
 
-def running_training_job(ctx: Context, namespace: str, model: str) -> str | None:
+def training_jobs(ctx: Context, namespace: str, model: str) -> tuple[str | None, list[str]]:
+    """The Model's TrainingJob still running (if any), and when its drift retrains were created."""
+    running: str | None = None
+    drift: list[str] = []
     for tj in ctx.kube.list("modelship.io/v1alpha1", "TrainingJob", namespace, selector=f"{MODEL_LABEL}={model}"):
         phase = (tj.get("status") or {}).get("phase")
-        if phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED):
-            return str(tj["metadata"]["name"])
-    return None
+        if running is None and phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED):
+            running = str(tj["metadata"]["name"])
+        if (tj.get("spec") or {}).get("trigger") == Trigger.DRIFT and tj["metadata"].get("creationTimestamp"):
+            drift.append(str(tj["metadata"]["creationTimestamp"]))
+    return running, drift
 
 
 def create_retrain(ctx: Context, model_body: Body, spec: ModelSpec, status: ModelStatus) -> str | None:
@@ -169,13 +209,17 @@ def create_retrain(ctx: Context, model_body: Body, spec: ModelSpec, status: Mode
     return name
 
 
+def prometheus_rule(body: Body, spec: DriftMonitorSpec) -> Body:
+    """The PrometheusRule the operator keeps for this DriftMonitor (the alert fires after one ``interval``)."""
+    meta = body["metadata"]
+    return build_prometheus_rule(meta["name"], meta["namespace"], spec.model_ref.name, threshold=spec.threshold,
+                                 for_=spec.interval, owner=body)
+
+
 def ensure_prometheus_rule(ctx: Context, body: Body, spec: DriftMonitorSpec) -> None:
     if not ctx.kube.has_api(PROMETHEUS_RULES_API):
         return
-    meta = body["metadata"]
-    rule = build_prometheus_rule(meta["name"], meta["namespace"], spec.model_ref.name, threshold=spec.threshold,
-                                 for_=spec.interval, owner=body)
-    _, created = ctx.kube.create_or_get(rule)
+    _, created = ctx.kube.create_or_get(prometheus_rule(body, spec))
     if created:
         API_WRITES.labels("create", "PrometheusRule").inc()
 
@@ -202,12 +246,6 @@ def reconcile(ctx: Context, body: Body) -> None:
                                                   problem=problem).wire())
         return
     if not due(spec, status, generation, now):
-        return
-    if spec.source.type == SourceType.PROMETHEUS:
-        problem = (Reason.INVALID_SPEC, "source type prometheus is not supported by this operator version yet; "
-                   "use source type pods (the operator scrapes the serving pods itself)")
-        write_status(ctx.kube, body, drift_status(spec, status, None, now, generation=generation,
-                                                  reference_revision=None, problem=problem).wire())
         return
     ensure_prometheus_rule(ctx, body, spec)
 
@@ -244,12 +282,22 @@ def reconcile(ctx: Context, body: Body) -> None:
              f"it has {', '.join(metadata.reference.features)}")
         return
 
-    texts = scrape(pods, ctx.settings.scrape_timeout_seconds)
-    if not texts:
-        fail(Reason.SCRAPE_FAILED, f"no pod of {stable} answered on /metrics")
-        return
-    counts = windowed((namespace, name), stable, live_counts(texts, metadata.reference), now,
-                      parse_duration(spec.window.duration))
+    window = parse_duration(spec.window.duration)
+    if spec.source.type == SourceType.PROMETHEUS:
+        try:
+            counts = prometheus_counts(ctx, spec, namespace, stable, metadata.reference)
+        except NoSeries:
+            fail(Reason.NO_SERIES, no_series_message(namespace, stable))
+            return
+        except PrometheusError as exc:
+            fail(Reason.QUERY_FAILED, f"query to Prometheus failed: {exc}")
+            return
+    else:
+        texts = scrape(pods, ctx.settings.scrape_timeout_seconds)
+        if not texts:
+            fail(Reason.SCRAPE_FAILED, f"no pod of {stable} answered on /metrics")
+            return
+        counts = windowed((namespace, name), stable, live_counts(texts, metadata.reference), now, window)
     evaluation = evaluate_drift(spec, metadata.reference, counts)
 
     triggered: str | None = None
@@ -261,9 +309,9 @@ def reconcile(ctx: Context, body: Body) -> None:
         if mspec.training is None:
             decision = None  # a Model serving spec.source cannot be retrained
         else:
+            running, drift_times = training_jobs(ctx, namespace, model_name)
             decision = drift_retrain_decision(
-                spec, mspec.retrain, status, now,
-                running=running_training_job(ctx, namespace, model_name), alert_firing=firing)
+                spec, mspec.retrain, status, now, running=running, alert_firing=firing, model_triggered=drift_times)
             if decision.allowed:
                 triggered = create_retrain(ctx, model, mspec, mstatus)
     new = drift_status(spec, status, evaluation, now, generation=generation, reference_revision=stable,

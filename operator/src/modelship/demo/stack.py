@@ -327,6 +327,21 @@ class ChartOperator:
         return self._get(pod, self.metrics_port, "/metrics")
 
     @property
+    def metrics_target(self) -> str:
+        """host:port of the leader's /metrics (for a Prometheus on the host)."""
+        pod = wait_until(self.leader, 60, "a leading operator pod")
+        return f"{pod['status']['podIP']}:{self.metrics_port}"
+
+    @property
+    def webhook_service_url(self) -> str:
+        """/alerts through the chart's webhook Service, as Alertmanager in the cluster would post."""
+        import json
+
+        svc = json.loads(self.kubectl("get", "service", "-n", self.namespace, f"{self.release}-webhook",
+                                      "-o", "json").stdout)
+        return f"http://{svc['spec']['clusterIP']}:{self.webhook_port}/alerts"
+
+    @property
     def webhook_url(self) -> str:
         pod = wait_until(self.leader, 60, "a leading operator pod")
         return f"http://{pod['status']['podIP']}:{self.webhook_port}/alerts"
@@ -342,8 +357,10 @@ CHART = Path(__file__).resolve().parents[4] / "charts" / "modelship"
 
 @contextmanager
 def chart_operator(kubectl: Callable[..., subprocess.CompletedProcess[str]], kubeconfig: Path,
-                   values: dict[str, Any], workdir: Path) -> Iterator[ChartOperator]:
-    """Install the chart with ``values``, yield the handle, uninstall at the end."""
+                   values: dict[str, Any], workdir: Path,
+                   secrets: dict[str, dict[str, str]] | None = None) -> Iterator[ChartOperator]:
+    """Install the chart with ``values`` (and ``secrets`` made first in the release namespace),
+    yield the handle, uninstall at the end."""
     import json
 
     from modelship.localcluster import paths
@@ -353,6 +370,12 @@ def chart_operator(kubectl: Callable[..., subprocess.CompletedProcess[str]], kub
     values_file.write_text(json.dumps(values, indent=2))
     helm = [str(paths.helm_bin()), "--kubeconfig", str(kubeconfig)]
     handle = ChartOperator(kubectl, helm, values_file)
+    if kubectl("get", "namespace", handle.namespace, check=False).returncode != 0:
+        kubectl("create", "namespace", handle.namespace)
+    for name, data in (secrets or {}).items():
+        manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": handle.namespace},
+                    "stringData": data}
+        kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     handle.install()
     try:
         yield handle

@@ -30,6 +30,8 @@ class Target:
     output: Path
     package: str  # a package of our module, or pkg@version for `go install`
     ldflags: str = ""
+    tags: tuple[str, ...] = ()  # Go build tags
+    for_up: bool = True  # a running cluster needs it (helm and prometheus are tools beside it)
 
 
 def _kube_ldflags() -> str:
@@ -55,8 +57,18 @@ def targets() -> list[Target]:
                f"github.com/rancher/local-path-provisioner@{versions.LOCAL_PATH_PROVISIONER}"),
         Target("helm", paths.helm_bin(), f"helm.sh/helm/v3/cmd/helm@{versions.HELM}",
                f"-X helm.sh/helm/v3/internal/version.version={versions.HELM} "
-               "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"),
+               "-X helm.sh/helm/v3/internal/version.gitTreeState=clean", for_up=False),
+        Target("prometheus", paths.prometheus_bin(),
+               f"github.com/prometheus/prometheus/cmd/prometheus@{versions.PROMETHEUS}",
+               f"-X github.com/prometheus/common/version.Version={prometheus_release()}",
+               tags=versions.PROMETHEUS_TAGS, for_up=False),
     ]
+
+
+def prometheus_release(module: str = versions.PROMETHEUS) -> str:
+    """v0.316.0 -> 3.16.0: Prometheus v3 releases are tagged v0.3MM.P as Go module versions."""
+    _zero, minor, patch = module.lstrip("v").split(".")
+    return f"{minor[0]}.{int(minor[1:])}.{patch}"
 
 
 def find_go() -> str:
@@ -85,12 +97,13 @@ def go_env(go: str) -> dict[str, str]:
 def _run_go(go: str, target: Target, log: Path) -> None:
     target.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.output.with_suffix(".tmp")
+    flags = ["-ldflags", target.ldflags, *(["-tags", ",".join(target.tags)] if target.tags else [])]
     if "@" in target.package:
         gobin = Path(tempfile.mkdtemp(dir=target.output.parent))
-        argv = [go, "install", "-ldflags", target.ldflags, target.package]
+        argv = [go, "install", *flags, target.package]
         env = {**go_env(go), "GOBIN": str(gobin)}
     else:
-        argv = [go, "build", "-ldflags", target.ldflags, "-o", str(tmp), target.package]
+        argv = [go, "build", *flags, "-o", str(tmp), target.package]
         env = go_env(go)
     ticker = Ticker(f"building {target.name}")
     with open(log, "ab") as out:
@@ -156,9 +169,20 @@ def preflight() -> None:
 
 
 def all_built(for_up: bool = False) -> bool:
-    """Everything built; `for_up` skips what a running cluster does not need (helm)."""
-    needed = [t for t in targets() if not (for_up and t.name == "helm")]
+    """Everything built; `for_up` skips what a running cluster does not need (helm, prometheus)."""
+    needed = [t for t in targets() if t.for_up or not for_up]
     return all(t.output.exists() for t in needed) and paths.pause_bin().exists()
+
+
+def ensure_target(name: str) -> Path:
+    """One target's binary, built first if it is not in the cache (e.g. prometheus for a test)."""
+    target = next(t for t in targets() if t.name == name)
+    if not target.output.exists():
+        log = paths.cache_root() / "logs" / "build.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with step(f"Building {target.name} ({target.package})"):
+            _run_go(find_go(), target, log)
+    return target.output
 
 
 def build(with_images: bool = True) -> int:

@@ -50,6 +50,10 @@ def helm_bin() -> Path:
     return bin_dir("helm", versions.HELM) / "helm"
 
 
+def prometheus_bin() -> Path:
+    return bin_dir("prometheus", versions.PROMETHEUS) / "prometheus"
+
+
 def cri_stop_bin() -> Path:
     return bin_dir("cri-stop-all", versions.KUBERNETES) / "cri-stop-all"
 

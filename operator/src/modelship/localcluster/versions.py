@@ -16,6 +16,11 @@ HELM = "v3.22.0"
 # modules on the module proxy (thirdparty.py).
 PROMETHEUS_OPERATOR = "v0.85.0"
 GATEWAY_API = "v1.6.3"
+# Prometheus v3 for the tests with a real Prometheus (kubernetes_sd); its Go module is v0.<minor>.<patch>.
+PROMETHEUS = "v0.316.0"
+# Build tags that leave out every service discovery but Kubernetes and file (without them the
+# build fails: a nomad dependency is missing from the module proxy).
+PROMETHEUS_TAGS = ("remove_all_sd", "enable_kubernetes_sd", "enable_file_sd")
 
 # Debian packages `local build` installs when missing.
 APT_PACKAGES = (

@@ -63,6 +63,8 @@ class Reason:
     WARNING = "Warning"
     NOT_ENOUGH_SAMPLES = "NotEnoughSamples"
     SCRAPE_FAILED = "ScrapeFailed"
+    QUERY_FAILED = "QueryFailed"
+    NO_SERIES = "NoSeries"
     NO_REFERENCE = "NoReference"
     MODEL_NOT_FOUND = "ModelNotFound"
     RETRAIN_TRIGGERED = "RetrainTriggered"

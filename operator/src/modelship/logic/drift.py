@@ -10,7 +10,7 @@ the state stays what it was and a condition says how many samples there are.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -152,8 +152,15 @@ def drift_retrain_decision(
     *,
     running: str | None,
     alert_firing: bool,
+    model_triggered: Sequence[datetime | str] = (),
 ) -> RetrainDecision:
-    """May this monitor's Drift state start a retrain now? The stricter of monitor and Model limits."""
+    """May this monitor's Drift state start a retrain now?
+
+    The stricter of monitor and Model limits on this monitor's own retrains;
+    and the Model's limits on ``model_triggered``, the times of the Model's
+    drift retrains from any monitor (its TrainingJobs with trigger drift), so
+    two monitors of one Model do not retrain it twice within its cooldown.
+    """
     cooldown = parse_duration(spec.action.cooldown)
     max_per_day = spec.action.max_per_day
     enabled = spec.action.retrain
@@ -161,10 +168,18 @@ def drift_retrain_decision(
         cooldown = max(cooldown, parse_duration(model_retrain.cooldown))
         max_per_day = min(max_per_day, model_retrain.max_per_day)
         enabled = enabled and model_retrain.on_drift
-    return may_retrain(
+    own = may_retrain(
         now, cooldown=cooldown, max_per_day=max_per_day, triggered=status.triggered_at, running=running,
         enabled=enabled, alert_firing=alert_firing if spec.action.require_alert else None,
     )
+    if not own.allowed or model_retrain is None or not model_triggered:
+        return own
+    model_wide = may_retrain(now, cooldown=parse_duration(model_retrain.cooldown),
+                             max_per_day=model_retrain.max_per_day, triggered=model_triggered)
+    if model_wide.allowed:
+        return own
+    return RetrainDecision(False, model_wide.reason, f"the Model's drift retrains (any monitor): {model_wide.message}",
+                           model_wide.retry_at)
 
 
 def drift_status(

@@ -151,6 +151,20 @@ class Webhook(_Values):
     )
 
 
+class PrometheusTokenSecret(_Values):
+    name: str = Field(default="", description="Secret name; empty means no token is sent.")
+    key: str = Field(default="token", description="Key in the Secret holding the token.")
+
+
+class PrometheusQueries(_Values):
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one query (`MODELSHIP_PROMETHEUS_TIMEOUT_SECONDS`).")
+    bearer_token_secret: PrometheusTokenSecret = Field(
+        default_factory=PrometheusTokenSecret,
+        description="Bearer token sent to Prometheus, from a Secret in the release namespace mounted as a file "
+        "(`MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE`).")
+
+
 class Ports(_Values):
     metrics: int = Field(default=8080, ge=1, le=65535, description="Operator /metrics (`MODELSHIP_METRICS_PORT`).")
     health: int = Field(default=8081, ge=1, le=65535, description="Liveness and readiness /healthz (`MODELSHIP_HEALTH_PORT`).")
@@ -347,6 +361,9 @@ class Values(_Values):
         "(`MODELSHIP_ALLOW_TEST_FAULTS`).",
     )
     webhook: Webhook = Field(default_factory=Webhook, description="The Alertmanager webhook.")
+    prometheus: PrometheusQueries = Field(
+        default_factory=PrometheusQueries,
+        description="DriftMonitors with `source: prometheus`: how the operator queries Prometheus.")
     verbose: bool = Field(default=False, description="Debug logging (`--verbose`).")
     extra_env: list[K8sObject] = Field(default_factory=list, description="More env entries for the operator container.")
     ports: Ports = Field(default_factory=Ports, description="Container ports.")
@@ -410,6 +427,8 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "allow_test_faults": "allowTestFaults",
     "scrape_timeout_seconds": "scrapeTimeoutSeconds",
     "resync_seconds": "resyncSeconds",
+    "prometheus_timeout_seconds": "prometheus.timeoutSeconds",
+    "prometheus_bearer_token_file": "prometheus.bearerTokenSecret",
     "leader_election": "leaderElection.enabled",
     "leader_pod_label": "leaderElection.enabled",
     "lease_name": "leaderElection.leaseName",

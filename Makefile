@@ -88,6 +88,10 @@ cluster-build: venv
 images: venv
 	$(PY) -m modelship.cli images build
 
+# The same end-to-end suite on kind (needs Docker and kind; not part of `make test`).
+e2e-kind: venv apt-tools cluster-build
+	PY=$(PY) scripts/e2e-kind.sh
+
 demo: venv
 	$(PY) -m modelship.cli demo
 

@@ -47,6 +47,8 @@ def s3(local_cluster: Any) -> Iterator[S3]:
 def images(local_cluster: Any) -> dict[str, str]:
     from modelship import images
 
+    if os.environ.get("MODELSHIP_PREBUILT_IMAGES") == "1":  # make e2e-kind built and loaded them
+        return images.references()
     return images.build()
 
 

@@ -90,12 +90,22 @@ def build(names: list[str] | None = None, root: Path = ROOT, force: bool = False
     return out
 
 
+def dockerfiles() -> dict[str, tuple[str, str | None]]:
+    """name → (Dockerfile, target), for builders other than ours (`docker build` in make e2e-kind)."""
+    return {name: (image.dockerfile, image.target) for name, image in IMAGES.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelship images", description="Build the project's images.")
-    parser.add_argument("command", choices=["build", "list"], help="build (and load), or list the references")
+    parser.add_argument("command", choices=["build", "list", "dockerfiles"],
+                        help="build (and load), list the references, or list name, reference, Dockerfile, target")
     parser.add_argument("names", nargs="*", help=f"images (default: {', '.join(IMAGES)})")
     parser.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "dockerfiles":
+        for name, (dockerfile, target) in dockerfiles().items():
+            print(f"{name}\t{reference(name)}\t{dockerfile}\t{target or ''}")
+        return 0
     refs = build(args.names, force=args.force) if args.command == "build" else references()
     for name, ref in refs.items():
         if not args.names or name in args.names:

@@ -145,10 +145,11 @@ def monitor_status(k: Kubectl) -> dict[str, Any]:
     return dict((k.json("get", "driftmonitor", MODEL, "-n", NAMESPACE) or {}).get("status") or {})
 
 
-def run_loop(cluster: Any, images: dict[str, str], workdir: Path, timings: dict[str, float]) -> int:
+def run_loop(cluster: Any, images: dict[str, str], workdir: Path, timings: dict[str, float],
+             keep: bool = False) -> int:
     k = Kubectl(cluster.kubectl_bin, cluster.kubeconfig)
     with stack.s3_server(cluster.node_ip) as s3:
-        return _with_store(k, cluster, images, s3, workdir, timings)
+        return _with_store(k, cluster, images, s3, workdir, timings, keep)
 
 
 def _stage(timings: dict[str, float], name: str, started: float) -> None:
@@ -156,20 +157,22 @@ def _stage(timings: dict[str, float], name: str, started: float) -> None:
 
 
 def _with_store(k: Kubectl, cluster: Any, images: dict[str, str], s3: S3, workdir: Path,
-                timings: dict[str, float]) -> int:
-    from modelship.demo.run import http, stage
+                timings: dict[str, float], keep: bool = False) -> int:
+    from modelship.demo.run import http
 
-    with stage("Installing the CRDs and starting the operator"):
-        k.run("apply", "--server-side", "-f", str(ROOT / "crds"))
-        for crd in ("models", "trainingjobs", "driftmonitors"):
-            k.run("wait", "--for=condition=Established", f"crd/{crd}.modelship.io", "--timeout=60s")
-        k.run("create", "namespace", NAMESPACE, check=False)
-        k.run("create", "secret", "generic", stack.SECRET, "-n", NAMESPACE,
-              *[f"--from-literal={key}={v}" for key, v in stack.KEYS.items()], check=False)
-        s3.put(DATASET_KEY, data.to_csv(4000, seed=7))
-        env = stack.operator_env(cluster.env, images, s3)
-    with stack.operator_process(env, workdir / "operator.log") as operator:
-        say(f"   operator log: {operator.log_path}; artifacts in S3 at {s3.endpoint}")
+    k.run("create", "namespace", NAMESPACE, check=False)
+    k.run("create", "secret", "generic", stack.SECRET, "-n", NAMESPACE,
+          *[f"--from-literal={key}={v}" for key, v in stack.KEYS.items()], check=False)
+    s3.put(DATASET_KEY, data.to_csv(4000, seed=7))
+    values = stack.chart_values(images, s3)
+    say(f"\n▶ helm install modelship charts/modelship -n {stack.RELEASE_NAMESPACE} --create-namespace "
+        f"(the CRDs, the operator pod and its RBAC; images {images['operator'].rsplit(':', 1)[1]})")
+    t = time.monotonic()
+    with stack.chart_operator(cluster.kubectl, cluster.kubeconfig, values, workdir, keep=keep) as operator:
+        _stage(timings, "helm install → operator leading", t)
+        pods = ", ".join(p["metadata"]["name"] for p in operator.pods())
+        say(f"   operator pod {pods} leads; `kubectl logs -n {stack.RELEASE_NAMESPACE} deploy/modelship`; "
+            f"artifacts in S3 at {s3.endpoint}")
         watcher = Watcher(k)
         say("\n▶ kubectl apply -f examples/quickstart/model.yaml")
         t = time.monotonic()

@@ -193,10 +193,10 @@ def run_cluster_demo(workdir: Path, keep: bool) -> int:
     with testing.session(keep=keep) as cluster:
         say(f"   cluster: KUBECONFIG={cluster.kubeconfig} (node {cluster.node_ip})")
         started = time.monotonic()
-        with stage("Building (or reusing) the trainer and serving images"):
+        with stage("Building (or reusing) the operator, trainer and serving images"):
             refs = images.build()
         timings["images"] = time.monotonic() - started
-        code = loop.run_loop(cluster, refs, workdir, timings)
+        code = loop.run_loop(cluster, refs, workdir, timings, keep=keep)
         if keep:
             say(f"\nThe cluster keeps running: export KUBECONFIG={cluster.kubeconfig}; "
                 "stop it with `modelship local down`.")

@@ -358,7 +358,7 @@ CHART = Path(__file__).resolve().parents[4] / "charts" / "modelship"
 @contextmanager
 def chart_operator(kubectl: Callable[..., subprocess.CompletedProcess[str]], kubeconfig: Path,
                    values: dict[str, Any], workdir: Path,
-                   secrets: dict[str, dict[str, str]] | None = None) -> Iterator[ChartOperator]:
+                   secrets: dict[str, dict[str, str]] | None = None, keep: bool = False) -> Iterator[ChartOperator]:
     """Install the chart with ``values`` (and ``secrets`` made first in the release namespace),
     yield the handle, uninstall at the end."""
     import json
@@ -381,4 +381,5 @@ def chart_operator(kubectl: Callable[..., subprocess.CompletedProcess[str]], kub
         yield handle
     finally:
         (workdir / "operator.log").write_text(handle.log_tail(2000))
-        handle.stop()
+        if not keep:
+            handle.stop()

@@ -115,3 +115,28 @@ def test_two_replicas_one_leads_and_the_other_takes_over_a_rollout(
         assert done["history"][0]["outcome"] == "Promoted"
     finally:
         operator.upgrade("replicas=1")
+
+
+def test_namespaced_mode_trains_serves_and_rolls_out_with_roles_only(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    """watchNamespaces: a Role in the watched namespace and nothing cluster-wide for the kinds;
+    a Model is trained, served and rolled out under exactly those grants."""
+    operator.upgrade(f"watchNamespaces={{{namespace.name}}}")
+    try:
+        roles = namespace.list("role")
+        assert any(r["metadata"]["name"] == "modelship" for r in roles), [r["metadata"]["name"] for r in roles]
+        cluster_roles = operator.kubectl("get", "clusterrole", "modelship", check=False)
+        assert cluster_roles.returncode != 0, "namespaced mode must not leave the operator a ClusterRole"
+        uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=64))
+        namespace.apply(model_manifest("scoped", uri))
+        first = wait_until(lambda: (s := status(namespace, "scoped")).get("phase") == "Serving"
+                           and s["stableRevision"], 420, "the Model to serve", 2)
+        s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=65))
+        with Load(service_url(namespace, "scoped"), threads=2) as load:
+            namespace.kubectl("annotate", "model", "scoped", "modelship.io/retrain=1", "--overwrite")
+            wait_until(lambda: (s := status(namespace, "scoped")).get("stableRevision") not in (None, first)
+                       and not s.get("canaryRevision"), 420, "the rollout to finish")
+        assert load.failed == 0, load.failures
+        print(f"namespaced mode: trained, served, promoted under a Role; load {load.ok} ok")
+    finally:
+        operator.upgrade()  # back to the session's values: all namespaces

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -171,7 +172,7 @@ def remove_chains() -> None:
             if not ours:
                 continue
             for r in rules:
-                parts = r.split()
+                parts = shlex.split(r)  # comments are quoted: "CNI firewall plugin rules"
                 if parts[0] == "-A" and parts[1] not in ours and ("-j" in parts and
                                                                  parts[parts.index("-j") + 1] in ours):
                     _run(tool, "-w", "-t", table, "-D", *parts[1:])

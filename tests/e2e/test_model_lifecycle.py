@@ -84,6 +84,8 @@ def test_apply_train_serve_then_canary_promoted_under_load_with_zero_failures(
     assert load.ok > 100
     history = done["history"]
     assert history[0]["outcome"] == "Promoted" and history[0]["trigger"] == "manual"
+    # Each serving revision records the image its pods ran (the kubelet's imageID).
+    assert all("sha256:" in (h.get("image") or "") for h in history if h.get("revision")), history
     assert {h.get("trainingJob") for h in history} >= {"loans-1", "loans-2"}
     deployments = namespace.list("deployment", "modelship.io/model=loans")
     assert [d["metadata"]["name"] for d in deployments] == [done["stableRevision"]]

@@ -219,9 +219,9 @@ def prometheus_rule(body: Body, spec: DriftMonitorSpec) -> Body:
 def ensure_prometheus_rule(ctx: Context, body: Body, spec: DriftMonitorSpec) -> None:
     if not ctx.kube.has_api(PROMETHEUS_RULES_API):
         return
-    _, created = ctx.kube.create_or_get(prometheus_rule(body, spec))
-    if created:
-        API_WRITES.labels("create", "PrometheusRule").inc()
+    verb = ctx.kube.ensure(prometheus_rule(body, spec))  # a changed threshold or interval reaches the rule
+    if verb is not None:
+        API_WRITES.labels(verb, "PrometheusRule").inc()
 
 
 def export(namespace: str, monitor: str, model: str, method: Method | str, status: DriftMonitorStatus) -> None:

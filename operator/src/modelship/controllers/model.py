@@ -37,7 +37,16 @@ from modelship.k8s.status import write_status
 from modelship.logic.analysis import Verdict, analyse
 from modelship.logic.canary import DeploymentState
 from modelship.logic.conditions import READY, Reason, condition, merge_conditions
-from modelship.logic.model import RETRAIN_ANNOTATION, Observation, ObservedTrainingJob, Plan, plan
+from modelship.logic.model import (
+    RETRAIN_ANNOTATION,
+    Observation,
+    ObservedTrainingJob,
+    Plan,
+    plan,
+    pod_image_id,
+    revisions_without_image,
+    with_images,
+)
 from modelship.logic.revision import training_job_number
 from modelship.logic.scrape import RequestCounters, parse_samples, request_counters
 
@@ -201,6 +210,7 @@ def apply(ctx: Context, body: Body, spec: ModelSpec, p: Plan, deployments: dict[
 
     ensure_hpa(ctx, body, spec, p.status.stable_revision)
 
+    record_images(ctx, namespace, p)
     for reason, message, warning in p.events:
         events.post(kube, body, reason, message, warning=warning)
     for event in p.rollout_events:
@@ -245,16 +255,23 @@ def ensure_hpa(ctx: Context, body: Body, spec: ModelSpec, stable: str | None) ->
         API_WRITES.labels("patch", "HorizontalPodAutoscaler").inc()
 
 
+def record_images(ctx: Context, namespace: str, p: Plan) -> None:
+    """Record in status.history the image (the kubelet's imageID, a digest) each serving
+    revision runs, read once from its pods; a revision that has it costs no reads."""
+    found = {}
+    for revision in revisions_without_image(p.status, p.replicas):
+        pods = ctx.kube.list("v1", "Pod", namespace, selector=f"{REVISION_LABEL}={revision}")
+        image = pod_image_id(pods)
+        if image is not None:
+            found[revision] = image
+    p.status = with_images(p.status, found)
+
+
 def ensure(ctx: Context, want: Body) -> None:
-    """Create ``want``, or bring the existing object's spec to it (one merge patch, only when it differs)."""
-    meta = want["metadata"]
-    existing = ctx.kube.get(want["apiVersion"], want["kind"], meta["namespace"], meta["name"])
-    if existing is None:
-        ctx.kube.create_or_get(want)
-        API_WRITES.labels("create", want["kind"]).inc()
-    elif {k: existing.get("spec", {}).get(k) for k in want["spec"]} != want["spec"]:
-        ctx.kube.patch(want["apiVersion"], want["kind"], meta["namespace"], meta["name"], {"spec": want["spec"]})
-        API_WRITES.labels("patch", want["kind"]).inc()
+    """Create or update ``want`` (no write when it matches), counting the write."""
+    verb = ctx.kube.ensure(want)
+    if verb is not None:
+        API_WRITES.labels(verb, want["kind"]).inc()
 
 
 def ensure_routes(ctx: Context, body: Body, spec: ModelSpec, p: Plan) -> None:

@@ -139,6 +139,19 @@ class Kube:
             raise
         return existing, False
 
+    def ensure(self, want: Obj) -> str | None:
+        """Create ``want``, or bring the existing object's spec to it with one merge patch when it
+        differs. Returns the write made ("create", "patch") or None: no write when it matches."""
+        meta = want["metadata"]
+        existing = self.get(want["apiVersion"], want["kind"], meta.get("namespace"), meta["name"])
+        if existing is None:
+            _, created = self.create_or_get(want)
+            return "create" if created else None
+        if {k: (existing.get("spec") or {}).get(k) for k in want["spec"]} != want["spec"]:
+            self.patch(want["apiVersion"], want["kind"], meta.get("namespace"), meta["name"], {"spec": want["spec"]})
+            return "patch"
+        return None
+
     def patch(self, api_version: str, kind: str, namespace: str | None, name: str, patch: Obj,
               subresource: str = "") -> Obj:
         path = f"{resource(api_version, kind).base(namespace)}/{name}"

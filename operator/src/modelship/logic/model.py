@@ -390,3 +390,29 @@ def at_rest(body: dict[str, Any]) -> bool:
     if status.canary_revision is not None:
         return False
     return status.phase in (Phase.SERVING, Phase.FAILED)
+
+
+def pod_image_id(pods: list[dict[str, Any]]) -> str | None:
+    """The image a revision's pods ran, as the kubelet reports it (``imageID``: a digest),
+    from the first running container that has one."""
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            image_id = status.get("imageID")
+            if image_id and (status.get("state") or {}).get("running") is not None:
+                return str(image_id)
+    return None
+
+
+def revisions_without_image(status: ModelStatus, revisions: dict[str, int]) -> list[str]:
+    """Revisions kept now whose history entry does not yet say which image they ran."""
+    return [h.revision for h in status.history
+            if h.revision is not None and h.revision in revisions and h.image is None]
+
+
+def with_images(status: ModelStatus, images: dict[str, str]) -> ModelStatus:
+    """The status with ``images`` (revision → imageID) recorded in the history entries lacking one."""
+    if not images:
+        return status
+    history = [h.model_copy(update={"image": images[h.revision]})
+               if h.revision in images and h.image is None else h for h in status.history]
+    return status.model_copy(update={"history": history})

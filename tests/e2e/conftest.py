@@ -104,8 +104,9 @@ def namespace(local_cluster: Any, operator: ChartOperator) -> Iterator[Namespace
 
 
 # Modules that must run after the rest, in this order: the HA module replaces the
-# operator's pods; the RBAC check reads the audit log the whole session wrote.
-RUN_LAST = ("test_operator_ha", "test_rbac_audit")
+# operator's pods; the RBAC check reads the audit log the whole session wrote;
+# the uninstall test removes the release.
+RUN_LAST = ("test_operator_ha", "test_rbac_audit", "test_uninstall")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

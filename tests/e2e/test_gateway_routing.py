@@ -47,7 +47,8 @@ def test_canary_moves_through_httproute_weights_and_promotes(
                     .get("phase") == "Serving" and s, 420, "the first version", interval=2)
     first = st["stableRevision"]
     route = wait_until(lambda: namespace.get("httproute", "routed"), 60, "the HTTPRoute")
-    assert route["spec"]["parentRefs"] == [{"name": "public"}]
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "name": "public"}]
     assert weights(route) == {"routed-stable": 100}
     stable_svc = namespace.get("service", "routed-stable")
     assert stable_svc["spec"]["selector"]["modelship.io/revision"] == first

@@ -87,15 +87,19 @@ def build_httproute(
     """gateway.networking.k8s.io/v1 HTTPRoute ``<model>``: stable and canary Services by weight."""
     if not 0 <= canary_weight <= 100:
         raise ValueError("canary_weight must be within 0..100")
-    parent: Obj = {"name": gateway.name}
+    # The API server's defaults (group, kind) are written out, so that the object read
+    # back equals the one built and an unchanged route costs no patch.
+    parent: Obj = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name}
     if gateway.namespace:
         parent["namespace"] = gateway.namespace
-    backends: list[Obj] = [
-        {"name": revision_service_name(model, "stable"), "port": SERVICE_PORT,
-         "weight": 100 - canary_weight if has_canary else 100},
-    ]
+
+    def backend(role: str, weight: int) -> Obj:
+        return {"group": "", "kind": "Service", "name": revision_service_name(model, role), "port": SERVICE_PORT,
+                "weight": weight}
+
+    backends: list[Obj] = [backend("stable", 100 - canary_weight if has_canary else 100)]
     if has_canary:
-        backends.append({"name": revision_service_name(model, "canary"), "port": SERVICE_PORT, "weight": canary_weight})
+        backends.append(backend("canary", canary_weight))
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",

@@ -59,3 +59,12 @@ def test_resync_due() -> None:
     runtime.guarded("Model", lambda _c, _b: None, obj("1"))
     assert not runtime.due("Model", "ns", "m", 300)
     assert runtime.due("Model", "ns", "m", 0)
+
+
+def test_refresh_decides_from_a_fresh_read_not_kopfs_copy() -> None:
+    seen: list[str] = []
+    runtime.guarded("Model", lambda _c, b: seen.append(b["metadata"]["resourceVersion"]), obj("4"),
+                    lambda ns, n: obj("7"), refresh=True)
+    assert seen == ["7"]
+    runtime.guarded("Model", lambda _c, b: seen.append("x"), obj("5"), lambda ns, n: None, refresh=True)
+    assert seen == ["7"]  # gone meanwhile: nothing to do

@@ -17,7 +17,7 @@ from modelship.settings import OperatorSettings
 
 def register_all(settings: OperatorSettings) -> None:
     register("Model", "models", model.reconcile, settings.reconcile_seconds, on_delete=model.forget_model,
-             steady=at_rest, resync_seconds=settings.resync_seconds)
+             steady=at_rest, resync_seconds=settings.resync_seconds, refresh=True)
     register("TrainingJob", "trainingjobs", trainingjob.reconcile, settings.reconcile_seconds,
              steady=lambda body: is_finished(TrainingJobStatus.model_validate(body.get("status") or {})),
              resync_seconds=settings.resync_seconds)

@@ -96,7 +96,8 @@ def _run_once(kind: str, reconcile: Reconcile, body: Body) -> None:
         RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
 
 
-def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = None) -> None:
+def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = None,
+            refresh: bool = False) -> None:
     """Run one reconcile under the object's lock.
 
     A trigger that arrives while a reconcile of the same object runs is not
@@ -113,9 +114,16 @@ def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = N
             _PENDING.add(key)
         return
     try:
-        for _ in range(1 + MAX_RERUNS):
+        for attempt in range(1 + MAX_RERUNS):
             with _LOCKS_GUARD:
                 _PENDING.discard(key)
+            if attempt == 0 and refresh and fetch is not None:
+                # kopf hands over the object as its watch last saw it, which may predate our
+                # own last write: decide from a fresh read instead of undoing a step.
+                fresh = fetch(key[1], key[2])
+                if fresh is None or fresh.get("metadata", {}).get("deletionTimestamp"):
+                    return
+                body = fresh
             _LAST_FULL[key] = time.monotonic()
             _run_once(kind, reconcile, body)
             with _LOCKS_GUARD:
@@ -144,13 +152,16 @@ def _fetcher(kind: str) -> Fetch:
 
 def register(kind: str, plural: str, reconcile: Reconcile, interval: float,
              on_delete: Callable[[str, str], None] | None = None,
-             steady: Callable[[Body], bool] | None = None, resync_seconds: float = 300.0) -> None:
+             steady: Callable[[Body], bool] | None = None, resync_seconds: float = 300.0,
+             refresh: bool = False) -> None:
     """Register the event handler and the timer that both call ``reconcile``.
 
     The timer exists to let time pass (canary pauses, cooldowns). An object
     ``steady`` says needs no time is only reconciled by events (its own and
     its children's, see ``watch_children``) and by a full resync every
-    ``resync_seconds``, so a fleet at rest costs no API reads either.
+    ``resync_seconds``, so a fleet at rest costs no API reads either. With
+    ``refresh`` each reconcile starts from a fresh read of the object (one GET)
+    rather than kopf's copy, which can predate the operator's own last write.
     """
     fetch = _fetcher(kind)
 
@@ -162,7 +173,7 @@ def register(kind: str, plural: str, reconcile: Reconcile, interval: float,
             if on_delete is not None:
                 on_delete(meta.get("namespace", ""), meta.get("name", ""))
             return
-        guarded(kind, reconcile, dict(body), fetch)
+        guarded(kind, reconcile, dict(body), fetch, refresh)
 
     @kopf.timer("modelship.io", "v1alpha1", plural, interval=interval, id=f"{kind}-timer")
     def _on_timer(body: kopf.Body, **_: Any) -> None:
@@ -171,7 +182,7 @@ def register(kind: str, plural: str, reconcile: Reconcile, interval: float,
         if steady is not None and steady(obj) and not due(kind, meta.get("namespace", ""), meta.get("name", ""),
                                                            resync_seconds):
             return
-        guarded(kind, reconcile, obj, fetch)
+        guarded(kind, reconcile, obj, fetch, refresh)
 
 
 def watch_children(group: str, version: str, plural: str, label: str, owner_kind: str,

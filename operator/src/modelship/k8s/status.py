@@ -32,7 +32,12 @@ def write_status(kube: Kube, body: Obj, new_status: Obj) -> bool:
     if not patch:
         return False
     meta = body["metadata"]
-    kube.patch(body["apiVersion"], body["kind"], meta["namespace"], meta["name"], {"status": patch},
+    # The status was computed from this resourceVersion: if the object changed since
+    # (a write of ours not yet seen, a user's edit), the API server answers 409 and
+    # the next reconcile, from the newer object, decides again.
+    precondition = {"resourceVersion": meta["resourceVersion"]} if meta.get("resourceVersion") else {}
+    kube.patch(body["apiVersion"], body["kind"], meta["namespace"], meta["name"],
+               {"metadata": precondition, "status": patch} if precondition else {"status": patch},
                subresource="status")
     API_WRITES.labels("patch", f"{body['kind']}/status").inc()
     return True

@@ -121,19 +121,22 @@ def alertmanager_config(webhook_url: str, token: str) -> dict[str, Any]:
 
 @contextmanager
 def monitoring(prometheus_bin: Path, kubeconfig: Path, namespace: str, operator_metrics_target: str,
-               operator_webhook_url: str, token: str, workdir: Path, interval: str = "2s") -> Iterator[Monitoring]:
+               operator_webhook_url: str, token: str, workdir: Path, interval: str = "2s",
+               prometheus_host: str = "127.0.0.1") -> Iterator[Monitoring]:
+    """``prometheus_host``: where Prometheus listens; the node's address when the operator,
+    a pod, queries it (``source: prometheus``)."""
     am_bin = shutil.which(ALERTMANAGER)
     if am_bin is None:
         raise RuntimeError(f"{ALERTMANAGER} is not installed: run `make apt-tools`")
     workdir.mkdir(parents=True, exist_ok=True)
-    prom_port, am_port = free_port(), free_port()
+    prom_port, am_port = free_port(prometheus_host), free_port()
     rules = workdir / "rules.yml"
     rules.write_text("groups: []\n")
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(
         alertmanager_config(operator_webhook_url, token)))
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(
         kubeconfig, namespace, operator_metrics_target, f"127.0.0.1:{am_port}", rules, interval)))
-    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
+    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://{prometheus_host}:{prom_port}"
     with ExitStack() as stack:
         stack.enter_context(process([
             am_bin, f"--config.file={workdir / 'alertmanager.yml'}", f"--storage.path={workdir / 'am-data'}",
@@ -141,7 +144,7 @@ def monitoring(prometheus_bin: Path, kubeconfig: Path, namespace: str, operator_
         ], workdir / "alertmanager.log", f"{am_url}/-/ready", "Alertmanager"))
         stack.enter_context(process([
             str(prometheus_bin), f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+            f"--storage.tsdb.path={workdir / 'prom-data'}", f"--web.listen-address={prometheus_host}:{prom_port}",
             "--web.enable-lifecycle",
         ], workdir / "prometheus.log", f"{prom_url}/-/ready", "Prometheus"))
         started = time.monotonic()

@@ -50,26 +50,43 @@ class LeaderSampler(threading.Thread):
         return [s for s in self.samples if len(s) > 1]
 
 
-def test_helm_upgrade_rolls_the_operator_without_disturbing_the_model(
+def test_helm_upgrade_to_namespaced_mode_rolls_the_operator_without_disturbing_the_model(
         namespace: Namespace, s3: S3, operator: Operator) -> None:
+    """A `helm upgrade` that changes a value (here: watchNamespaces, from all namespaces to
+    this one) rolls the operator pod; the Model keeps serving every request, never two
+    operators act, and the next version rolls out under the namespaced Role alone."""
     uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=61))
     namespace.apply(model_manifest("steady", uri))
-    wait_until(lambda: status(namespace, "steady").get("phase") == "Serving", 420, "the Model to serve", 2)
+    first = wait_until(lambda: (s := status(namespace, "steady")).get("phase") == "Serving"
+                       and s["stableRevision"], 420, "the Model to serve", 2)
     before = {p["metadata"]["name"] for p in operator.pods()}
     sampler = LeaderSampler(operator)
     sampler.start()
-    with Load(service_url(namespace, "steady"), threads=2) as load:
-        operator.upgrade("historyLimit=12")  # a changed value: a new pod template, so the operator rolls
-        time.sleep(3)
-    sampler.stop.set()
-    sampler.join(5)
-    after = {p["metadata"]["name"] for p in operator.pods()}
-    print(f"helm upgrade: {load.ok} requests ok, {load.failed} failed; operator pods {sorted(before)} → "
-          f"{sorted(after)}; {len(sampler.samples)} leader samples")
-    assert after.isdisjoint(before), "the operator pod was not replaced"
-    assert load.failed == 0, load.failures
-    assert not sampler.both(), f"two leaders at once: {sampler.both()[:3]}"
-    assert status(namespace, "steady")["phase"] == "Serving"
+    try:
+        with Load(service_url(namespace, "steady"), threads=2) as load:
+            operator.upgrade(f"watchNamespaces={{{namespace.name}}}")
+            after = {p["metadata"]["name"] for p in operator.pods()}
+            upgraded_ok, upgraded_failed = load.ok, load.failed
+            # Namespaced mode: a Role here, no ClusterRole for the kinds.
+            roles = [r["metadata"]["name"] for r in namespace.list("role")]
+            assert "modelship" in roles, roles
+            assert operator.kubectl("get", "clusterrole", "modelship", check=False).returncode != 0
+            s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=62))
+            namespace.kubectl("annotate", "model", "steady", "modelship.io/retrain=1", "--overwrite")
+            done = wait_until(lambda: (s := status(namespace, "steady")).get("stableRevision") not in (None, first)
+                              and not s.get("canaryRevision") and s, 420, "the rollout under the Role")
+        sampler.stop.set()
+        sampler.join(5)
+        print(f"helm upgrade: operator pods {sorted(before)} → {sorted(after)}; {upgraded_ok} requests ok, "
+              f"{upgraded_failed} failed during the upgrade; then {done['stableRevision']} promoted in namespaced "
+              f"mode; {load.ok} ok, {load.failed} failed in all; {len(sampler.samples)} leader samples")
+        assert after.isdisjoint(before), "the operator pod was not replaced"
+        assert load.failed == 0, load.failures
+        assert not sampler.both(), f"two leaders at once: {sampler.both()[:3]}"
+        assert done["history"][0]["outcome"] == "Promoted"
+    finally:
+        sampler.stop.set()
+        operator.upgrade()  # back to the session's values: all namespaces
 
 
 def test_two_replicas_one_leads_and_the_other_takes_over_a_rollout(
@@ -115,28 +132,3 @@ def test_two_replicas_one_leads_and_the_other_takes_over_a_rollout(
         assert done["history"][0]["outcome"] == "Promoted"
     finally:
         operator.upgrade("replicas=1")
-
-
-def test_namespaced_mode_trains_serves_and_rolls_out_with_roles_only(
-        namespace: Namespace, s3: S3, operator: Operator) -> None:
-    """watchNamespaces: a Role in the watched namespace and nothing cluster-wide for the kinds;
-    a Model is trained, served and rolled out under exactly those grants."""
-    operator.upgrade(f"watchNamespaces={{{namespace.name}}}")
-    try:
-        roles = namespace.list("role")
-        assert any(r["metadata"]["name"] == "modelship" for r in roles), [r["metadata"]["name"] for r in roles]
-        cluster_roles = operator.kubectl("get", "clusterrole", "modelship", check=False)
-        assert cluster_roles.returncode != 0, "namespaced mode must not leave the operator a ClusterRole"
-        uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=64))
-        namespace.apply(model_manifest("scoped", uri))
-        first = wait_until(lambda: (s := status(namespace, "scoped")).get("phase") == "Serving"
-                           and s["stableRevision"], 420, "the Model to serve", 2)
-        s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=65))
-        with Load(service_url(namespace, "scoped"), threads=2) as load:
-            namespace.kubectl("annotate", "model", "scoped", "modelship.io/retrain=1", "--overwrite")
-            wait_until(lambda: (s := status(namespace, "scoped")).get("stableRevision") not in (None, first)
-                       and not s.get("canaryRevision"), 420, "the rollout to finish")
-        assert load.failed == 0, load.failures
-        print(f"namespaced mode: trained, served, promoted under a Role; load {load.ok} ok")
-    finally:
-        operator.upgrade()  # back to the session's values: all namespaces

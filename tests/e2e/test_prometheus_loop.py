@@ -38,7 +38,8 @@ def mon(local_cluster: Any, namespace: Namespace, operator: Operator, tmp_path: 
     prometheus = build.ensure_target("prometheus")  # ~2-3 min the first time, cached after
     # Alertmanager posts through the chart's webhook Service (it selects the leader's pod).
     with monitoring(prometheus, Path(local_cluster.kubeconfig), namespace.name, operator.metrics_target,
-                    operator.webhook_service_url, WEBHOOK_TOKEN, tmp_path / "monitoring") as m:
+                    operator.webhook_service_url, WEBHOOK_TOKEN, tmp_path / "monitoring",
+                    prometheus_host=local_cluster.node_ip) as m:
         yield m
 
 

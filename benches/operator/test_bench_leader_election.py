@@ -18,7 +18,7 @@ from modelship.demo.stack import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # benches/operator → repo root
 LEASE = "modelship-operator"
 LEASE_SECONDS = 12  # the default
 
@@ -60,6 +60,14 @@ def holder(cluster: Any, namespace: str) -> str:
 def take_over(new: OperatorProcess, started: float, limit: float) -> float:
     stack.wait_until(lambda: leads(new), limit, "the follower to lead", interval=0.05)
     return time.monotonic() - started
+
+
+@pytest.fixture
+def local_cluster() -> Any:
+    from modelship.localcluster import testing
+
+    with testing.session() as cluster:
+        yield cluster
 
 
 def test_one_leader_and_handover(local_cluster: Any, tmp_path: Path) -> None:

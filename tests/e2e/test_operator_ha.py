@@ -7,6 +7,7 @@ release as it found it: one replica, the session's values."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -37,11 +38,12 @@ class LeaderSampler(threading.Thread):
         super().__init__(daemon=True)
         self.operator, self.stop = operator, threading.Event()
         self.samples: list[list[str]] = []
+        self.skip: tuple[str, ...] = ()  # pods not to ask (frozen)
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                self.samples.append(self.operator.leaders())
+                self.samples.append(self.operator.leaders(exclude=self.skip))
             except Exception as exc:  # a pod listing during a roll may fail; not a leader count
                 print(f"sampler: {exc}")
             time.sleep(0.3)
@@ -109,15 +111,16 @@ def test_two_replicas_one_leads_and_the_other_takes_over_a_rollout(
             old = leaders[0]
             pid = operator.host_pid_of(old)
             assert pid is not None, f"no host process for pod {old}"
-            # A crash, not a shutdown: SIGKILL (no Lease release), then the pod is gone for good.
-            import os
-
-            os.kill(pid, signal.SIGKILL)
+            # The leader's pod dies without a goodbye: its process is frozen (a hung node: no
+            # renewal, no release, nothing answers), then the pod is force-deleted. SIGKILL alone
+            # would let the kubelet restart the container under the same name, which resumes the
+            # Lease as its own; that is a restart, not a handover.
+            os.kill(pid, signal.SIGSTOP)
             killed = time.monotonic()
+            sampler.skip = (old,)
             operator.kubectl("delete", "pod", "-n", operator.namespace, old, "--grace-period=0", "--force",
                              check=False)
-            new = wait_until(lambda: [n for n in operator.leaders() if n != old], 60, "another leader",
-                             interval=0.25)
+            new = wait_until(lambda: operator.leaders(exclude=(old,)), 60, "another leader", interval=0.25)
             takeover = time.monotonic() - killed
             done = wait_until(lambda: (s := status(namespace, "handover")).get("stableRevision") not in
                               (None, first) and not s.get("canaryRevision") and s, 420, "the rollout to finish")

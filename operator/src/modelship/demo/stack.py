@@ -217,6 +217,10 @@ class ChartOperator:
     release: str = RELEASE
     metrics_port: int = 8080
     webhook_port: int = 8082
+    installed_at: float | None = None  # wall-clock time of the first install
+    # Wall-clock windows of each upgrade's roll (until the old pod's grace period is surely over):
+    # an old pod may be refused by the new RBAC then, e.g. after a switch to namespaced mode.
+    rolls: list[tuple[float, float]] = field(default_factory=list)
 
     def adopt_crds(self) -> None:
         """Let the release take over CRDs applied without Helm (``kubectl apply -f crds/``),
@@ -235,6 +239,9 @@ class ChartOperator:
 
     def upgrade(self, *set_values: str, timeout: float = 240) -> None:
         """``helm upgrade --install`` with the values file and any ``--set`` pairs; waits for a leader."""
+        started = time.time()
+        if self.installed_at is None:
+            self.installed_at = started
         sets = [a for v in set_values for a in ("--set", v)]
         res = subprocess.run([*self.helm, "upgrade", "--install", self.release, str(CHART), "-n", self.namespace,
                               "--create-namespace", "-f", str(self.values_file), *sets, "--wait",
@@ -242,6 +249,8 @@ class ChartOperator:
         if res.returncode != 0:
             raise RuntimeError(f"helm upgrade --install failed:\n{res.stderr}\n{self.log_tail()}")
         self.start(timeout)
+        if started != self.installed_at:
+            self.rolls.append((started, time.time() + 35))
 
     def pods(self) -> list[dict[str, Any]]:
         import json
@@ -262,9 +271,10 @@ class ChartOperator:
                 return pod
         return None
 
-    def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None) -> str:
+    def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None,
+             timeout: float = 5) -> str:
         try:
-            with urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port}{path}", timeout=timeout) as r:
                 return str(r.read().decode())
         except OSError:
             if default is not None:
@@ -306,10 +316,12 @@ class ChartOperator:
                 continue
         return None
 
-    def leaders(self) -> list[str]:
-        """Names of the pods whose operator says it leads, read one after another."""
+    def leaders(self, exclude: tuple[str, ...] = ()) -> list[str]:
+        """Names of the pods whose operator says it leads, read one after another (``exclude``:
+        pods not to ask, e.g. one whose process is frozen and would only time out)."""
         return [p["metadata"]["name"] for p in self.pods() if self._ready(p)
-                and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "")]
+                and p["metadata"]["name"] not in exclude
+                and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "", timeout=2)]
 
     def kill(self) -> None:
         """kill -9 every operator process of the release (from the host, as a crash would)."""

@@ -319,8 +319,10 @@ class ChartOperator:
     def leaders(self, exclude: tuple[str, ...] = ()) -> list[str]:
         """Names of the pods whose operator says it leads, read one after another (``exclude``:
         pods not to ask, e.g. one whose process is frozen and would only time out)."""
-        return [p["metadata"]["name"] for p in self.pods() if self._ready(p)
-                and p["metadata"]["name"] not in exclude
+        running = [p for p in self.pods() if (p.get("status") or {}).get("podIP")
+                   and (p.get("status") or {}).get("phase") == "Running"]  # a leader need not be Ready yet
+        return [p["metadata"]["name"] for p in running
+                if p["metadata"]["name"] not in exclude
                 and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "", timeout=2)]
 
     def kill(self) -> None:

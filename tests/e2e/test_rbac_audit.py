@@ -55,8 +55,10 @@ def used_grants(files: list[Path], user: str, since: float,
                 grant = Grant(event["verb"], ref.get("apiGroup", ""), ref["resource"], ref.get("subresource", ""))
                 used[grant] += 1
                 where.setdefault(grant, set()).add(ref.get("namespace", "<cluster>"))
-                if event.get("responseStatus", {}).get("code") == 403 and \
-                        not any(start <= at <= end for start, end in rolls):
+                # Refused by authorization (RBAC), not e.g. by admission: creating in a
+                # namespace being deleted is a 403 too, and says nothing about the grants.
+                denied = (event.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid"
+                if denied and not any(start <= at <= end for start, end in rolls):
                     refused.setdefault(grant, set()).add(ref.get("namespace", "<cluster>"))
     return used, refused
 

@@ -38,7 +38,6 @@ def used_grants(files: list[Path], user: str, since: float,
     """(verb, group, resource, subresource) the user asked for since ``since``, and the requests
     the API server refused outside the ``rolls`` (an old pod outliving an RBAC change)."""
     used: Counter[Grant] = Counter()
-    where: dict[Grant, set[str]] = {}
     refused: dict[Grant, set[str]] = {}
     for path in files:
         with path.open() as lines:
@@ -54,7 +53,6 @@ def used_grants(files: list[Path], user: str, since: float,
                 ref = event["objectRef"]
                 grant = Grant(event["verb"], ref.get("apiGroup", ""), ref["resource"], ref.get("subresource", ""))
                 used[grant] += 1
-                where.setdefault(grant, set()).add(ref.get("namespace", "<cluster>"))
                 # Refused by authorization (RBAC), not e.g. by admission: creating in a
                 # namespace being deleted is a 403 too, and says nothing about the grants.
                 denied = (event.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid"

@@ -139,7 +139,7 @@ class Artifacts(_Values):
 
 
 class SecretKey(_Values):
-    name: str = Field(default="", description="Secret name; empty means no token (the webhook accepts any caller).")
+    name: str = Field(default="", description="Secret name; empty means no token.")
     key: str = Field(default="token", description="Key in the Secret holding the token.")
 
 
@@ -151,16 +151,11 @@ class Webhook(_Values):
     )
 
 
-class PrometheusTokenSecret(_Values):
-    name: str = Field(default="", description="Secret name; empty means no token is sent.")
-    key: str = Field(default="token", description="Key in the Secret holding the token.")
-
-
 class PrometheusQueries(_Values):
     timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one query (`MODELSHIP_PROMETHEUS_TIMEOUT_SECONDS`).")
-    bearer_token_secret: PrometheusTokenSecret = Field(
-        default_factory=PrometheusTokenSecret,
+    bearer_token_secret: SecretKey = Field(
+        default_factory=SecretKey,
         description="Bearer token sent to Prometheus, from a Secret in the release namespace mounted as a file "
         "(`MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE`).")
 

@@ -7,6 +7,7 @@ here; nothing is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -253,8 +254,6 @@ class ChartOperator:
             self.rolls.append((started, time.time() + 35))
 
     def pods(self) -> list[dict[str, Any]]:
-        import json
-
         out = self.kubectl("get", "pods", "-n", self.namespace, "-l", POD_SELECTOR, "-o", "json")
         return list(json.loads(out.stdout)["items"])
 
@@ -267,9 +266,12 @@ class ChartOperator:
     def leader(self) -> dict[str, Any] | None:
         """The ready pod whose operator leads (modelship_leader 1), or None."""
         for pod in self.pods():
-            if self._ready(pod) and "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", ""):
+            if self._ready(pod) and self._leads(pod):
                 return pod
         return None
+
+    def _leads(self, pod: dict[str, Any]) -> bool:
+        return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
 
     def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None,
              timeout: float = 5) -> str:
@@ -323,7 +325,7 @@ class ChartOperator:
                    and (p.get("status") or {}).get("phase") == "Running"]  # a leader need not be Ready yet
         return [p["metadata"]["name"] for p in running
                 if p["metadata"]["name"] not in exclude
-                and "modelship_leader 1.0" in self._get(p, self.metrics_port, "/metrics", "", timeout=2)]
+                and self._leads(p)]
 
     def kill(self) -> None:
         """kill -9 every operator process of the release (from the host, as a crash would)."""
@@ -349,8 +351,6 @@ class ChartOperator:
     @property
     def webhook_service_url(self) -> str:
         """/alerts through the chart's webhook Service, as Alertmanager in the cluster would post."""
-        import json
-
         svc = json.loads(self.kubectl("get", "service", "-n", self.namespace, f"{self.release}-webhook",
                                       "-o", "json").stdout)
         return f"http://{svc['spec']['clusterIP']}:{self.webhook_port}/alerts"
@@ -375,8 +375,6 @@ def chart_operator(kubectl: Callable[..., subprocess.CompletedProcess[str]], kub
                    secrets: dict[str, dict[str, str]] | None = None, keep: bool = False) -> Iterator[ChartOperator]:
     """Install the chart with ``values`` (and ``secrets`` made first in the release namespace),
     yield the handle, uninstall at the end."""
-    import json
-
     from modelship.localcluster import paths
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -17,19 +18,42 @@ from modelship.builders.routing import (
     build_service,
     service_url,
 )
-from modelship.builders.serving import Drain, build_serving_deployment
+from modelship.builders.serving import (
+    Drain,
+    build_pod_template,
+    build_serving_deployment,
+    revision_name,
+)
 
 SHA = "ab" * 32
 
 
-def _deployment(owner: dict[str, Any], **kw: Any) -> dict[str, Any]:
+def _template(**kw: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
-        "model_uri": "s3://a/ml/iris-3", "sha256": SHA, "replicas": 2,
+        "model_uri": "s3://a/ml/iris-3", "sha256": SHA,
         "serving": Serving(resources={"limits": {"cpu": "1", "memory": "512Mi"}}), "image": "reg/serving:1",
-        "owner": owner,
     }
     args.update(kw)
-    return build_serving_deployment("iris", "ml", "iris-0123456789", **args)
+    return build_pod_template("iris", **args)
+
+
+def _deployment(owner: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return build_serving_deployment("iris", "ml", "iris-0123456789", _template(**kw), replicas=2, owner=owner)
+
+
+def test_a_revision_is_named_by_the_hash_of_its_pod_template() -> None:
+    name = revision_name("iris", _template())
+    assert re.fullmatch(r"iris-[0-9a-f]{10}", name)
+    assert name == revision_name("iris", _template())  # deterministic
+    assert name != revision_name("iris", _template(image="reg/serving:2"))
+    assert name != revision_name("iris", _template(sha256="cd" * 32))
+    assert name != revision_name("iris", _template(extra_env={"MODELSHIP_FAULT_ERROR_RATIO": "1"}))
+    assert name != revision_name("iris", _template(environment=PodEnvironment(s3_endpoint_url="http://s3")))
+    # The Deployment adds the revision label to the template it was named by, and nothing else.
+    d = build_serving_deployment("iris", "ml", name, _template(), replicas=3, owner=None)
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels.pop("modelship.io/revision") == name
+    assert d["spec"]["template"] == _template()
 
 
 def test_deployment(validate: Validate, owner: dict[str, Any]) -> None:

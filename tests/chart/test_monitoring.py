@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from modelship.builders.serving import PORT as SERVING_PORT
 from modelship.builders.serving import serving_labels
 from modelship.chart import helm
-from modelship.controllers.metrics import REGISTRY as OPERATOR_REGISTRY
+from modelship.metrics import REGISTRY as OPERATOR_REGISTRY
 from modelship_runtime.serving.metrics import Metrics
 
 DASHBOARD = helm.CHART / "files" / "dashboards" / "modelship.json"

@@ -22,11 +22,11 @@ from test_model_lifecycle import service_url, status, wait_phase
 
 from conftest import S3, WEBHOOK_TOKEN, Namespace, Operator, wait_until
 from modelship.api.driftmonitor import DriftMonitorSpec
-from modelship.controllers.driftmonitor import prometheus_rule
 from modelship.demo import data
 from modelship.demo.stack import free_port
 from modelship.localcluster import build
 from modelship.logic.scrape import parse_samples
+from modelship.plans.driftmonitor import prometheus_rule
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 MODEL = "watched"

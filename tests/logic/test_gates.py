@@ -19,7 +19,7 @@ GOOD = TrainingResult(metrics={"accuracy": 0.93, "f1": 0.9}, metric="accuracy", 
         (Gates(thresholds=[Threshold(metric="accuracy", min=0.9)]), GOOD, True, "passed"),
         (Gates(thresholds=[Threshold(metric="accuracy", min=0.95)]), GOOD, False, "accuracy 0.93 below min 0.95"),
         (Gates(thresholds=[Threshold(metric="accuracy", max=0.5)]), GOOD, False, "above max 0.5"),
-        (Gates(thresholds=[Threshold(metric="roc_auc", min=0.5)]), GOOD, False, "metric roc_auc was not reported"),
+        (Gates(thresholds=[Threshold(metric="roc_auc", min=0.5)]), GOOD, False, "roc_auc was not measured"),
         (Gates(must_beat_champion=True), GOOD, True, "passed"),  # no champion yet
         (Gates(must_beat_champion=True), TrainingResult(**{**GOOD.__dict__, "champion_score": 0.9}), True, ""),
         (Gates(must_beat_champion=True), TrainingResult(**{**GOOD.__dict__, "champion_score": 0.93}), False, "does not beat"),

@@ -10,25 +10,13 @@ from modelship.api.trainingjob import Candidate, Dataset, TrainingTemplate
 from modelship.logic import revision as r
 
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-SHA = "a" * 64
-
-
-def test_revision_is_deterministic_and_changes_with_inputs() -> None:
-    t = r.serving_template("img:1", {"limits": {"cpu": "1"}}, 64, 2.0)
-    name = r.revision_name("iris", SHA, t)
-    assert name == r.revision_name("iris", SHA, dict(reversed(list(t.items()))))
-    assert re.fullmatch(r"iris-[0-9a-f]{10}", name)
-    assert name != r.revision_name("iris", "b" * 64, t)
-    assert name != r.revision_name("iris", SHA, r.serving_template("img:2", {"limits": {"cpu": "1"}}, 64, 2.0))
-    assert name != r.revision_name("iris", SHA, r.serving_template("img:1", {"limits": {"cpu": "2"}}, 64, 2.0))
-    assert r.serving_template("i", None, extra={"a": 1})["extra"] == {"a": 1}
 
 
 @pytest.mark.parametrize(
     "model", ["iris", "x" * 80, "a" * 52 + "-" + "b" * 20, "My_Model.v2", "-lead-", "ünïcode"]
 )
 def test_names_are_dns1123_labels(model: str) -> None:
-    rev = r.revision_name(model, SHA, {"image": "i"})
+    rev = r.child_name(model, r.short_hash({"image": "i"}))
     assert len(rev) <= 63 and DNS1123.match(rev), rev
     for n in (1, 12, 12345):
         job = r.training_job_name(model, n)
@@ -60,3 +48,9 @@ def test_spec_hash_follows_the_template_not_its_spelling() -> None:
     c = a.model_copy(update={"backoff_limit": 3})
     assert r.spec_hash(c) != r.spec_hash(a)
     assert r.dns_label("---") == "x"
+
+
+def test_next_training_job_counts_past_what_exists_and_what_was_made() -> None:
+    assert r.next_training_job("iris", [], 0) == "iris-1"
+    assert r.next_training_job("iris", ["iris-1", "iris-4", "other-9", "iris-x"], 2) == "iris-5"
+    assert r.next_training_job("iris", ["iris-1"], 7) == "iris-8"  # a deleted job keeps its number

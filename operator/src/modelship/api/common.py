@@ -12,7 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -114,3 +114,8 @@ class ResourceRequirements(Spec):
     limits: dict[str, Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]] | None = Field(
         default=None, description="Maximum resources, e.g. {cpu: '1', memory: 1Gi}."
     )
+
+
+def spec_problems(exc: ValidationError) -> str:
+    """A spec's validation errors as one line a person can act on: ``spec.a.b: message; ...``."""
+    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

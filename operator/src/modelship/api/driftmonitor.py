@@ -124,6 +124,24 @@ class FeatureScore(Status):
     p_value: float | None = Field(default=None, description="chi2 only: corrected p-value.")
 
 
+class CountsSnapshot(Status):
+    """The serving pods' cumulative per-bin counts at one moment."""
+
+    taken_at: str = Field(description="When the pods were read.")
+    counts: dict[str, list[float]] = Field(
+        default_factory=dict, description="feature/pod -> cumulative count per reference bin."
+    )
+
+
+class WindowState(Status):
+    """What the next evaluation's window counts from (pods source), kept across operator restarts."""
+
+    revision: str = Field(description="Revision the snapshots were read from (a new one starts afresh).")
+    snapshots: list[CountsSnapshot] = Field(
+        default_factory=list, description="Oldest first: the window's baseline, then a few newer ones."
+    )
+
+
 class DriftMonitorStatus(Status):
     observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
     state: DriftState | None = Field(default=None, description="Stable, Warning or Drift.")
@@ -136,3 +154,4 @@ class DriftMonitorStatus(Status):
     last_triggered_at: str | None = Field(default=None, description="When it last triggered a retrain.")
     triggered_at: list[str] = Field(default_factory=list, description="Retrain times in the last 24 h.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Drifted.")
+    window: WindowState | None = Field(default=None, description="Window bookkeeping (source pods).")

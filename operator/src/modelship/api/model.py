@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from pydantic import Field
 
@@ -34,11 +33,6 @@ class Source(Spec):
     )
 
 
-class Protocol(StrEnum):
-    V2 = "v2"
-    V1 = "v1"
-
-
 class Autoscaling(Spec):
     """A HorizontalPodAutoscaler on CPU for the stable revision."""
 
@@ -61,9 +55,6 @@ class Serving(Spec):
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Serving pods of the stable revision.")
     resources: ResourceRequirements | None = Field(default=None, description="Each serving pod's resources.")
-    protocol: Protocol = Field(
-        default=Protocol.V2, description="Protocol the URL is shown for; both v2 and v1 are served."
-    )
     image: str | None = Field(default=None, description="Serving image override.")
     max_batch_size: int = Field(default=64, ge=1, le=65536, description="Micro-batch size limit.")
     max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0, description="Micro-batch wait limit.")
@@ -195,7 +186,6 @@ class ModelSpec(Spec):
 
 class Phase(StrEnum):
     TRAINING = "Training"
-    VALIDATING = "Validating"
     PROGRESSING = "Progressing"
     SERVING = "Serving"
     DEGRADED = "Degraded"
@@ -227,6 +217,30 @@ class HistoryEntry(Status):
     created_at: str | None = Field(default=None, description="When the version was made.")
     promoted_at: str | None = Field(default=None, description="When it became stable.")
     rolled_back_at: str | None = Field(default=None, description="When it was rolled back.")
+    rolled_back_generation: int | None = Field(
+        default=None, description="The Model's generation when it was rolled back: the same artifact is not "
+        "rolled out again until the spec changes."
+    )
+
+
+class PodCounters(Status):
+    """One canary pod's cumulative request counters, as its /metrics showed them."""
+
+    pod: str = Field(description="Pod name.")
+    by_code: dict[str, float] = Field(default_factory=dict, description="Inference requests by HTTP status code.")
+    latency: dict[str, float] = Field(
+        default_factory=dict, description="Cumulative latency histogram: bucket upper bound (seconds, +Inf) -> count."
+    )
+
+
+class RolloutProgress(Status):
+    """Bookkeeping of the rollout in progress, kept in status so a restarted operator carries on."""
+
+    started_at: str | None = Field(default=None, description="When this canary first appeared.")
+    baseline: list[PodCounters] = Field(
+        default_factory=list,
+        description="The canary pods' counters when the current step began: the step's analysis counts from them.",
+    )
 
 
 class ModelStatus(Status):
@@ -244,8 +258,14 @@ class ModelStatus(Status):
     spec_hash: str | None = Field(default=None, description="Hash of the training template last trained.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Last versions, newest first.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Trained, Progressing, Drifted.")
-    extra: dict[str, Any] | None = Field(
-        default=None,
-        description="Operator bookkeeping.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    rollout: RolloutProgress | None = Field(default=None, description="The rollout in progress, if any.")
+    retrain_request: str | None = Field(
+        default=None, description="The modelship.io/retrain annotation's value last acted on (a new value retrains)."
     )
+
+
+def champion_uri(status: ModelStatus) -> str | None:
+    """The artifact of the revision serving now: the champion a new version must beat."""
+    stable = status.stable_revision
+    entry = next((h for h in status.history if h.revision == stable), None) if stable else None
+    return entry.artifact_uri if entry is not None else None

@@ -6,6 +6,7 @@ operator and the trainer agree on one schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -214,6 +215,26 @@ class Threshold(Spec):
     metric: Metric = Field(description="Metric name.")
     min: float | None = Field(default=None, description="The metric must be at least this.")
     max: float | None = Field(default=None, description="The metric must be at most this.")
+
+    def check(self, values: Mapping[str, float]) -> tuple[bool, str]:
+        """Whether ``values`` (holdout metrics) meet this threshold, and a message saying why.
+
+        The one threshold gate: the trainer applies it to what it measures, and the operator
+        again to what a TrainingJob reports (a Model's gates may have changed since).
+        """
+        value = values.get(str(self.metric))
+        if value is None:
+            return False, f"{self.metric} was not measured on the holdout for this task"
+        problems = []
+        if self.min is not None and value < self.min:
+            problems.append(f"below min {self.min:.6g}")
+        if self.max is not None and value > self.max:
+            problems.append(f"above max {self.max:.6g}")
+        if problems:
+            return False, f"{self.metric} {value:.6g} " + " and ".join(problems)
+        bounds = " and ".join(b for b in (f"min {self.min:.6g}" if self.min is not None else "",
+                                          f"max {self.max:.6g}" if self.max is not None else "") if b)
+        return True, f"{self.metric} {value:.6g} within {bounds}"
 
 
 class FairnessMitigation(StrEnum):

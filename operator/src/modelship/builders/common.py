@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelship import __version__
 from modelship.api.common import ResourceRequirements
 
 if TYPE_CHECKING:
@@ -22,11 +21,33 @@ MODEL_LABEL = "modelship.io/model"
 REVISION_LABEL = "modelship.io/revision"
 TRAINING_JOB_LABEL = "modelship.io/training-job"
 MONITOR_LABEL = "modelship.io/drift-monitor"
-COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelship", "app.kubernetes.io/part-of": "modelship"}
 
 # The serving and trainer images run as this user (distroless "nonroot").
 NONROOT_UID = 65532
+
+
+@dataclass(frozen=True)
+class Child:
+    """One object a controller wants to exist, and which of its fields it keeps in step.
+
+    ``sync`` lists dotted paths (``"spec.replicas"``) kept equal to ``obj`` after
+    creation; ``None`` keeps everything the builder wrote (spec, data, labels,
+    annotations); ``()`` only creates it. A serving Deployment syncs its
+    replicas alone: its pod template is fixed by its name (a hash of it).
+    """
+
+    obj: Obj
+    sync: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return key_of(self.obj)
+
+
+def key_of(obj: Obj) -> tuple[str, str, str]:
+    """(apiVersion, kind, name): how desired and observed objects are matched."""
+    return str(obj.get("apiVersion")), str(obj.get("kind")), str(obj["metadata"]["name"])
 
 
 def owner_reference(owner: Mapping[str, Any]) -> Obj:
@@ -132,5 +153,3 @@ def tmp_volume(size_limit: str = "1Gi") -> Obj:
 
 
 TMP_MOUNT: Obj = {"name": "tmp", "mountPath": "/tmp"}
-
-VERSION_ANNOTATION = {"modelship.io/operator-version": __version__}

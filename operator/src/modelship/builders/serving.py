@@ -11,6 +11,7 @@ answering.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from modelship.builders.common import (
     resources,
     tmp_volume,
 )
+from modelship.logic.revision import child_name, short_hash
 
 PORT = 8080
 SERVING_DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -61,32 +63,28 @@ def _probe(path: str, period: int, failures: int) -> Obj:
     }
 
 
-def build_serving_deployment(
+def build_pod_template(
     model: str,
-    namespace: str,
-    revision: str,
     *,
     model_uri: str,
     sha256: str | None,
-    replicas: int,
     serving: Serving,
     image: str,
-    owner: Mapping[str, Any] | None,
     environment: PodEnvironment | None = None,
     drain: Drain | None = None,
     extra_env: Mapping[str, str] | None = None,
 ) -> Obj:
-    """Deployment ``<revision>`` serving ``model_uri`` (checked against ``sha256``) as ``model``.
+    """The pod template of a revision serving ``model_uri`` (checked against ``sha256``) as ``model``.
 
-    Its pods carry ``modelship.io/model`` (the Service selects on it, so
-    stable and canary share traffic by replica count) and
-    ``modelship.io/revision``; Prometheus scrape annotations point at
-    ``/metrics``. ``extra_env`` is for tests' fault settings
-    (``MODELSHIP_FAULT_*``) and similar.
+    Everything that reaches the pods is here, and the revision is named by its
+    hash (``revision_name``), so any change to it makes a new revision and
+    nothing else does. The revision label is added by the Deployment builder
+    (it is the hash, so it cannot be part of it). Prometheus scrape
+    annotations point at ``/metrics``. ``extra_env`` is for tests' fault
+    settings (``MODELSHIP_FAULT_*``).
     """
     env = environment or PodEnvironment()
     drain = drain or Drain()
-    labels = serving_labels(model, revision)
     variables: list[Obj] = [
         {"name": "MODELSHIP_MODEL_URI", "value": model_uri},
         {"name": "MODELSHIP_MODEL_NAME", "value": model},
@@ -122,6 +120,43 @@ def build_serving_deployment(
     if env.env_from():
         container["envFrom"] = env.env_from()
     return {
+        "metadata": {
+            "labels": {MODEL_LABEL: model, "app.kubernetes.io/name": "modelship-serving"},
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": drain.grace_period,
+            "securityContext": pod_security_context(),
+            "containers": [container],
+            "volumes": [tmp_volume(), *env.volumes(read_only=True)],
+        },
+    }
+
+
+def revision_name(model: str, template: Obj) -> str:
+    """``<model>-<hash of the pod template>``: the Deployment's name and its pods' revision label."""
+    return child_name(model, short_hash(template))
+
+
+def build_serving_deployment(
+    model: str, namespace: str, revision: str, template: Obj, *, replicas: int, owner: Mapping[str, Any] | None
+) -> Obj:
+    """Deployment ``<revision>`` of ``template`` (``build_pod_template``; ``revision`` its name).
+
+    Its pods carry ``modelship.io/model`` (the Service selects on it, so
+    stable and canary share traffic by replica count) and
+    ``modelship.io/revision``.
+    """
+    labels = serving_labels(model, revision)
+    pod = copy.deepcopy(template)
+    pod["metadata"]["labels"] = {**pod["metadata"]["labels"], **labels}
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(revision, namespace, labels, owner),
@@ -131,23 +166,6 @@ def build_serving_deployment(
             "progressDeadlineSeconds": 600,
             "selector": {"matchLabels": {MODEL_LABEL: model, REVISION_LABEL: revision}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(PORT),
-                        "prometheus.io/path": "/metrics",
-                    },
-                },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": drain.grace_period,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": [tmp_volume(), *env.volumes(read_only=True)],
-                },
-            },
+            "template": pod,
         },
     }

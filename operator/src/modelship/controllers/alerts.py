@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from modelship.controllers.metrics import ALERTS
 from modelship.logic.retrain import AlertBook, AlertPayloadError, parse_alerts, record_alerts
+from modelship.metrics import ALERTS
 
 log = logging.getLogger(__name__)
 BOOK = AlertBook()

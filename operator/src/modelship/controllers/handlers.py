@@ -10,8 +10,8 @@ from modelship.api.trainingjob import TrainingJobStatus
 from modelship.builders.common import MODEL_LABEL
 from modelship.controllers import alerts, driftmonitor, model, trainingjob
 from modelship.controllers.runtime import register, watch_children
-from modelship.logic.model import at_rest
 from modelship.logic.trainingjob import is_finished
+from modelship.plans.model import at_rest
 from modelship.settings import OperatorSettings
 
 

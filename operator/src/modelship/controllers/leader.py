@@ -30,10 +30,10 @@ from typing import Any, Protocol
 
 import kopf
 
-from modelship.controllers.metrics import LEADER
 from modelship.k8s.client import Kube
 from modelship.k8s.lease import Conflict, LeaseClient, Observed
 from modelship.logic.leader import Action, LeaseRecord, decide, follower_sleep, must_stop, released
+from modelship.metrics import LEADER
 from modelship.settings import OperatorSettings
 
 log = logging.getLogger("modelship.leader")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from modelship.settings import OperatorSettings
@@ -42,13 +41,34 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     settings = OperatorSettings(**overrides)  # type: ignore[arg-type]
-    os.environ["MODELSHIP_RUNTIME_SETTINGS"] = settings.model_dump_json()
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from modelship.controllers import runtime  # imports kopf and registers the handlers
+    return run(settings)
 
-    return runtime.run(settings)
+
+def run(settings: OperatorSettings) -> int:
+    """Start the metrics endpoint and kopf; return when kopf stops."""
+    import kopf
+    from prometheus_client import start_http_server
+
+    from modelship.controllers import handlers, runtime  # import kopf: only when the operator runs
+    from modelship.controllers.leader import lead
+    from modelship.metrics import REGISTRY
+
+    runtime.start(settings)
+    start_http_server(settings.metrics_port, registry=REGISTRY)
+    handlers.register_all(settings)
+    logging.getLogger("modelship").info(
+        "Started the Modelship operator (namespaces: %s; metrics on :%d; health on :%d)",
+        ", ".join(settings.namespaces) or "all", settings.metrics_port, settings.health_port)
+    return lead(settings, lambda stop_flag: kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        stop_flag=stop_flag,
+    ))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import start_http_server
 
-from modelship.controllers.leader import lead
-from modelship.controllers.metrics import RECONCILE_SECONDS, RECONCILES, REGISTRY
+from modelship.controllers.context import Context
 from modelship.k8s.client import Kube
+from modelship.k8s.scrape import PodHTTP
+from modelship.metrics import RECONCILE_SECONDS, RECONCILES
 from modelship.settings import OperatorSettings
 
 log = logging.getLogger("modelship")
@@ -33,14 +32,6 @@ log = logging.getLogger("modelship")
 Body = dict[str, Any]
 Reconcile = Callable[["Context", Body], None]
 Fetch = Callable[[str, str], Body | None]
-
-
-@dataclass
-class Context:
-    """What a reconcile needs besides the object: settings and the API client."""
-
-    settings: OperatorSettings
-    kube: Kube
 
 
 _CONTEXT: Context | None = None
@@ -225,20 +216,9 @@ def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
 
 
-def run(settings: OperatorSettings) -> int:
-    """Start the metrics endpoint and kopf; return when kopf stops."""
+def start(settings: OperatorSettings) -> Context:
+    """Make the context every reconcile gets (the API client from the environment)."""
     global _CONTEXT
-    _CONTEXT = Context(settings=settings, kube=Kube.from_environment())
-    start_http_server(settings.metrics_port, registry=REGISTRY)
-    from modelship.controllers import handlers
-
-    handlers.register_all(settings)
-    log.info("Started the Modelship operator (namespaces: %s; metrics on :%d; health on :%d)",
-             ", ".join(settings.namespaces) or "all", settings.metrics_port, settings.health_port)
-    return lead(settings, lambda stop_flag: kopf.run(
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-        stop_flag=stop_flag,
-    ))
+    _CONTEXT = Context(settings=settings, kube=Kube.from_environment(),
+                       pods=PodHTTP(settings.scrape_timeout_seconds))
+    return _CONTEXT

@@ -13,15 +13,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelship.api.common import spec_problems
 from modelship.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase
 from modelship.builders.common import PodEnvironment
 from modelship.builders.training import build_spec_configmap, build_training_job
-from modelship.controllers.metrics import API_WRITES
-from modelship.controllers.runtime import Context
+from modelship.controllers.context import Context
 from modelship.k8s import events
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import COMPLETE, FAILED, Reason, condition, merge_conditions
 from modelship.logic.trainingjob import compute_status, is_finished
+from modelship.metrics import API_WRITES
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -34,10 +35,6 @@ def output_uri(spec: TrainingJobSpec, store: str, namespace: str, name: str) -> 
     return f"{store.rstrip('/')}/{namespace}/{name}/"
 
 
-def validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-
-
 def reconcile(ctx: Context, body: Body) -> None:
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
@@ -48,7 +45,7 @@ def reconcile(ctx: Context, body: Body) -> None:
     try:
         spec = TrainingJobSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        message = validation_message(exc)
+        message = spec_problems(exc)
         failed = current.model_copy(update={
             "phase": TrainingPhase.FAILED, "reason": Reason.INVALID_SPEC, "message": message,
             "observed_generation": generation,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -65,6 +65,28 @@ def resource(api_version: str, kind: str) -> Resource:
         raise ValueError(f"the operator does not handle {kind} ({api_version})") from None
 
 
+class Api(Protocol):
+    """What controllers use of the API server: ``Kube``, or ``k8s.fake.FakeKube`` in tests."""
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None: ...
+
+    def list(self, api_version: str, kind: str, namespace: str | None, selector: str | None = None,
+             ) -> list[Obj]: ...
+
+    def create(self, obj: Obj) -> Obj: ...
+
+    def create_or_get(self, obj: Obj) -> tuple[Obj, bool]: ...
+
+    def replace(self, obj: Obj) -> Obj: ...
+
+    def patch(self, api_version: str, kind: str, namespace: str | None, name: str, patch: Obj,
+              subresource: str = "") -> Obj: ...
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool: ...
+
+    def has_api(self, group_version: str) -> bool: ...
+
+
 class Kube:
     """A thin REST client over the official client's ApiClient."""
 
@@ -114,7 +136,9 @@ class Kube:
             if exc.status == 404:  # the CRD (e.g. HTTPRoute) is not installed
                 return []
             raise
-        return list(items)
+        # List items carry no apiVersion/kind of their own: add them, so that every object
+        # the operator handles says what it is (``k8s.apply`` matches on them).
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in items]
 
     def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]

@@ -13,8 +13,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from modelship.controllers.metrics import API_WRITES
-from modelship.k8s.client import Kube
+from modelship.k8s.client import Api
+from modelship.metrics import API_WRITES
 
 log = logging.getLogger("modelship.events")
 COMPONENT = "modelship-operator"
@@ -47,7 +47,7 @@ def build_event(body: dict[str, Any], type_: str, reason: str, message: str, now
     }
 
 
-def post(kube: Kube, body: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:
+def post(kube: Api, body: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:
     type_ = "Warning" if warning else "Normal"
     (log.warning if warning else log.info)("%s %s/%s: %s", body["kind"], body["metadata"].get("namespace"),
                                            body["metadata"].get("name"), message)

@@ -1,4 +1,5 @@
-"""Read serving pods' /metrics over HTTP, straight at the pod IPs (as Prometheus does)."""
+"""Read serving pods' /metrics (and their artifact metadata) over HTTP, straight at the pod IPs,
+as Prometheus does. ``PodHTTP`` is what controllers hold; tests give them ``k8s.fake.FakePods``."""
 
 from __future__ import annotations
 
@@ -36,3 +37,17 @@ def scrape(pods: list[Obj], timeout: float, port: int = SERVING_PORT) -> dict[st
     with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
         texts = list(pool.map(lambda p: fetch(p, timeout, port), running))
     return {p["metadata"]["name"]: t for p, t in zip(running, texts, strict=True) if t is not None}
+
+
+class PodHTTP:
+    """Reads from serving pods with one timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    def metrics(self, pods: list[Obj]) -> dict[str, str]:
+        """Pod name → its /metrics text, for every running pod that answered."""
+        return scrape(pods, self.timeout)
+
+    def get(self, pod: Obj, path: str) -> str | None:
+        return fetch(pod, self.timeout, path=path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelship.controllers.metrics import API_WRITES
-from modelship.k8s.client import Kube
+from modelship.k8s.client import Api
+from modelship.metrics import API_WRITES
 
 Obj = dict[str, Any]
 
@@ -26,7 +26,7 @@ def merge_patch(old: Obj, new: Obj) -> Obj:
     return patch
 
 
-def write_status(kube: Kube, body: Obj, new_status: Obj) -> bool:
+def write_status(kube: Api, body: Obj, new_status: Obj) -> bool:
     """Patch the status subresource when it differs from the stored one. True if written."""
     patch = merge_patch(body.get("status") or {}, new_status)
     if not patch:

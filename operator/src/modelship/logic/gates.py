@@ -76,24 +76,8 @@ def check_gates(gates: Gates, result: TrainingResult) -> GateDecision:
         ))
 
     for t in gates.thresholds:
-        name = f"threshold:{t.metric}"
-        value = result.metrics.get(str(t.metric))
-        if value is None:
-            checks.append(GateCheck(name, False, f"metric {t.metric} was not reported"))
-            continue
-        problems = []
-        if t.min is not None and value < t.min:
-            problems.append(f"below min {_fmt(t.min)}")
-        if t.max is not None and value > t.max:
-            problems.append(f"above max {_fmt(t.max)}")
-        bounds = " and ".join(
-            b for b in (f"min {_fmt(t.min)}" if t.min is not None else "",
-                        f"max {_fmt(t.max)}" if t.max is not None else "") if b
-        )
-        checks.append(GateCheck(
-            name, not problems,
-            f"{t.metric} {_fmt(value)} " + (" and ".join(problems) if problems else f"within {bounds}"),
-        ))
+        passed, message = t.check(result.metrics)
+        checks.append(GateCheck(f"threshold:{t.metric}", passed, message))
 
     if gates.must_beat_champion:
         checks.append(_champion(gates, result))

@@ -1,11 +1,11 @@
 """Deterministic names: revisions, TrainingJobs, spec hashes.
 
 As Argo Rollouts names a ReplicaSet by a hash of its pod template, a serving
-revision is named by a short hash of what decides its pods' behaviour: the
-artifact's digest and the serving template (image, resources, batching).
-Replicas and autoscaling are not part of it: scaling never makes a revision.
-Names are DNS-1123 labels (at most 63 characters), because they become both
-object names and label values.
+revision is named by a short hash of the pod template the builder makes
+(``builders.serving.revision_name``): every field that reaches the pods
+makes a new revision; replicas and autoscaling do not. Names are DNS-1123
+labels (at most 63 characters), because they become both object names and
+label values.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,33 +50,6 @@ def _with_suffix(prefix: str, suffix: str, max_length: int = MAX_LABEL) -> str:
     return f"{dns_label(prefix, room)}-{suffix}"
 
 
-def serving_template(
-    image: str,
-    resources: Mapping[str, Any] | None = None,
-    max_batch_size: int | None = None,
-    max_batch_delay_ms: float | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The part of the serving spec that makes a new revision when it changes."""
-    template: dict[str, Any] = {"image": image, "resources": dict(resources or {})}
-    if max_batch_size is not None:
-        template["maxBatchSize"] = max_batch_size
-    if max_batch_delay_ms is not None:
-        template["maxBatchDelayMs"] = max_batch_delay_ms
-    if extra:
-        template["extra"] = dict(extra)
-    return template
-
-
-def revision_hash(artifact_sha256: str, template: Mapping[str, Any]) -> str:
-    return short_hash(artifact_sha256, dict(template))
-
-
-def revision_name(model: str, artifact_sha256: str, template: Mapping[str, Any]) -> str:
-    """``<model>-<hash>``: the Deployment name and the ``modelship.io/revision`` label value."""
-    return _with_suffix(model, revision_hash(artifact_sha256, template))
-
-
 def training_job_name(model: str, n: int) -> str:
     """``<model>-<n>``: the n-th TrainingJob of a Model (n counts from 1).
 
@@ -95,6 +68,13 @@ def training_job_number(model: str, name: str) -> int | None:
         return None
     n = int(tail)
     return n if n >= 1 and training_job_name(model, n) == name else None
+
+
+def next_training_job(model: str, names: Iterable[str], created: int) -> str:
+    """The name of the Model's next TrainingJob: one past both those that exist and the count
+    its status keeps (a TrainingJob deleted by hand does not give its number back)."""
+    numbers = [n for n in (training_job_number(model, name) for name in names) if n is not None]
+    return training_job_name(model, max([*numbers, created]) + 1)
 
 
 def spec_hash(template: Any) -> str:

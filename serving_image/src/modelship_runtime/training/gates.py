@@ -40,21 +40,8 @@ def onnx_parity(parity: convert.Parity, limit: float, rows: int) -> GateResult:
 
 
 def threshold(rule: Threshold, values: dict[str, float]) -> GateResult:
-    name = f"threshold:{rule.metric}"
-    if str(rule.metric) not in values:
-        return GateResult(name, False, f"{rule.metric} could not be computed for this task on the holdout")
-    value = values[str(rule.metric)]
-    problems = []
-    if rule.min is not None and value < rule.min:
-        problems.append(f"below the minimum {rule.min:g}")
-    if rule.max is not None and value > rule.max:
-        problems.append(f"above the maximum {rule.max:g}")
-    limits = " and ".join(
-        x for x in (f">= {rule.min:g}" if rule.min is not None else "", f"<= {rule.max:g}" if rule.max is not None else "") if x
-    )
-    if problems:
-        return GateResult(name, False, f"{rule.metric} {value:.4g} is {' and '.join(problems)}")
-    return GateResult(name, True, f"{rule.metric} {value:.4g} {limits}")
+    passed, message = rule.check(values)
+    return GateResult(f"threshold:{rule.metric}", passed, message)
 
 
 def champion(

@@ -1,4 +1,4 @@
-"""Which Models the timer may leave alone: ``logic.model.at_rest``."""
+"""Which Models the timer may leave alone: ``plans.model.at_rest``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelship.logic.model import at_rest
+from modelship.plans.model import at_rest
 
 
 def body(generation: int = 3, **status: Any) -> dict[str, Any]:
@@ -36,34 +36,3 @@ def test_at_rest(obj: dict[str, Any], expected: bool, why: str) -> None:
 def pod(image_id: str | None, running: bool = True) -> dict[str, Any]:
     state = {"running": {"startedAt": "2026-11-23T00:00:00Z"}} if running else {"waiting": {"reason": "x"}}
     return {"status": {"containerStatuses": [{"name": "server", "imageID": image_id, "state": state}]}}
-
-
-@pytest.mark.parametrize(("pods", "expected"), [
-    ([pod("docker.io/modelship/serving@sha256:aa")], "docker.io/modelship/serving@sha256:aa"),
-    ([pod("sha256:bb", running=False), pod("sha256:cc")], "sha256:cc"),
-    ([pod(None)], None),
-    ([pod("")], None),
-    ([{"status": {}}], None),
-    ([], None),
-])
-def test_pod_image_id(pods: list[dict[str, Any]], expected: str | None) -> None:
-    from modelship.logic.model import pod_image_id
-
-    assert pod_image_id(pods) == expected
-
-
-def test_images_are_recorded_once_per_revision() -> None:
-    from modelship.api.model import ModelStatus
-    from modelship.logic.model import revisions_without_image, with_images
-
-    status = ModelStatus.model_validate({"history": [
-        {"revision": "m-new", "outcome": "Progressing"},
-        {"revision": "m-old", "outcome": "Promoted", "image": "sha256:old"},
-        {"revision": "m-gone", "outcome": "Superseded"},
-        {"outcome": "Training"},
-    ]})
-    assert revisions_without_image(status, {"m-new": 1, "m-old": 2}) == ["m-new"]
-    after = with_images(status, {"m-new": "sha256:new", "m-old": "sha256:other"})
-    assert [h.image for h in after.history] == ["sha256:new", "sha256:old", None, None]
-    assert revisions_without_image(after, {"m-new": 1, "m-old": 2}) == []
-    assert with_images(status, {}) is status

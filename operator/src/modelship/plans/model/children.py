@@ -1,0 +1,66 @@
+"""The Model's children as its plan wants them: the TrainingJob to start, one Deployment per
+revision kept, the Service, the HPA, and with Gateway API routing the role Services and the
+HTTPRoute. Anything the Model owns of these kinds and not listed here is removed."""
+
+from __future__ import annotations
+
+from modelship.api.model import TrafficRouting, champion_uri
+from modelship.builders.common import Child
+from modelship.builders.model_training import build_training_job_resource
+from modelship.builders.routing import (
+    build_hpa,
+    build_httproute,
+    build_revision_service,
+    build_service,
+)
+from modelship.builders.serving import build_serving_deployment
+from modelship.plans.model import history as h
+from modelship.plans.model.observation import Artifact, Draft, Observation
+from modelship.plans.model.revision import template_for
+
+REPLICAS_ONLY = ("spec.replicas",)  # a revision's pod template is fixed by its name
+
+
+def deployments(obs: Observation, d: Draft) -> list[Child]:
+    out = []
+    for revision, replicas in d.replicas.items():
+        if d.candidate is not None and d.candidate.revision == revision:
+            template = d.candidate.template
+        else:
+            entry = h.find(d.history, revision=revision)
+            if entry is None or entry.artifact_uri is None:
+                continue  # unreachable: history keeps the entries of the revisions in use
+            template = template_for(obs, d, Artifact(entry.artifact_uri, entry.artifact_sha256))
+        out.append(Child(build_serving_deployment(obs.name, obs.namespace, revision, template, replicas=replicas,
+                                                  owner=obs.owner), sync=REPLICAS_ONLY))
+    return out
+
+
+def routing(obs: Observation, d: Draft) -> list[Child]:
+    stable, canary = d.status.stable_revision, d.status.canary_revision
+    rollout, spec = d.spec.rollout, d.spec
+    out = []
+    if stable or canary:
+        out.append(Child(build_service(obs.name, obs.namespace, obs.owner)))
+    if rollout.traffic_routing == TrafficRouting.GATEWAY_API and rollout.gateway is not None and stable:
+        # The first version gets its route when it is promoted.
+        out.append(Child(build_revision_service(obs.name, obs.namespace, "stable", stable, obs.owner)))
+        if canary is not None:
+            out.append(Child(build_revision_service(obs.name, obs.namespace, "canary", canary, obs.owner)))
+        weight = d.action.route_weight if canary is not None and d.action is not None else 0
+        out.append(Child(build_httproute(obs.name, obs.namespace, rollout.gateway, weight, obs.owner,
+                                         has_canary=canary is not None)))
+    if spec.serving.autoscaling is not None and stable:
+        out.append(Child(build_hpa(obs.name, obs.namespace, stable, spec.serving.autoscaling, obs.owner)))
+    return out
+
+
+def children(obs: Observation, d: Draft) -> list[Child]:
+    """In apply order: the TrainingJob, the Deployments, then what routes to them."""
+    out = []
+    if d.create is not None:
+        name, trigger = d.create
+        out.append(Child(build_training_job_resource(
+            obs.owner, d.spec, name, trigger, default_store=obs.defaults.artifact_store,
+            champion_uri=champion_uri(d.status)), sync=()))
+    return out + deployments(obs, d) + routing(obs, d)

@@ -1,0 +1,351 @@
+"""Table tests of the Model plan's steps (``plans.model``): each row is an observation (and the
+draft the earlier steps left) and what the step makes of it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from modelship.api.model import HistoryEntry, ModelSpec, ModelStatus, Outcome, Phase
+from modelship.builders.common import PodEnvironment
+from modelship.logic.canary import ActionKind
+from modelship.plans.model import plan
+from modelship.plans.model.observation import Artifact, Draft
+from modelship.plans.model.revision import candidate, fault_env, start
+from modelship.plans.model.rollout import rollout
+from modelship.plans.model.training import adopt, gates, retrain, retrain_trigger, training
+from plans.model_support import (
+    DEFAULTS,
+    SPEC,
+    T0,
+    deployments,
+    kinds,
+    obs,
+    ready,
+    running,
+    succeeded,
+    tj,
+    traffic,
+)
+
+A, B = "a" * 64, "b" * 64
+
+
+def draft(status: ModelStatus | None = None, spec: ModelSpec = SPEC) -> Draft:
+    status = status or ModelStatus()
+    return Draft(status=status, spec=spec, history=tuple(status.history))
+
+
+def status(**fields: Any) -> ModelStatus:
+    return ModelStatus.model_validate(fields)
+
+
+SERVED = {"stableRevision": "m-old", "trainingJobsCreated": 1, "currentTrainingJob": "m-1",
+          "specHash": "x", "history": [{"revision": "m-old", "trainingJob": "m-1", "artifactUri": "s3://b/a/m-1/",
+                                        "artifactSha256": A, "outcome": "Promoted"}]}
+
+
+# --- retrain: why a TrainingJob starts --------------------------------------------------------
+
+@pytest.mark.parametrize(("fields", "annotation", "expected"), [
+    ({}, None, "initial"),
+    ({"trainingJobsCreated": 1, "specHash": "stale"}, None, "spec-change"),
+    ({"trainingJobsCreated": 1}, "now", "manual"),
+    ({"trainingJobsCreated": 1, "retrainRequest": "now"}, "now", None),  # already acted on
+    ({"trainingJobsCreated": 1, "retrainRequest": "now"}, None, None),
+    ({"trainingJobsCreated": 1}, None, None),  # specHash unknown (older status): no spurious retrain
+])
+def test_retrain_trigger(fields: dict[str, Any], annotation: str | None, expected: str | None) -> None:
+    d = draft(status(**fields))
+    if fields.get("specHash") == "stale":
+        d = replace(d, status=d.status.model_copy(update={"spec_hash": "0" * 16}))
+    o = obs(d.status, T0, **({"retrain_token": annotation} if annotation else {}))
+    got = retrain_trigger(o, d)
+    assert (str(got) if got else None) == expected
+
+
+def test_retrain_records_the_request_and_numbers_the_job() -> None:
+    d = draft(status(trainingJobsCreated=2, specHash="x"))
+    d = replace(d, status=d.status.model_copy(update={"spec_hash": retrain_hash()}))
+    out = retrain(obs(d.status, T0, retrain_token="r1"), d)
+    assert out.create == ("m-3", "manual") and out.status.retrain_request == "r1"
+    assert out.status.current_training_job == "m-3" and out.history[0].outcome == Outcome.TRAINING
+    again = retrain(obs(out.status, T0, retrain_token="r1"), replace(out, create=None))
+    assert again.create is None
+
+
+def retrain_hash() -> str:
+    from modelship.logic.revision import spec_hash
+    assert SPEC.training is not None
+    return spec_hash(SPEC.training)
+
+
+# --- adopt and training: which TrainingJob is current, and where it stands ---------------------
+
+@pytest.mark.parametrize(("jobs", "current", "count"), [
+    ((), None, 0),
+    ((("m-1", 1),), "m-1", 1),
+    ((("m-1", 1), ("m-3", 3)), "m-3", 3),  # a DriftMonitor's job is adopted
+    ((("other-1", 1),), None, 0),  # not numbered for this Model: ignored upstream by observe
+])
+def test_adopt(jobs: tuple[tuple[str, int], ...], current: str | None, count: int) -> None:
+    observed = tuple(tj(n, k, running()) for n, k in jobs if n.startswith("m-"))
+    out = adopt(obs(ModelStatus(), T0, training_jobs=observed), draft())
+    assert out.status.current_training_job == current and out.status.training_jobs_created == count
+
+
+@pytest.mark.parametrize(("phase", "in_flight", "reason", "outcome"), [
+    ("Running", True, "Training", "Training"),
+    ("Pending", True, "Training", "Training"),
+    ("Failed", False, "InvalidData", "Refused"),
+    ("Succeeded", False, None, "Training"),  # left for the gates
+])
+def test_training(phase: str, in_flight: bool, reason: str | None, outcome: str) -> None:
+    from modelship.api.trainingjob import TrainingJobStatus
+    st = TrainingJobStatus.model_validate({"phase": phase, "reason": "InvalidData" if phase == "Failed" else None,
+                                           "message": "no column y" if phase == "Failed" else None})
+    base = status(trainingJobsCreated=1, currentTrainingJob="m-1",
+                  history=[{"trainingJob": "m-1", "outcome": "Training"}])
+    out = training(obs(base, T0, training_jobs=(tj("m-1", 1, st),)), draft(base))
+    assert out.training_in_flight is in_flight
+    assert (out.trained.reason if out.trained else None) == reason
+    assert out.history[0].outcome == outcome
+
+
+@pytest.mark.parametrize(("accuracy", "allowed"), [(0.9, True), (0.8, True), (0.79, False)])
+def test_gates(accuracy: float, allowed: bool) -> None:
+    base = status(trainingJobsCreated=1, currentTrainingJob="m-1",
+                  history=[{"trainingJob": "m-1", "outcome": "Training"}])
+    o = obs(base, T0, training_jobs=(tj("m-1", 1, succeeded("m-1", A, accuracy)),))
+    out = gates(o, training(o, draft(base)))
+    assert out.trained is not None and (out.trained.reason == "GatesPassed") is allowed
+    assert out.history[0].outcome == (Outcome.TRAINING if allowed else Outcome.REFUSED)
+    assert out.history[0].artifact_sha256 == A
+    assert [e.reason for e in out.events] == ([] if allowed else ["GateFailed"])
+
+
+# --- candidate and start: which revision should serve --------------------------------------------
+
+def through_gates(o: Any, d: Draft) -> Draft:
+    for step in (adopt, retrain, training, gates, candidate):
+        d = step(o, d)
+    return d
+
+
+@pytest.mark.parametrize(("history_extra", "jobs", "generation", "expect_artifact"), [
+    # A new version that passed its gates.
+    ([], [("m-2", 2, B)], 1, B),
+    # Its artifact was rolled back at this generation: the stable's artifact stays the candidate.
+    ([{"trainingJob": "m-2", "revision": "m-rb", "artifactUri": "s3://b/a/m-2/", "artifactSha256": B,
+       "outcome": "RolledBack", "rolledBackGeneration": 1}], [("m-2", 2, B)], 1, A),
+    # ... at an older generation: the spec changed since, so it is tried again.
+    ([{"trainingJob": "m-2", "revision": "m-rb", "artifactUri": "s3://b/a/m-2/", "artifactSha256": B,
+       "outcome": "RolledBack", "rolledBackGeneration": 1}], [("m-2", 2, B)], 2, B),
+    # Still training: the stable's artifact.
+    ([], [], 1, A),
+])
+def test_candidate(history_extra: list[dict[str, Any]], jobs: list[tuple[str, int, str]], generation: int,
+                   expect_artifact: str) -> None:
+    fields = {**SERVED, "history": [*history_extra, *SERVED["history"]]}
+    if jobs:
+        fields["trainingJobsCreated"] = 2
+        fields["currentTrainingJob"] = "m-2"
+    base = status(**fields)
+    base = base.model_copy(update={"spec_hash": retrain_hash()})
+    observed = (tj("m-1", 1, succeeded("m-1", A)), *(tj(n, k, succeeded(n, sha)) for n, k, sha in jobs))
+    o = obs(base, T0, generation=generation, training_jobs=observed, revisions={"m-old": ready(2)})
+    out = through_gates(o, draft(base))
+    assert out.candidate is not None and out.candidate.artifact.sha256 == expect_artifact
+
+
+def test_a_source_model_candidate_is_its_source() -> None:
+    spec = ModelSpec.model_validate({"source": {"uri": "s3://b/x/", "sha256": B}})
+    out = through_gates(obs(ModelStatus(), T0, spec=spec), draft(spec=spec))
+    assert out.candidate is not None and out.candidate.artifact == Artifact("s3://b/x/", B)
+
+
+@pytest.mark.parametrize(("fields", "starts"), [
+    ({}, True),  # nothing serves: the candidate is deployed
+    ({"history": [{"revision": "CAND", "outcome": "RolledBack", "rolledBackGeneration": 1}]}, False),
+])
+def test_start(fields: dict[str, Any], starts: bool) -> None:
+    spec = ModelSpec.model_validate({"source": {"uri": "s3://b/x/", "sha256": B}})
+    o = obs(ModelStatus(), T0, spec=spec)
+    d = through_gates(o, draft(spec=spec))
+    assert d.candidate is not None
+    history = [{**h, "revision": d.candidate.revision if h.get("revision") == "CAND" else h.get("revision")}
+               for h in fields.get("history", [])]
+    d = replace(d, history=tuple(HistoryEntry.model_validate(h) for h in history))
+    out = start(o, d)
+    assert (out.status.canary_revision == d.candidate.revision) is starts
+    assert ("started" in out.rollout_events) is starts
+
+
+# --- every field that reaches the pods rolls out; nothing else does -----------------------------
+
+SERVING_CHANGES = [
+    ("serving.image", {"serving": {"replicas": 2, "image": "example.org/other:2"}}, True),
+    ("serving.resources", {"serving": {"replicas": 2, "resources": {"limits": {"memory": "2Gi"}}}}, True),
+    ("serving.maxBatchSize", {"serving": {"replicas": 2, "maxBatchSize": 8}}, True),
+    ("serving.maxBatchDelayMs", {"serving": {"replicas": 2, "maxBatchDelayMs": 5}}, True),
+    ("serving.replicas", {"serving": {"replicas": 3}}, False),
+    ("serving.autoscaling", {"serving": {"replicas": 2, "autoscaling": {"maxReplicas": 4}}}, False),
+    ("rollout.steps", {"rollout": {"steps": [{"weight": 10}]}}, False),
+    ("gates", {"gates": {"thresholds": [{"metric": "accuracy", "min": 0.5}]}}, False),
+]
+
+
+@pytest.mark.parametrize(("field", "change", "rolls"), SERVING_CHANGES, ids=[c[0] for c in SERVING_CHANGES])
+def test_each_field_reaching_the_pods_starts_a_rollout(field: str, change: dict[str, Any], rolls: bool) -> None:
+    served, stable = serving()
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True), **change})
+    p = plan(obs(served, T0, spec=spec, generation=2, training_jobs=JOBS, revisions={stable: ready(2)}))
+    assert (p.status.canary_revision is not None) is rolls, field
+
+
+@pytest.mark.parametrize(("default", "value"), [
+    ("serving_image", "docker.io/modelship/serving:0.2.0"),
+    ("environment", PodEnvironment(s3_endpoint_url="http://s3.example:9000")),
+])
+def test_an_operator_default_reaching_the_pods_rolls_every_model_with_an_event(default: str, value: Any) -> None:
+    served, stable = serving()
+    o = obs(served, T0, training_jobs=JOBS, revisions={stable: ready(2, template=True)})
+    o = replace(o, defaults=replace(DEFAULTS, **{default: value}))
+    p = plan(o)
+    assert p.status.canary_revision not in (None, stable)
+    started = next(e for e in p.events if e.reason == "RolloutStarted")
+    assert "the pod template changed" in started.message
+    assert (value if isinstance(value, str) else "AWS_ENDPOINT_URL") in started.message
+
+
+JOBS = (tj("m-1", 1, succeeded("m-1", A)),)
+
+
+def serving() -> tuple[ModelStatus, str]:
+    p = plan(obs(ModelStatus(), T0))
+    p = plan(obs(p.status, T0, training_jobs=JOBS))
+    rev = p.status.canary_revision
+    assert rev is not None
+    p = plan(obs(p.status, T0, training_jobs=JOBS, revisions={rev: ready(2)}))
+    assert p.status.phase == Phase.SERVING
+    return p.status, rev
+
+
+# --- rollout: the canary's next action ---------------------------------------------------------
+
+def canary_status(step: int = 0, started: bool = True) -> ModelStatus:
+    return status(stableRevision="m-s", canaryRevision="m-c", canaryStep=step, trainingJobsCreated=1,
+                  stepStartedAt="2026-11-23T12:00:00Z" if started else None,
+                  rollout={"startedAt": "2026-11-23T12:00:00Z",
+                           "baseline": [{"pod": "canary-0", "byCode": {"200": 0}}]},
+                  history=[{"revision": "m-c", "outcome": "Progressing", "artifactUri": "s3://b/c/"},
+                           {"revision": "m-s", "outcome": "Promoted", "artifactUri": "s3://b/s/"}])
+
+
+@pytest.mark.parametrize(("name", "fields", "revisions", "after", "counters", "kind", "replicas"), [
+    ("canary missing: scale it up beside the full stable", dict(started=False), {"m-s": (2, 2)}, 0, None,
+     ActionKind.SCALE, {"m-s": 2, "m-c": 1}),
+    ("canary not ready: the stable keeps its pods", dict(started=False), {"m-s": (2, 2), "m-c": (1, 0)}, 0, None,
+     ActionKind.WAIT, {"m-s": 2, "m-c": 1}),
+    ("ready: the step starts", dict(started=False), {"m-s": (2, 2), "m-c": (1, 1)}, 0, traffic(0),
+     ActionKind.START_STEP, {"m-s": 2, "m-c": 1}),
+    ("pausing", {}, {"m-s": (2, 2), "m-c": (1, 1)}, 10, traffic(50), ActionKind.WAIT, {"m-s": 2, "m-c": 1}),
+    ("errors: rolled back at once", {}, {"m-s": (2, 2), "m-c": (1, 1)}, 10, traffic(100, 40),
+     ActionKind.ROLLBACK, {"m-s": 2}),
+    ("pause over, healthy: advance to 50% (the stable gives up what the ready canary replaces)", {},
+     {"m-s": (2, 2), "m-c": (1, 1)}, 31, traffic(100), ActionKind.ADVANCE, {"m-s": 1, "m-c": 1}),
+    ("last step passed: promote", dict(step=2), {"m-s": (0, 0), "m-c": (2, 2)}, 0, None, ActionKind.PROMOTE,
+     {"m-c": 2}),
+])
+def test_rollout(name: str, fields: dict[str, Any], revisions: dict[str, tuple[int, int]], after: int,
+                 counters: Any, kind: ActionKind, replicas: dict[str, int]) -> None:
+    from datetime import timedelta
+    st = canary_status(**fields)
+    o = obs(st, T0 + timedelta(seconds=after), revisions={r: ready(n, k) for r, (n, k) in revisions.items()},
+            canary_counters=counters)
+    out = rollout(o, draft(st))
+    assert out.action is not None and out.action.kind == kind, (name, out.action)
+    assert dict(out.replicas) == replicas, name
+
+
+# --- children: what the Model owns --------------------------------------------------------------
+
+@pytest.mark.parametrize(("spec_extra", "gateway", "expected"), [
+    ({}, False, ["Deployment", "Service"]),
+    ({"serving": {"replicas": 2, "autoscaling": {"maxReplicas": 4}}}, False,
+     ["Deployment", "Service", "HorizontalPodAutoscaler"]),
+    ({"rollout": {"trafficRouting": "gatewayAPI", "gateway": {"name": "gw"}}}, True,
+     ["Deployment", "Service", "Service", "HTTPRoute"]),
+])
+def test_children_of_a_serving_model(spec_extra: dict[str, Any], gateway: bool, expected: list[str]) -> None:
+    served, stable = serving()
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True), **spec_extra})
+    p = plan(obs(served, T0, spec=spec, training_jobs=JOBS, revisions={stable: ready(2)}, gateway_api=gateway))
+    assert [k for k, _ in kinds(p)] == expected
+    assert deployments(p) == {stable: 2}
+    syncs = {c.obj["kind"]: c.sync for c in p.children or []}
+    assert syncs["Deployment"] == ("spec.replicas",)  # a revision's template is fixed by its name
+
+
+def test_an_invalid_spec_leaves_the_children_alone() -> None:
+    served, _ = serving()
+    p = plan(obs(served, T0, spec="spec.serving.replicas: Input should be a valid integer"))
+    assert p.children is None and p.status.stable_revision == served.stable_revision
+    assert [e.reason for e in p.events] == ["InvalidSpec"]
+    assert plan(obs(p.status, T0, spec="spec.serving.replicas: Input should be a valid integer")).events == []
+
+
+def test_gateway_api_missing_is_an_invalid_spec() -> None:
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True),
+                                     "rollout": {"trafficRouting": "gatewayAPI", "gateway": {"name": "gw"}}})
+    p = plan(obs(ModelStatus(), T0, spec=spec, gateway_api=False))
+    ready_c = next(c for c in p.status.conditions if c.type == "Ready")
+    assert ready_c.reason == "InvalidSpec" and "Gateway API" in ready_c.message and p.children is None
+
+
+# --- the test-fault annotation (test-only, and narrow) --------------------------------------------
+
+@pytest.mark.parametrize(("allowed", "raw", "expected"), [
+    (True, None, None),
+    (True, json.dumps({"MODELSHIP_FAULT_ERROR_RATIO": "0.5"}), {"MODELSHIP_FAULT_ERROR_RATIO": "0.5"}),
+    (True, json.dumps({"MODELSHIP_EXPECTED_SHA256": ""}), "only MODELSHIP_FAULT_* variables are accepted"),
+    (True, json.dumps({"LD_PRELOAD": "/x.so"}), "only MODELSHIP_FAULT_* variables are accepted"),
+    (True, "{not json", "it is not JSON"),
+    (True, "[1]", "must be a JSON object"),
+    (False, json.dumps({"MODELSHIP_FAULT_ERROR_RATIO": "0.5"}), "test faults are off"),
+])
+def test_fault_env(allowed: bool, raw: str | None, expected: Any) -> None:
+    o = obs(ModelStatus(), T0, annotations={"modelship.io/test-canary-env": raw} if raw else {})
+    o = replace(o, defaults=replace(DEFAULTS, allow_test_faults=allowed))
+    got = fault_env(o)
+    if isinstance(expected, str):
+        assert isinstance(got, str) and expected in got
+    else:
+        assert got == expected
+
+
+def test_fault_variables_reach_only_a_new_version_and_refusals_are_visible() -> None:
+    served, stable = serving()
+    note = json.dumps({"MODELSHIP_FAULT_ERROR_RATIO": "0.5"})
+    jobs = (*JOBS, tj("m-2", 2, succeeded("m-2", B), "manual"))
+    o = obs(served, T0, training_jobs=jobs, revisions={stable: ready(2)},
+            annotations={"modelship.io/test-canary-env": note})
+    o = replace(o, defaults=replace(DEFAULTS, allow_test_faults=True))
+    p = plan(o)
+    env = {c.obj["metadata"]["name"]: {e["name"]: e["value"] for e in
+                                       c.obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+           for c in p.children or [] if c.obj["kind"] == "Deployment"}
+    assert env[stable].get("MODELSHIP_FAULT_ERROR_RATIO") is None  # the stable is untouched
+    assert env[p.status.canary_revision or ""]["MODELSHIP_FAULT_ERROR_RATIO"] == "0.5"
+    # Off in the operator: ignored, with a Warning Event when it would have applied.
+    off = plan(replace(o, defaults=DEFAULTS))
+    ignored = next(e for e in off.events if e.reason == "TestFaultsIgnored")
+    assert ignored.warning and "test faults are off" in ignored.message
+    assert all("MODELSHIP_FAULT_ERROR_RATIO" not in json.dumps(c.obj) for c in off.children or [])
+    # Invalid while allowed: a condition says so, and no variable is passed.
+    bad = plan(replace(o, annotations={"modelship.io/test-canary-env": "{oops"}))
+    faults = next(c for c in bad.status.conditions if c.type == "TestFaults")
+    assert faults.status == "False" and "not JSON" in faults.message

@@ -182,7 +182,7 @@ class DataPlane:
         return self.model
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["model_repository_readonly"]}
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["model_repository_readonly", "binary_tensor_data"]}
 
     def model_metadata(self) -> dict[str, Any]:
         model = self.serving_model()

@@ -504,7 +504,7 @@ class H2Connection(asyncio.Protocol):
     def stale(self, limit: float) -> bool:
         return self.last_seen < limit and not self.streams
 
-    def go_away(self) -> None:
+    def finish(self) -> None:
         """Tells the peer to open no new streams here (answered ones finish); closes when idle."""
         if not self.going_away and self.transport is not None:
             self.going_away = True

@@ -19,6 +19,17 @@ from .model import TensorSpec
 
 Array = npt.NDArray[Any]
 _FLOAT_SOURCES = frozenset("fiu")
+# Set by the server, which turns numpy's floating-point warnings off for the whole
+# process (results are checked explicitly): a casting overflow then needs no
+# ``np.errstate`` (1.5 us per request) to stay quiet.
+QUIET = False
+
+
+def quiet_numpy() -> None:
+    """Turns numpy's overflow/invalid warnings off in this thread's context, for good."""
+    global QUIET
+    np.seterr(over="ignore", invalid="ignore")
+    QUIET = True
 
 
 def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False) -> Array:
@@ -33,12 +44,13 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
     if target.kind == "f":
         if kind not in _FLOAT_SOURCES:
             arr = _floats_with_missing(arr, where, allow_missing, spec)
-        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: refused below
-            out = arr.astype(target, copy=False)
-            flat = out.ravel()
-            # A dot product is finite when every value is (and small enough): one
-            # cheap pass; only a non-finite result needs the exact check.
-            finite = math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
+        if QUIET:
+            out = arr.astype(target, copy=False)  # out-of-range values become inf: refused below
+            finite = _finite(out)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = arr.astype(target, copy=False)
+                finite = _finite(out)
         if not allow_missing and not finite:
             raise BadRequest(
                 f"{where}: contains NaN, infinity or a value outside the {spec.datatype} range; "
@@ -57,6 +69,13 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
             raise BadRequest(f"{where}: BOOL needs true/false, got {_describe(arr)}")
         return arr
     raise BadRequest(f"{where}: unsupported datatype {spec.datatype}")
+
+
+def _finite(arr: Array) -> bool:
+    # A dot product is finite when every value is (and small enough): one cheap
+    # pass; only a non-finite result needs the exact check.
+    flat = arr.ravel()
+    return math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
 
 
 def _floats_with_missing(arr: Array, where: str, allow_missing: bool, spec: TensorSpec) -> Array:

@@ -130,16 +130,22 @@ class DataPlane:
         if wanted != names:
             raise ValueError(f"metadata.json names inputs {sorted(map(str, wanted))}, the graph has {sorted(names)}")
 
-    def _warm_up(self, model: OnnxModel) -> None:
-        feed = model.dummy_feed()
+    def _warm_feed(self, model: OnnxModel, rows: int) -> Feed:
+        feed = model.dummy_feed(rows)
         if self.metadata is not None:
             # Unknown strings can fail an encoder: warm up with known categories.
             for f in self.metadata.features:
                 ref = self.metadata.reference.features.get(f.name)
                 if f.name in feed and isinstance(ref, CategoricalReference) and ref.categories:
                     feed[f.name] = np.full(feed[f.name].shape, str(ref.categories[0]), dtype=object)
+        return feed
+
+    def _warm_up(self, model: OnnxModel) -> None:
+        feed = self._warm_feed(model, 1)
+        model.run(feed)  # the first call allocates; time the second
+        model.run(feed, small=True)
         t0 = time.perf_counter()
-        model.run(feed)
+        model.run(feed, small=True)
         assert self.batcher is not None
         self.batcher.prime(time.perf_counter() - t0)
 

@@ -30,7 +30,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import binary, grpc_server, openapi, v1, v2
+from . import binary, codec, grpc_server, openapi, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -459,6 +459,7 @@ async def _reap_forever(app: App) -> None:
 async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file: str | None = None) -> int:
     """Runs one server process until SIGTERM/SIGINT; returns the exit code."""
     loop = asyncio.get_running_loop()
+    codec.quiet_numpy()  # inputs are checked explicitly; numpy's warnings would only cost time
     dp = DataPlane(settings)
     app = App(dp, settings)
     server = await loop.create_server(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .codec import finite
 from .errors import BadRequest
 from .model import TensorSpec
 
@@ -32,6 +33,8 @@ Array = npt.NDArray[Any]
 # Outputs the response carries as blobs: every output (True) or those named.
 BinaryOutputs = frozenset[str] | bool
 _LENGTH = struct.Struct("<I")
+_LITTLE: dict[Any, np.dtype[Any]] = {}
+_NATIVE_LITTLE = np.dtype("<f4").isnative
 # What the HTTP layer records for a header it could not read (refused with 400 later).
 INVALID_HEADER_LENGTH = -2
 
@@ -91,7 +94,9 @@ def tensor_from_bytes(buf: bytes | memoryview, spec: TensorSpec, shape: list[int
     size = math.prod(shape)
     if spec.datatype == "BYTES":
         return _strings_from_bytes(buf, size, where).reshape(shape)
-    dtype = np.dtype(spec.dtype).newbyteorder("<")
+    dtype = _LITTLE.get(spec.dtype)
+    if dtype is None:
+        dtype = _LITTLE[spec.dtype] = np.dtype(spec.dtype).newbyteorder("<")
     want = size * dtype.itemsize
     if len(buf) != want:
         raise BadRequest(
@@ -103,11 +108,11 @@ def tensor_from_bytes(buf: bytes | memoryview, spec: TensorSpec, shape: list[int
             raise BadRequest(f"{where}: BOOL raw data must be bytes 0 or 1")
         return raw.view(np.bool_).reshape(shape)
     arr = np.frombuffer(buf, dtype=dtype)
-    if not arr.dtype.isnative:
+    if not _NATIVE_LITTLE:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     elif not arr.flags.aligned:
         arr = arr.copy()
-    if dtype.kind == "f" and not allow_missing and arr.size and not np.isfinite(arr).all():
+    if dtype.kind == "f" and not allow_missing and arr.size and not finite(arr):
         raise BadRequest(
             f"{where}: contains NaN or infinity; this model does not accept missing values"
         )

@@ -8,6 +8,7 @@ the message says which input and why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -23,6 +24,7 @@ _FLOAT_SOURCES = frozenset("fiu")
 # process (results are checked explicitly): a casting overflow then needs no
 # ``np.errstate`` (1.5 us per request) to stay quiet.
 QUIET = False
+_NULL = contextlib.nullcontext()
 
 
 def quiet_numpy() -> None:
@@ -46,12 +48,12 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
             arr = _floats_with_missing(arr, where, allow_missing, spec)
         if QUIET:
             out = arr.astype(target, copy=False)  # out-of-range values become inf: refused below
-            finite = _finite(out)
+            ok = finite(out)
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 out = arr.astype(target, copy=False)
-                finite = _finite(out)
-        if not allow_missing and not finite:
+                ok = finite(out)
+        if not allow_missing and not ok:
             raise BadRequest(
                 f"{where}: contains NaN, infinity or a value outside the {spec.datatype} range; "
                 "this model does not accept missing values"
@@ -71,11 +73,15 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
     raise BadRequest(f"{where}: unsupported datatype {spec.datatype}")
 
 
-def _finite(arr: Array) -> bool:
-    # A dot product is finite when every value is (and small enough): one cheap
-    # pass; only a non-finite result needs the exact check.
+def finite(arr: Array) -> bool:
+    """No NaN or infinity in a float array.
+
+    A dot product is finite when every value is (and small enough): one cheap
+    pass; only a non-finite result needs the exact check.
+    """
     flat = arr.ravel()
-    return math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
+    with np.errstate(over="ignore", invalid="ignore") if not QUIET else _NULL:
+        return math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
 
 
 def _floats_with_missing(arr: Array, where: str, allow_missing: bool, spec: TensorSpec) -> Array:

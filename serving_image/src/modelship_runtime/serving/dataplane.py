@@ -250,12 +250,12 @@ class DataPlane:
         self.batcher.submit(feed, rows, deliver)
 
     def _check_feed(self, model: OnnxModel, feed: Feed) -> int:
-        missing = [s.name for s in model.inputs if s.name not in feed]
-        if missing:
-            raise BadRequest(f"missing input(s) {missing}; the model takes {[s.name for s in model.inputs]}")
         rows = -1
         for spec in model.inputs:
-            arr = feed[spec.name]
+            arr = feed.get(spec.name)
+            if arr is None:
+                missing = [s.name for s in model.inputs if s.name not in feed]
+                raise BadRequest(f"missing input(s) {missing}; the model takes {[s.name for s in model.inputs]}")
             if not _fits(arr.shape, spec.shape):
                 raise BadRequest(
                     f"input {spec.name!r} has shape {list(arr.shape)}; the model expects {list(spec.shape)} "
@@ -293,6 +293,8 @@ class DataPlane:
 def _fits(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
     if len(shape) != len(want):
         return False
+    if len(want) == 2 and want[0] == -1:  # the common [rows, features] case
+        return want[1] == -1 or shape[1] == want[1]
     for got, w in zip(shape, want, strict=True):  # noqa: SIM110  (hot path: a loop beats a generator)
         if w != -1 and got != w:
             return False

@@ -61,7 +61,7 @@ _FRAME = struct.Struct(">IBI")  # length (24 bits) and type in one word, flags, 
 
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + _HEAD.pack(stream) + payload
+    return _FRAME.pack(len(payload) << 8 | kind, flags, stream) + payload
 
 
 def _settings(pairs: dict[int, int]) -> bytes:

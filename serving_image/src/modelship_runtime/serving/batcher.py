@@ -59,6 +59,8 @@ class _Job:
         return self._signature
 
 
+# What on_batch gets for one onnxruntime call: inputs, outputs, rows, requests, seconds.
+_Stats = tuple[Feed, Feed, int, int, float]
 # Recent call times kept per bucket of rows; their median decides inline or thread.
 _SAMPLES = 7
 
@@ -149,17 +151,34 @@ class Batcher:
                 return
         batch = self._take()
         if self.expected_seconds(sum(j.rows for j in batch)) < INLINE_SECONDS:
-            self._finish(batch, self._execute(batch, True))
+            stats: list[_Stats] = []
+            self._finish(batch, self._execute(batch, True, stats))
             self._kick()
+            self._report(stats)
             return
         self._running = True
-        done = self._loop.run_in_executor(self._pool, self._execute, batch, False)
-        done.add_done_callback(lambda f: self._after_thread(batch, f))
+        stats = []
+        done = self._loop.run_in_executor(self._pool, self._execute, batch, False, stats)
+        done.add_done_callback(lambda f: self._after_thread(batch, f, stats))
 
-    def _after_thread(self, batch: list[_Job], done: asyncio.Future[list[Feed | BaseException]]) -> None:
+    def _after_thread(self, batch: list[_Job], done: asyncio.Future[list[Feed | BaseException]],
+                      stats: list[_Stats]) -> None:
         self._running = False
         self._finish(batch, done.result())
-        self._kick()
+        # The next call starts before this one's statistics are counted, so the
+        # inference thread is not idle while the loop counts drift.
+        if not self._scheduled and self._queue:
+            self._flush()
+        else:
+            self._kick()
+        self._report(stats)
+
+    def _report(self, stats: list[_Stats]) -> None:
+        for s in stats:
+            try:
+                self._on_batch(*s)
+            except Exception:  # statistics must never fail a prediction
+                log.exception("Failed to record a batch's statistics")
 
     def _take(self) -> list[_Job]:
         q = self._queue
@@ -175,19 +194,22 @@ class Batcher:
         self._queued_rows -= rows
         return batch
 
-    def _execute(self, batch: list[_Job], inline: bool) -> list[Feed | BaseException]:
-        """Runs the batch (inline on the loop, or on the inference thread); one result per job."""
+    def _execute(self, batch: list[_Job], inline: bool, stats: list[_Stats]) -> list[Feed | BaseException]:
+        """Runs the batch (inline on the loop, or on the inference thread); one result per job.
+
+        What ``on_batch`` is to see goes to ``stats``: it runs on the loop after the replies.
+        """
         if len(batch) == 1:
-            return [self._call(batch[0].feed, batch[0].rows, 1, inline)]
+            return [self._call(batch[0].feed, batch[0].rows, 1, inline, stats)]
         feed = {k: np.concatenate([j.feed[k] for j in batch]) for k in batch[0].feed}
         total = sum(j.rows for j in batch)
-        result = self._call(feed, total, len(batch), inline)
+        result = self._call(feed, total, len(batch), inline, stats)
         if isinstance(result, BaseException) or any(
             v.ndim == 0 or v.shape[0] != total for v in result.values()
         ):
             # One bad request must not fail its neighbours, and outputs that
             # are not per-row cannot be split: run each on its own.
-            return [self._call(j.feed, j.rows, 1, inline) for j in batch]
+            return [self._call(j.feed, j.rows, 1, inline, stats) for j in batch]
         out: list[Feed | BaseException] = []
         start = 0
         for j in batch:
@@ -196,7 +218,7 @@ class Batcher:
             start = end
         return out
 
-    def _call(self, feed: Feed, rows: int, requests: int, inline: bool) -> Feed | BaseException:
+    def _call(self, feed: Feed, rows: int, requests: int, inline: bool, stats: list[_Stats]) -> Feed | BaseException:
         t0 = time.perf_counter()
         try:
             result = self._run(feed, inline)
@@ -208,7 +230,7 @@ class Batcher:
         if times is None:
             times = self._times[bucket] = deque(maxlen=_SAMPLES)
         times.append(seconds)
-        self._on_batch(feed, result, rows, requests, seconds)
+        stats.append((feed, result, rows, requests, seconds))
         return result
 
     @staticmethod

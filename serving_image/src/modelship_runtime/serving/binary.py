@@ -107,16 +107,16 @@ def tensor_from_bytes(buf: bytes | memoryview, spec: TensorSpec, shape: list[int
         if raw.size and int(raw.max()) > 1:
             raise BadRequest(f"{where}: BOOL raw data must be bytes 0 or 1")
         return raw.view(np.bool_).reshape(shape)
-    arr = np.frombuffer(buf, dtype=dtype)
+    arr: Array = np.ndarray(shape, dtype=dtype, buffer=buf)  # no copy
     if not _NATIVE_LITTLE:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     elif not arr.flags.aligned:
         arr = arr.copy()
-    if dtype.kind == "f" and not allow_missing and arr.size and not finite(arr):
+    if dtype.kind == "f" and not allow_missing and want and not finite(arr):
         raise BadRequest(
             f"{where}: contains NaN or infinity; this model does not accept missing values"
         )
-    return arr.reshape(shape)
+    return arr
 
 
 def _strings_from_bytes(buf: bytes | memoryview, size: int, where: str) -> Array:

@@ -76,12 +76,11 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
 def finite(arr: Array) -> bool:
     """No NaN or infinity in a float array.
 
-    A dot product is finite when every value is (and small enough): one cheap
-    pass; only a non-finite result needs the exact check.
+    A sum is finite when every value is (and the sum does not overflow): one
+    numpy call; only a non-finite sum needs the exact check.
     """
-    flat = arr.ravel()
     with np.errstate(over="ignore", invalid="ignore") if not QUIET else _NULL:
-        return math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
+        return math.isfinite(arr.sum()) or bool(np.isfinite(arr).all())
 
 
 def _floats_with_missing(arr: Array, where: str, allow_missing: bool, spec: TensorSpec) -> Array:

@@ -8,10 +8,9 @@ The series touched on every request or batch (requests, errors, latency,
 batch sizes, inference time) are plain counters kept by this module and
 rendered at scrape time: prometheus_client's children take a lock and do
 several calls per observation, which cost about as much as the rest of a
-small request's Python. They are updated from the event loop's thread, and a
-batch's histograms from whichever thread ran the batch (one at a time), so no
-lock is needed; a scrape may see a batch's count before its sum, as any
-Prometheus client may.
+small request's Python. They are updated and rendered on the event loop's
+thread only (the batcher reports a batch after its replies, on the loop), so
+no lock is needed.
 """
 
 from __future__ import annotations

@@ -397,15 +397,19 @@ def live_profile(pid: int, target: Target, workdir: Path, model: str, seconds: f
         return f"py-spy could not attach ({done.stderr.strip()[:200]}): no live profile"
     own: dict[str, int] = {}
     total = 0
+    names = {"Runner.run (runners.py:118)": "the event loop in C: epoll, socket reads, uvloop (Runner.run)",
+             "HttpProtocol._write (server.py:433)": "socket send of the response (HttpProtocol._write)"}
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        if not frames or not count.isdigit():
-            continue
+        if not frames or not count.isdigit() or frames[-1].startswith("_worker ("):
+            continue  # the inference thread waiting for work (calls this small run inline) is idle
         total += int(count)
         leaf = re.sub(r" \((?:.*/)?([^/]+:\d+)\)$", r" (\1)", frames[-1])
+        leaf = names.get(leaf, leaf)
         own[leaf] = own.get(leaf, 0) + int(count)
-    lines = [f"py-spy, the live server under wrk -c8 batch-1 JSON ({total} samples), top lines by own time:"]
+    lines = [f"py-spy, the live server's loop thread under wrk -c8 batch-1 JSON ({total} samples), "
+             "top lines by own time:"]
     for leaf, n in sorted(own.items(), key=lambda kv: -kv[1])[:15]:
         lines.append(f"  {n / total:5.1%}  {leaf[:110]}")
     return "\n".join(lines)

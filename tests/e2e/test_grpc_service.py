@@ -44,31 +44,32 @@ def test_grpc_through_the_models_service(namespace: Namespace, s3: S3, operator:
     try:
         assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("loans")
         meta = client.get_model_metadata("loans", as_json=True)
-        names = [t["name"] for t in meta["inputs"]]
+        http = f"http://{ip}:{ports['http']['port']}"
+        rest_meta = json.loads(urllib.request.urlopen(f"{http}/v2/models/loans", timeout=10).read())
+        params = rest_meta["parameters"]
         rows = data.instances(12, seed=7)
+        dtypes = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "BYTES": object}
         inputs = []
         for spec in meta["inputs"]:
-            values = [r[spec["name"]] for r in rows]
-            if spec["datatype"] == "BYTES":
-                arr = np.array([[str(v)] for v in values], dtype=object)
+            if params["input_mode"] == "tensor":  # one input: the features in the artifact's order
+                values = [[r[f["name"]] for f in params["features"]] for r in rows]
             else:
-                dtype = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}[spec["datatype"]]
-                arr = np.array([[v] for v in values], dtype=dtype)
+                values = [[r[spec["name"]]] for r in rows]
+            if spec["datatype"] == "BYTES":
+                values = [[str(v) for v in row] for row in values]
+            arr = np.array(values, dtype=dtypes[spec["datatype"]])
             t = tgrpc.InferInput(spec["name"], list(arr.shape), spec["datatype"])
             t.set_data_from_numpy(arr)
             inputs.append(t)
         result = client.infer("loans", inputs)
-        rest_meta = json.loads(urllib.request.urlopen(f"http://{ip}:{ports['http']['port']}/v2/models/loans",
-                                                      timeout=10).read())
-        roles = rest_meta["parameters"]["output_roles"]
-        label = next(name for name, role in roles.items() if role == "label")
-        grpc_labels = [v.item() if hasattr(v, "item") else v for v in result.as_numpy(label).ravel()]
+        label = next(name for name, role in params["output_roles"].items() if role == "label")
+        grpc_labels = [v.decode() if isinstance(v, bytes) else v.item() for v in result.as_numpy(label).ravel()]
     finally:
         client.close()
 
-    code, body = post(f"http://{ip}:{ports['http']['port']}/v1/models/loans:predict", {"instances": rows})
+    code, body = post(f"{http}/v1/models/loans:predict", {"instances": rows})
     assert code == 200, body
-    assert grpc_labels == body["predictions"], (names, grpc_labels, body)
+    assert grpc_labels == body["predictions"], (grpc_labels, body)
 
     # The pods counted the gRPC calls in the series the canary analysis sums.
     counted = 0.0

@@ -185,7 +185,8 @@ def test_step_clock_starts_when_canary_is_ready_then_pause_runs() -> None:
 
 def test_step_passes_after_pause() -> None:
     a = next_rollout_action(ROLLOUT, 4, _state(0, T0), _dep(1), _dep(4), PASS, T0 + timedelta(seconds=30))
-    assert (a.kind, a.step, a.weight, a.step_started_at) == (ActionKind.ADVANCE, 1, 50, None)
+    # Step 2's pause starts now: the time its extra pods take to start counts in it.
+    assert (a.kind, a.step, a.weight, a.step_started_at) == (ActionKind.ADVANCE, 1, 50, T0 + timedelta(seconds=30))
     assert (a.canary_replicas, a.stable_replicas) == (2, 3)  # stable shrinks only by the ready canary pod
 
 
@@ -247,9 +248,9 @@ def test_simulated_rollout_promotes(total: int, routing: str) -> None:
     kinds = [a.kind for a in actions]
     assert kinds[-1] == ActionKind.PROMOTE
     assert kinds.count(ActionKind.ADVANCE) == 2
-    assert kinds.count(ActionKind.START_STEP) == 2
-    weights = [a.weight for a in actions if a.kind == ActionKind.START_STEP]
-    assert weights == [10, 50]
+    # Only the first step starts when its pods are ready; later steps start when they are asked for.
+    assert [a.weight for a in actions if a.kind == ActionKind.START_STEP] == [10]
+    assert [a.weight for a in actions if a.kind == ActionKind.ADVANCE] == [50, 100]
 
 
 def test_simulated_rollout_rolls_back_on_failure_in_step_two() -> None:

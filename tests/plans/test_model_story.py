@@ -101,7 +101,8 @@ def test_retrain_annotation_canary_steps_and_promotion() -> None:
         revs = {r: ready(n) for r, n in deployments(p).items()}
         p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1",
                      canary_counters=traffic(105)))
-    assert p.action is not None and p.action.kind == ActionKind.START_STEP
+    # Step 2's pause started when it was asked for; its new pod counts in full in its window.
+    assert p.action is not None and p.action.kind == ActionKind.WAIT and p.status.step_started_at is not None
     t += timedelta(seconds=31)
     p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1", canary_counters=traffic(205)))
     assert p.status.canary_step == 2

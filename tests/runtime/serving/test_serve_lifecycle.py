@@ -139,3 +139,21 @@ def test_slow_and_idle_connections_are_closed(artifacts: dict[str, Path], start_
         assert idle.recv(4096) == b""
         assert time.monotonic() - t0 < 5
     assert server.post("/v2/models/logistic/infer", json=BODY).status_code == 200
+
+
+def test_flipped_labels_fault_answers_the_other_class(artifacts: dict[str, Path], start_server: Any) -> None:
+    """A Ready, healthy server that is wrong: what a shadow's agreement with the stable catches."""
+    body = {"inputs": [{"name": "input", "shape": [4, 30], "datatype": "FP32",
+                        "data": [0.25] * 60 + [-0.5] * 60}]}
+    honest = start_server(artifacts["logistic"].as_uri())
+    flipped = start_server(artifacts["logistic"].as_uri(), env={"MODELSHIP_FAULT_FLIP_LABELS": "true"})
+
+    def labels(server: Any) -> list[int]:
+        r = server.post("/v2/models/logistic/infer", json=body)
+        assert r.status_code == 200
+        return next(o["data"] for o in r.json()["outputs"] if o["name"] == "label")
+
+    truth = labels(honest)
+    assert labels(flipped) == [1 - v for v in truth]
+    honest.stop()
+    flipped.stop()

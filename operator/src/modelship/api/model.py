@@ -87,7 +87,24 @@ class Analysis(Spec):
     max_error_ratio: float = Field(default=0.01, ge=0.0, le=1.0, description="Largest share of 5xx answers.")
     max_latency_p99_ms: float = Field(default=500.0, gt=0.0, description="Largest p99 latency.")
     min_requests: int = Field(default=20, ge=0, description="Fewer requests than this is 'no data'.")
-    interval: Duration = Field(default="10s", description="How often the analysis reads metrics.")
+    interval: Duration = Field(default="10s", description="How often the analysis reads metrics and judges.")
+    min_agreement: float = Field(
+        default=0.8, ge=0.0, le=1.0,
+        description="Shadow, classifiers: least share of mirrored rows where the candidate's label equals the stable's.",
+    )
+    max_prediction_shift: float = Field(
+        default=0.5, ge=0.0,
+        description="Shadow, regressors: largest mean |candidate - stable| over mirrored rows, in units of the "
+        "stable's standard deviation on them.",
+    )
+
+
+class Shadow(Spec):
+    """Before the first canary step the candidate receives mirrored copies of live requests and no
+    user traffic; it is judged on its 5xx, p99 and agreement with the stable."""
+
+    duration: Duration = Field(default="1m", description="How long the shadow is analysed before the canary.")
+    percent: int = Field(default=100, ge=1, le=100, description="Share of live requests mirrored to it.")
 
 
 class GatewayRef(Spec):
@@ -132,6 +149,7 @@ class Rollout(Spec):
         description="Canary weights in order, each analysed for its pause; promotion follows the last.",
     )
     analysis: Analysis = Field(default_factory=Analysis, description="Pass criteria per step.")
+    shadow: Shadow | None = Field(default=None, description="A shadow stage before the canary (off when unset).")
     on_no_data: OnNoData = Field(default=OnNoData.PAUSE, description="Too few requests: pause or proceed.")
     traffic_routing: TrafficRouting = Field(
         default=TrafficRouting.REPLICAS,
@@ -233,10 +251,35 @@ class PodCounters(Status):
     )
 
 
+class ShadowTally(Status):
+    """One stable pod's cumulative comparison of its answers with the shadow's."""
+
+    pod: str = Field(description="Stable pod name.")
+    agree: float = Field(default=0.0, description="Rows with the same label (classifiers).")
+    disagree: float = Field(default=0.0, description="Rows with another label (classifiers).")
+    compared: float = Field(default=0.0, description="Rows compared (regressors).")
+    abs_diff_sum: float = Field(default=0.0, description="Sum of |stable - shadow| (regressors).")
+    prediction_sum: float = Field(default=0.0, description="Sum of the stable's predictions (regressors).")
+    prediction_sq_sum: float = Field(default=0.0, description="Sum of their squares (regressors).")
+
+
+class Stage(StrEnum):
+    SHADOW = "Shadow"
+    CANARY = "Canary"
+    ROLLING_BACK = "RollingBack"
+
+
 class RolloutProgress(Status):
     """Bookkeeping of the rollout in progress, kept in status so a restarted operator carries on."""
 
-    started_at: str | None = Field(default=None, description="When this canary first appeared.")
+    stage: Stage = Field(default=Stage.CANARY, description="Shadow (mirrored traffic only), Canary, or RollingBack.")
+    started_at: str | None = Field(default=None, description="When this candidate first appeared.")
+    analysed_at: str | None = Field(default=None, description="When the analysis last judged (every interval).")
+    shadow_started_at: str | None = Field(default=None, description="When the shadow's pods were ready.")
+    shadow_baseline: list[ShadowTally] = Field(
+        default_factory=list, description="The stable pods' comparison counters when the shadow began."
+    )
+    rollback_reason: str | None = Field(default=None, description="Why the canary is being rolled back.")
     baseline: list[PodCounters] = Field(
         default_factory=list,
         description="The canary pods' counters when the current step began: the step's analysis counts from them.",

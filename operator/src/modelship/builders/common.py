@@ -21,6 +21,8 @@ MODEL_LABEL = "modelship.io/model"
 REVISION_LABEL = "modelship.io/revision"
 TRAINING_JOB_LABEL = "modelship.io/training-job"
 MONITOR_LABEL = "modelship.io/drift-monitor"
+SHADOW_LABEL = "modelship.io/shadow"  # on a shadow's pods, instead of MODEL_LABEL: no user traffic
+ROLE_LABEL = "modelship.io/role"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "modelship", "app.kubernetes.io/part-of": "modelship"}
 
 # The serving and trainer images run as this user (distroless "nonroot").

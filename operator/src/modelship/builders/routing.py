@@ -6,8 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelship.api.model import Autoscaling, GatewayRef
-from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, Obj, metadata
-from modelship.builders.serving import GRPC_PORT, PORT
+from modelship.builders.common import (
+    MODEL_LABEL,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    SHADOW_LABEL,
+    Obj,
+    metadata,
+)
+from modelship.builders.serving import GRPC_PORT, PORT, Mirror, shadow_service_name
 from modelship.logic.revision import child_name
 
 SERVICE_PORT = 80
@@ -47,9 +54,21 @@ def build_revision_service(
 ) -> Obj:
     """Service ``<model>-<role>`` (stable or canary) selecting one revision, for HTTPRoute backends."""
     return _service(
-        revision_service_name(model, role), namespace, {MODEL_LABEL: model, "modelship.io/role": role},
+        revision_service_name(model, role), namespace, {MODEL_LABEL: model, ROLE_LABEL: role},
         {MODEL_LABEL: model, REVISION_LABEL: revision}, owner,
     )
+
+
+def build_shadow_service(model: str, namespace: str, owner: Mapping[str, Any] | None) -> Obj:
+    """Service ``<model>-shadow`` selecting the shadow's pods: where the stable's servers (or the
+    HTTPRoute's RequestMirror filter) send copies. It exists only while a shadow runs."""
+    return _service(shadow_service_name(model), namespace, {MODEL_LABEL: model, ROLE_LABEL: "shadow"},
+                    {SHADOW_LABEL: model}, owner)
+
+
+def mirror_for(model: str, namespace: str, percent: int) -> Mirror:
+    """What a stable's server mirrors to: the shadow Service, by its cluster DNS name."""
+    return Mirror(f"{service_url(shadow_service_name(model), namespace)}", percent)
 
 
 def service_url(model: str, namespace: str) -> str:
@@ -89,8 +108,10 @@ def build_httproute(
     owner: Mapping[str, Any] | None,
     *,
     has_canary: bool = True,
+    mirror_percent: int | None = None,
 ) -> Obj:
-    """gateway.networking.k8s.io/v1 HTTPRoute ``<model>``: stable and canary Services by weight."""
+    """gateway.networking.k8s.io/v1 HTTPRoute ``<model>``: stable and canary Services by weight;
+    with ``mirror_percent`` a RequestMirror filter copies that share to the shadow Service."""
     if not 0 <= canary_weight <= 100:
         raise ValueError("canary_weight must be within 0..100")
     # The API server's defaults (group, kind) are written out, so that the object read
@@ -106,14 +127,16 @@ def build_httproute(
     backends: list[Obj] = [backend("stable", 100 - canary_weight if has_canary else 100)]
     if has_canary:
         backends.append(backend("canary", canary_weight))
+    rule: Obj = {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}
+    if mirror_percent is not None:
+        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"group": "", "kind": "Service", "name": shadow_service_name(model), "port": SERVICE_PORT},
+            "percent": mirror_percent}}]
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": metadata(model, namespace, {MODEL_LABEL: model}, owner),
-        "spec": {
-            "parentRefs": [parent],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}],
-        },
+        "spec": {"parentRefs": [parent], "rules": [rule]},
     }
 
 

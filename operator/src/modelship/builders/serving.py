@@ -21,6 +21,8 @@ from modelship.api.model import Serving
 from modelship.builders.common import (
     MODEL_LABEL,
     REVISION_LABEL,
+    ROLE_LABEL,
+    SHADOW_LABEL,
     TMP_MOUNT,
     Obj,
     PodEnvironment,
@@ -52,6 +54,50 @@ class Drain:
         return self.pre_stop_seconds + math.ceil(self.drain_seconds + self.shutdown_timeout_seconds) + self.margin_seconds
 
 
+@dataclass(frozen=True)
+class Mirror:
+    """Where a stable's server mirrors live requests while a shadow runs (its Service), and how many."""
+
+    url: str
+    percent: int
+
+
+def shadow_service_name(model: str) -> str:
+    return child_name(model, "shadow")
+
+
+def shadow_deployment_name(revision: str) -> str:
+    return child_name(revision, "shadow")
+
+
+def build_shadow_deployment(
+    model: str, namespace: str, revision: str, template: Obj, *, replicas: int, owner: Mapping[str, Any] | None
+) -> Obj:
+    """Deployment ``<revision>-shadow``: the candidate's pods while it only receives mirrored copies.
+
+    Its pods carry ``modelship.io/shadow`` instead of ``modelship.io/model``, so the Model's
+    Service never sends them a user's request; the shadow Service selects them. When the shadow
+    passes, the canary Deployment ``<revision>`` (the same template, the usual labels) takes over.
+    """
+    pod = copy.deepcopy(template)
+    labels = {k: v for k, v in pod["metadata"]["labels"].items() if k != MODEL_LABEL}
+    pod["metadata"]["labels"] = {**labels, SHADOW_LABEL: model, REVISION_LABEL: revision}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(shadow_deployment_name(revision), namespace,
+                             {MODEL_LABEL: model, REVISION_LABEL: revision, ROLE_LABEL: "shadow"}, owner),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 1,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": {SHADOW_LABEL: model, REVISION_LABEL: revision}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": pod,
+        },
+    }
+
+
 def serving_labels(model: str, revision: str) -> dict[str, str]:
     return {MODEL_LABEL: model, REVISION_LABEL: revision, "app.kubernetes.io/name": "modelship-serving"}
 
@@ -75,6 +121,7 @@ def build_pod_template(
     environment: PodEnvironment | None = None,
     drain: Drain | None = None,
     extra_env: Mapping[str, str] | None = None,
+    shadow: Mirror | None = None,
 ) -> Obj:
     """The pod template of a revision serving ``model_uri`` (checked against ``sha256``) as ``model``.
 
@@ -102,6 +149,9 @@ def build_pod_template(
     ]
     if sha256:
         variables.insert(1, {"name": "MODELSHIP_EXPECTED_SHA256", "value": sha256})
+    if shadow is not None:
+        variables += [{"name": "MODELSHIP_SHADOW_URL", "value": shadow.url},
+                      {"name": "MODELSHIP_SHADOW_PERCENT", "value": str(shadow.percent)}]
     for key, value in sorted((extra_env or {}).items()):
         variables.append({"name": key, "value": value})
     container: Obj = {

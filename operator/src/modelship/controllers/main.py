@@ -62,13 +62,16 @@ def run(settings: OperatorSettings) -> int:
     logging.getLogger("modelship").info(
         "Started the Modelship operator (namespaces: %s; metrics on :%d; health on :%d)",
         ", ".join(settings.namespaces) or "all", settings.metrics_port, settings.health_port)
-    return lead(settings, lambda stop_flag: kopf.run(
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-        stop_flag=stop_flag,
-    ))
+    def act(stop_flag: object) -> None:
+        runtime.ACTING.set()
+        try:
+            kopf.run(clusterwide=not settings.namespaces, namespaces=settings.namespaces, standalone=True,
+                     liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+                     stop_flag=stop_flag)  # type: ignore[arg-type]
+        finally:
+            runtime.ACTING.clear()
+
+    return lead(settings, act)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,13 @@ from typing import Any
 
 from modelship.api.model import ModelSpec, ModelStatus, Phase
 from modelship.api.trainingjob import TrainingJobStatus
-from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, PodEnvironment
+from modelship.builders.common import (
+    MODEL_LABEL,
+    REVISION_LABEL,
+    ROLE_LABEL,
+    SHADOW_LABEL,
+    PodEnvironment,
+)
 from modelship.builders.model_training import TRIGGER_LABEL
 from modelship.controllers.context import Context
 from modelship.k8s import events
@@ -24,7 +30,7 @@ from modelship.k8s.apply import ensure
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
 from modelship.logic.revision import training_job_number
-from modelship.logic.scrape import RequestCounters, parse_samples, request_counters
+from modelship.logic.scrape import RequestCounters, parse_samples, request_counters, shadow_tally
 from modelship.metrics import MODELS_BY_PHASE, ROLLOUTS
 from modelship.plans.common import parse_spec
 from modelship.plans.model import (
@@ -78,6 +84,17 @@ def counters(ctx: Context, pods: list[Body]) -> dict[str, RequestCounters]:
     return out
 
 
+def tallies(ctx: Context, pods: list[Body]) -> dict[str, dict[str, float]]:
+    """The stable pods' comparison of their answers with the shadow's, as counted so far."""
+    out = {}
+    for pod, text in ctx.pods.metrics(pods).items():
+        try:
+            out[pod] = shadow_tally(parse_samples(text))
+        except ValueError as exc:
+            log.info("Pod %s served unreadable metrics: %s", pod, exc)
+    return out
+
+
 def defaults(ctx: Context) -> ServingDefaults:
     s = ctx.settings
     return ServingDefaults(serving_image=s.serving_image, artifact_store=s.artifact_store,
@@ -102,22 +119,33 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
     gateway_api = ctx.has_api(GATEWAY_API)
     if gateway_api:
         owned += [o for o in kube.list(GATEWAY_API, "HTTPRoute", namespace, selector=selector) if owned_by(o, uid)]
-    deployments = {d["metadata"]["labels"][REVISION_LABEL]: d for d in owned
-                   if d["kind"] == "Deployment" and REVISION_LABEL in d["metadata"].get("labels", {})}
+    deployments: dict[str, Body] = {}
+    shadows: dict[str, Body] = {}
+    for d in owned:
+        labels = d["metadata"].get("labels") or {}
+        if d["kind"] == "Deployment" and REVISION_LABEL in labels:
+            (shadows if labels.get(ROLE_LABEL) == "shadow" else deployments)[labels[REVISION_LABEL]] = d
     pods: dict[str, list[Body]] = {}
     needs_image = {h.revision for h in status.history if h.revision in deployments and h.image is None}
-    canary = status.canary_revision if status.stable_revision else None
-    if needs_image or (canary is not None and canary in deployments):
+    candidate = status.canary_revision if status.stable_revision else None
+    in_shadow = candidate is not None and candidate in shadows
+    if needs_image or in_shadow or (candidate is not None and candidate in deployments):
         for pod in kube.list("v1", "Pod", namespace, selector=selector):
             pods.setdefault((pod["metadata"].get("labels") or {}).get(REVISION_LABEL, ""), []).append(pod)
+    if in_shadow:
+        pods[candidate or ""] = kube.list("v1", "Pod", namespace, selector=f"{SHADOW_LABEL}={name}")
     revisions = {rev: ObservedRevision(deployment_state(d), ((d.get("spec") or {}).get("template")),
                                        pod_image_id(pods.get(rev, [])) if rev in needs_image else None)
                  for rev, d in deployments.items()}
+    shadow = shadows.get(candidate or "")
     observation = Observation(
         owner=body, generation=meta.get("generation"), spec=parse_spec(ModelSpec, body.get("spec")),
         status=status, now=datetime.now(UTC), defaults=defaults(ctx),
         annotations=meta.get("annotations") or {}, training_jobs=tuple(jobs), revisions=revisions,
-        canary_counters=counters(ctx, pods.get(canary, [])) if canary is not None and canary in deployments else None,
+        canary_counters=counters(ctx, pods.get(candidate, []))
+        if candidate is not None and (candidate in deployments or in_shadow) else None,
+        shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
+        stable_tallies=tallies(ctx, pods.get(status.stable_revision or "", [])) if in_shadow else None,
         gateway_api=gateway_api,
     )
     return observation, owned
@@ -135,9 +163,12 @@ def apply(ctx: Context, body: Body, p: Plan, owned: list[Body]) -> None:
     count_phase(meta["namespace"], meta["name"], p.status.phase)
 
 
-def reconcile(ctx: Context, body: Body) -> None:
+def reconcile(ctx: Context, body: Body) -> float | None:
+    """One pass; returns when the plan wants to look again (seconds), if it does."""
     observation, owned = observe(ctx, body)
-    apply(ctx, body, plan(observation), owned)
+    p = plan(observation)
+    apply(ctx, body, p, owned)
+    return p.requeue_after
 
 
 _PHASES: dict[tuple[str, str], str] = {}

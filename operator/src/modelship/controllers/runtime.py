@@ -8,6 +8,11 @@ own and their children's) and a slow resync, so a fleet at rest costs
 neither API writes nor reads. Nothing writes kopf's own bookkeeping
 annotations. A per-object lock keeps an event and
 a timer from reconciling the same object at once.
+
+A reconcile may return when it wants to look again (a canary's next
+analysis, the end of a pause, a shadow's end): that reconcile is scheduled
+for that moment, so ``analysis.interval`` and pauses are kept to within a
+fraction of a second rather than to the timer's tick.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from modelship.settings import OperatorSettings
 log = logging.getLogger("modelship")
 
 Body = dict[str, Any]
-Reconcile = Callable[["Context", Body], None]
+Reconcile = Callable[["Context", Body], "float | None"]
 Fetch = Callable[[str, str], Body | None]
 
 
@@ -57,24 +62,58 @@ def forget(kind: str, namespace: str, name: str) -> None:
         _LOCKS.pop((kind, namespace, name), None)
         _PENDING.discard((kind, namespace, name))
         _LAST_FULL.pop((kind, namespace, name), None)
+        pending = _TIMERS.pop((kind, namespace, name), None)
+    if pending is not None:
+        pending[1].cancel()
 
 
 MAX_RERUNS = 3
+CONFLICT_RETRY_SECONDS = 0.5
+ACTING = threading.Event()  # set while this process runs its handlers (leads); timers fire only then
+_TIMERS: dict[tuple[str, str, str], tuple[float, threading.Timer]] = {}
 
 
-def _run_once(kind: str, reconcile: Reconcile, body: Body) -> None:
+def schedule(kind: str, reconcile: Reconcile, key: tuple[str, str, str], delay: float, fetch: Fetch,
+             refresh: bool) -> None:
+    """Reconcile ``key`` again in ``delay`` seconds (an earlier wish wins; one timer per object)."""
+    deadline = time.monotonic() + delay
+
+    def fire() -> None:
+        with _LOCKS_GUARD:
+            if _TIMERS.get(key, (None, None))[1] is timer:
+                _TIMERS.pop(key, None)
+        if not ACTING.is_set():
+            return
+        body = fetch(key[1], key[2])
+        if body is not None:
+            guarded(kind, reconcile, body, fetch, refresh)
+
+    with _LOCKS_GUARD:
+        existing = _TIMERS.get(key)
+        if existing is not None and existing[0] <= deadline:
+            return
+        if existing is not None:
+            existing[1].cancel()
+        timer = threading.Timer(max(delay, 0.0), fire)
+        timer.daemon = True
+        _TIMERS[key] = (deadline, timer)
+    timer.start()
+
+
+def _run_once(kind: str, reconcile: Reconcile, body: Body) -> float | None:
     """One reconcile with metrics, and errors turned into kopf retries."""
     meta = body.get("metadata", {})
     started = time.monotonic()
     try:
-        reconcile(context(), body)
+        again = reconcile(context(), body)
         RECONCILES.labels(kind, "ok").inc()
+        return again
     except ApiException as exc:
         RECONCILES.labels(kind, "api_error").inc()
         if exc.status == 409:
             log.info("Conflict on %s %s/%s; the next reconcile retries", kind, meta.get("namespace"),
                      meta.get("name"))
-            return
+            return CONFLICT_RETRY_SECONDS
         raise kopf.TemporaryError(f"API error {exc.status}: {exc.reason}", delay=5) from exc
     except kopf.TemporaryError:
         RECONCILES.labels(kind, "retry").inc()
@@ -100,6 +139,7 @@ def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = N
         return  # owner references let the garbage collector remove the children
     key = (kind, meta.get("namespace", ""), meta.get("name", ""))
     lock = _lock(*key)
+    again: float | None = None
     if not lock.acquire(blocking=False):
         with _LOCKS_GUARD:
             _PENDING.add(key)
@@ -116,10 +156,10 @@ def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = N
                     return
                 body = fresh
             _LAST_FULL[key] = time.monotonic()
-            _run_once(kind, reconcile, body)
+            again = _run_once(kind, reconcile, body)
             with _LOCKS_GUARD:
-                again = key in _PENDING
-            if not again or fetch is None:
+                rerun = key in _PENDING
+            if not rerun or fetch is None:
                 return
             fresh = fetch(key[1], key[2])
             if fresh is None or fresh.get("metadata", {}).get("deletionTimestamp"):
@@ -127,6 +167,8 @@ def guarded(kind: str, reconcile: Reconcile, body: Body, fetch: Fetch | None = N
             body = fresh
     finally:
         lock.release()
+        if again is not None and fetch is not None:
+            schedule(kind, reconcile, key, again, fetch, refresh)
 
 
 def due(kind: str, namespace: str, name: str, resync_seconds: float, now: float | None = None) -> bool:

@@ -268,8 +268,11 @@ def next_rollout_action(
     nxt = step + 1
     nxt_weight = _step_weight(rollout, nxt)
     c, s = _plan(rollout, total, nxt_weight, max_surge)
+    # The next step's pause runs from now: the time its extra canary pods take to start counts in
+    # it (they count in full in its window), so a rollout lasts its pauses, not pauses + pod starts.
     return RolloutAction(
-        ActionKind.ADVANCE, c, stable_replicas_now(total, s, canary_ready), nxt_weight, nxt, None,
+        ActionKind.ADVANCE, c, stable_replicas_now(total, s, canary_ready), nxt_weight, nxt,
+        now if nxt < last else None,
         Reason.STEP_PASSED,
         f"Step {_step_label(step, last)} ({weight}%) passed: {note}; going to "
         + (f"step {_step_label(nxt, last)} ({nxt_weight}%)" if nxt < last else "100%"),

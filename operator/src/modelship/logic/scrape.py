@@ -138,3 +138,26 @@ def drift_counts(
             names = [*ref.categories, OTHER_CATEGORY]
             out[feature] = np.array([got_c.get(name, 0.0) for name in names], dtype=np.float64)
     return out
+
+
+# The stable's comparison of its answers with a shadow's (modelship_runtime.serving.shadow).
+SHADOW_ROWS = "modelship_shadow_rows_total"
+SHADOW_SUMS = {
+    "modelship_shadow_abs_diff_sum": "abs_diff_sum",
+    "modelship_shadow_stable_prediction_sum": "prediction_sum",
+    "modelship_shadow_stable_prediction_sq_sum": "prediction_sq_sum",
+}
+
+
+def shadow_tally(samples: Iterable[Sample]) -> dict[str, float]:
+    """A stable pod's cumulative shadow comparison: agree, disagree, compared and the sums
+    (``ShadowTally``'s fields). Counters may carry prometheus_client's ``_total`` suffix."""
+    out = {"agree": 0.0, "disagree": 0.0, "compared": 0.0, "abs_diff_sum": 0.0, "prediction_sum": 0.0,
+           "prediction_sq_sum": 0.0}
+    for s in samples:
+        name = s.name.removesuffix("_total") if s.name != SHADOW_ROWS else s.name
+        if s.name == SHADOW_ROWS and s.labels.get("result") in ("agree", "disagree", "compared"):
+            out[s.labels["result"]] += s.value
+        elif name in SHADOW_SUMS:
+            out[SHADOW_SUMS[name]] += s.value
+    return out

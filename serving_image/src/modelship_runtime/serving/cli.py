@@ -6,6 +6,8 @@ tests use it to make a canary fail; off by default):
 - ``MODELSHIP_FAULT_ERROR_RATIO`` (0..1): that share of inference requests
   (v1 and v2) is answered 500 ``{"error": "injected fault ..."}``.
 - ``MODELSHIP_FAULT_LATENCY_MS``: added to every inference request.
+- ``MODELSHIP_FAULT_FLIP_LABELS`` (true): a binary classifier answers the
+  other class: Ready and healthy, but wrong (what a shadow's agreement catches).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(process)d %(message)s",
     )
-    if settings.fault_error_ratio or settings.fault_latency_ms:
+    if settings.fault_error_ratio or settings.fault_latency_ms or settings.fault_flip_labels:
         log.warning(
             "Enabled test-only faults: error ratio %.3f, added latency %.0f ms",
             settings.fault_error_ratio, settings.fault_latency_ms,

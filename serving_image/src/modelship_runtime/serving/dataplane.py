@@ -234,12 +234,14 @@ class DataPlane:
         if s.fault_error_ratio and self._rng.random() < s.fault_error_ratio:
             raise InjectedFault("injected fault (MODELSHIP_FAULT_ERROR_RATIO)")
         assert self.batcher is not None
-        if outputs is None and not s.fault_latency_ms:
+        if outputs is None and not s.fault_latency_ms and not s.fault_flip_labels:
             self.batcher.submit(feed, rows, reply)
             return
         delay = s.fault_latency_ms / 1000.0
 
         def deliver(result: Feed | BaseException) -> None:
+            if s.fault_flip_labels and not isinstance(result, BaseException):
+                result = self._flipped(result)
             if outputs is not None and not isinstance(result, BaseException):
                 result = {k: result[k] for k in outputs}
             if delay:
@@ -248,6 +250,19 @@ class DataPlane:
                 reply(result)
 
         self.batcher.submit(feed, rows, deliver)
+
+    def _flipped(self, result: Feed) -> Feed:
+        """Test fault: the other class of a binary classifier, in every label output."""
+        md = self.metadata
+        if md is None or not md.classes or len(md.classes) != 2:
+            return result
+        labels = {o.name for o in md.outputs if o.role == "label"}
+        out = dict(result)
+        for name in labels & set(out):
+            arr = out[name]
+            out[name] = np.where(arr == arr.dtype.type(md.classes[0]), arr.dtype.type(md.classes[1]),
+                                 arr.dtype.type(md.classes[0]))
+        return out
 
     def _check_feed(self, model: OnnxModel, feed: Feed) -> int:
         rows = -1

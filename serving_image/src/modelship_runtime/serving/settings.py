@@ -76,3 +76,7 @@ class ServeSettings(BaseSettings):
     fault_latency_ms: float = Field(
         default=0.0, ge=0.0, le=60000.0, description="Test only: delay added to every inference request."
     )
+    fault_flip_labels: bool = Field(
+        default=False,
+        description="Test only: a binary classifier answers the other class (Ready, healthy, and wrong).",
+    )

@@ -92,7 +92,7 @@ def plan(obs: Observation) -> Plan:
             d = replace(d, events=d.event("TestFaultsIgnored",
                                           f"Ignored annotation {FAULT_ENV_ANNOTATION}: {faults}", warning=True))
     return Plan(status=finish(obs, d), children=children(obs, d), events=list(d.events),
-                rollout_events=list(d.rollout_events), action=d.action)
+                rollout_events=list(d.rollout_events), action=d.action, requeue_after=d.requeue_after)
 
 
 def at_rest(body: dict[str, Any]) -> bool:

@@ -5,15 +5,16 @@ HTTPRoute. Anything the Model owns of these kinds and not listed here is removed
 from __future__ import annotations
 
 from modelship.api.model import TrafficRouting, champion_uri
-from modelship.builders.common import Child
+from modelship.builders.common import Child, Obj
 from modelship.builders.model_training import build_training_job_resource
 from modelship.builders.routing import (
     build_hpa,
     build_httproute,
     build_revision_service,
     build_service,
+    build_shadow_service,
 )
-from modelship.builders.serving import build_serving_deployment
+from modelship.builders.serving import build_serving_deployment, build_shadow_deployment
 from modelship.plans.model import history as h
 from modelship.plans.model.observation import Artifact, Draft, Observation
 from modelship.plans.model.revision import template_for
@@ -21,18 +22,29 @@ from modelship.plans.model.revision import template_for
 REPLICAS_ONLY = ("spec.replicas",)  # a revision's pod template is fixed by its name
 
 
+def template_of(obs: Observation, d: Draft, revision: str) -> Obj | None:
+    """The pod template of a revision kept: the candidate's, or rebuilt from its artifact (used
+    only if its Deployment must be created again)."""
+    if d.candidate is not None and d.candidate.revision == revision:
+        return d.candidate.template
+    entry = h.find(d.history, revision=revision)
+    if entry is None or entry.artifact_uri is None:
+        return None  # unreachable: history keeps the entries of the revisions in use
+    return template_for(obs, d, Artifact(entry.artifact_uri, entry.artifact_sha256))
+
+
 def deployments(obs: Observation, d: Draft) -> list[Child]:
     out = []
     for revision, replicas in d.replicas.items():
-        if d.candidate is not None and d.candidate.revision == revision:
-            template = d.candidate.template
-        else:
-            entry = h.find(d.history, revision=revision)
-            if entry is None or entry.artifact_uri is None:
-                continue  # unreachable: history keeps the entries of the revisions in use
-            template = template_for(obs, d, Artifact(entry.artifact_uri, entry.artifact_sha256))
-        out.append(Child(build_serving_deployment(obs.name, obs.namespace, revision, template, replicas=replicas,
-                                                  owner=obs.owner), sync=REPLICAS_ONLY))
+        template = template_of(obs, d, revision)
+        if template is not None:
+            out.append(Child(build_serving_deployment(obs.name, obs.namespace, revision, template,
+                                                      replicas=replicas, owner=obs.owner), sync=REPLICAS_ONLY))
+    candidate = d.status.canary_revision
+    template = template_of(obs, d, candidate) if candidate and d.shadow_replicas is not None else None
+    if candidate and template is not None and d.shadow_replicas is not None:
+        out.append(Child(build_shadow_deployment(obs.name, obs.namespace, candidate, template,
+                                                 replicas=d.shadow_replicas, owner=obs.owner), sync=REPLICAS_ONLY))
     return out
 
 
@@ -42,14 +54,18 @@ def routing(obs: Observation, d: Draft) -> list[Child]:
     out = []
     if stable or canary:
         out.append(Child(build_service(obs.name, obs.namespace, obs.owner)))
+    if d.shadow_replicas is not None:
+        out.append(Child(build_shadow_service(obs.name, obs.namespace, obs.owner)))
     if rollout.traffic_routing == TrafficRouting.GATEWAY_API and rollout.gateway is not None and stable:
         # The first version gets its route when it is promoted.
         out.append(Child(build_revision_service(obs.name, obs.namespace, "stable", stable, obs.owner)))
-        if canary is not None:
+        if canary is not None and d.shadow_replicas is None:
             out.append(Child(build_revision_service(obs.name, obs.namespace, "canary", canary, obs.owner)))
         weight = d.action.route_weight if canary is not None and d.action is not None else 0
-        out.append(Child(build_httproute(obs.name, obs.namespace, rollout.gateway, weight, obs.owner,
-                                         has_canary=canary is not None)))
+        shadow_percent = rollout.shadow.percent if rollout.shadow is not None and d.shadow_replicas else None
+        has_canary = canary is not None and shadow_percent is None
+        out.append(Child(build_httproute(obs.name, obs.namespace, rollout.gateway, weight if has_canary else 0,
+                                         obs.owner, has_canary=has_canary, mirror_percent=shadow_percent)))
     if spec.serving.autoscaling is not None and stable:
         out.append(Child(build_hpa(obs.name, obs.namespace, stable, spec.serving.autoscaling, obs.owner)))
     return out

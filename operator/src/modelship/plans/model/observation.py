@@ -62,7 +62,9 @@ class Observation:
     annotations: Mapping[str, str] = field(default_factory=dict)
     training_jobs: tuple[ObservedTrainingJob, ...] = ()
     revisions: Mapping[str, ObservedRevision] = field(default_factory=dict)
-    canary_counters: Mapping[str, RequestCounters] | None = None  # None: not read
+    canary_counters: Mapping[str, RequestCounters] | None = None  # the candidate's pods (shadow or canary)
+    shadow: ObservedRevision | None = None  # the candidate's shadow Deployment, while it exists
+    stable_tallies: Mapping[str, Mapping[str, float]] | None = None  # stable pods' shadow comparison
     gateway_api: bool = False  # the cluster serves gateway.networking.k8s.io/v1
 
     @property
@@ -108,6 +110,8 @@ class Draft:
     candidate: Candidate | None = None
     action: RolloutAction | None = None
     progressing: Condition | None = None
+    shadow_replicas: int | None = None  # the shadow Deployment's size, while the shadow runs
+    requeue_after: float | None = None  # when the plan wants to look again (seconds)
     replicas: Mapping[str, int] = field(default_factory=dict)  # revision -> replicas, for revisions kept
 
     def event(self, reason: str, message: str, warning: bool = False) -> tuple[Event, ...]:
@@ -121,3 +125,4 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     rollout_events: list[str] = field(default_factory=list)  # started, promoted, rolled_back
     action: RolloutAction | None = None
+    requeue_after: float | None = None  # reconcile again after this many seconds (timed steps)

@@ -14,8 +14,16 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from modelship.api.model import HistoryEntry, Outcome, RolloutProgress
+from modelship.api.model import (
+    HistoryEntry,
+    Outcome,
+    RolloutProgress,
+    RolloutStrategy,
+    Stage,
+    TrafficRouting,
+)
 from modelship.api.trainingjob import Trigger
+from modelship.builders.routing import mirror_for
 from modelship.builders.serving import build_pod_template, revision_name
 from modelship.logic.conditions import rfc3339
 from modelship.logic.objects import changes
@@ -63,17 +71,25 @@ def template_for(obs: Observation, d: Draft, artifact: Artifact) -> Obj:
     carries the test-fault variables when the operator allows them."""
     env = fault_env(obs)
     extra = env if isinstance(env, dict) and artifact != stable_artifact(d) else None
-    serving = d.spec.serving
+    serving, rollout = d.spec.serving, d.spec.rollout
+    mirror = mirror_for(obs.name, obs.namespace, rollout.shadow.percent) \
+        if rollout.shadow is not None and rollout.traffic_routing == TrafficRouting.REPLICAS else None
     return build_pod_template(obs.name, model_uri=artifact.uri, sha256=artifact.sha256, serving=serving,
                               image=serving.image or obs.defaults.serving_image,
-                              environment=obs.defaults.environment, extra_env=extra)
+                              environment=obs.defaults.environment, extra_env=extra, shadow=mirror)
+
+
+def turned_back(entry: HistoryEntry, generation: int | None) -> bool:
+    """Rolled back from a canary or refused in shadow, at this generation of the spec."""
+    rejected = entry.outcome == Outcome.ROLLED_BACK or (
+        entry.outcome == Outcome.REFUSED and entry.rolled_back_generation is not None)
+    return rejected and entry.rolled_back_generation in (None, generation)
 
 
 def _blocked(obs: Observation, d: Draft, artifact: Artifact) -> bool:
     """An artifact rolled back is not rolled out again until the Model's spec changes."""
-    return any(e.outcome == Outcome.ROLLED_BACK and e.artifact_sha256 == artifact.sha256
-               and e.artifact_uri == artifact.uri and e.rolled_back_generation in (None, obs.generation)
-               for e in d.history)
+    return any(turned_back(e, obs.generation) and e.artifact_sha256 == artifact.sha256
+               and e.artifact_uri == artifact.uri for e in d.history)
 
 
 def candidate(obs: Observation, d: Draft) -> Draft:
@@ -110,9 +126,12 @@ def start(obs: Observation, d: Draft) -> Draft:
         return d
     history = d.history
     earlier = h.find(history, revision=c.revision)
-    if earlier is not None and earlier.outcome == Outcome.ROLLED_BACK:
-        return d
-    message = f"{'Deploying' if status.stable_revision is None else 'Started canary of'} {c.revision} ({why(obs, d)})"
+    if earlier is not None and turned_back(earlier, obs.generation):
+        return d  # refused once: not tried again until the spec changes
+    what = "Deploying" if status.stable_revision is None else (
+        "Started shadow of" if d.spec.rollout.shadow is not None and d.spec.rollout.strategy == RolloutStrategy.CANARY
+        else "Started canary of")
+    message = f"{what} {c.revision} ({why(obs, d)})"
     if status.canary_revision is not None:
         old = h.find(history, revision=status.canary_revision)
         if old is not None:
@@ -126,7 +145,12 @@ def start(obs: Observation, d: Draft) -> Draft:
     else:
         trigger = Trigger.INITIAL if status.stable_revision is None else Trigger.SPEC_CHANGE
         history = h.push(history, HistoryEntry(trigger=str(trigger), created_at=rfc3339(obs.now), **fields))
-    status = status.model_copy(update={"canary_revision": c.revision, "canary_step": 0, "step_started_at": None,
-                                       "rollout": RolloutProgress(started_at=rfc3339(obs.now))})
+    rollout = d.spec.rollout
+    shadowed = rollout.shadow is not None and status.stable_revision is not None \
+        and rollout.strategy == RolloutStrategy.CANARY
+    status = status.model_copy(update={"canary_revision": c.revision, "canary_step": None if shadowed else 0,
+                                       "step_started_at": None, "rollout": RolloutProgress(
+                                           stage=Stage.SHADOW if shadowed else Stage.CANARY,
+                                           started_at=rfc3339(obs.now))})
     return replace(d, status=status, history=history, events=d.event("RolloutStarted", message),
                    rollout_events=(*d.rollout_events, "started"))

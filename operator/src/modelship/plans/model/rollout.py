@@ -3,50 +3,71 @@ status: replica counts, step bookkeeping, the analysis baseline, promotion and r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 
-from modelship.api.model import Outcome, PodCounters, RolloutProgress
+from modelship.api.common import parse_duration
+from modelship.api.model import Outcome, RolloutProgress, Stage
 from modelship.logic.analysis import Verdict, analyse
-from modelship.logic.canary import ActionKind, RolloutState, next_rollout_action
+from modelship.logic.canary import ActionKind, RolloutAction, RolloutState, next_rollout_action
 from modelship.logic.conditions import PROGRESSING, Reason, condition, parse_time, rfc3339
-from modelship.logic.scrape import RequestCounters
 from modelship.plans.model import history as h
+from modelship.plans.model.measure import from_status, to_status, total_replicas
 from modelship.plans.model.observation import Draft, Observation
+from modelship.plans.model.shadow import shadow
 
 
-def to_status(counters: Mapping[str, RequestCounters]) -> list[PodCounters]:
-    return [PodCounters(pod=pod, **c.to_wire()) for pod, c in sorted(counters.items())]
+def due(obs: Observation, progress: RolloutProgress, interval: timedelta) -> bool:
+    """Whether the analysis judges now: every ``interval`` (the first one an interval after the start)."""
+    last = parse_time(progress.analysed_at)
+    return last is None or obs.now - last >= interval
 
 
-def from_status(progress: RolloutProgress | None) -> dict[str, RequestCounters]:
-    if progress is None:
-        return {}
-    return {c.pod: RequestCounters.from_wire({"byCode": c.by_code, "latency": c.latency}) for c in progress.baseline}
+def pause_over(obs: Observation, d: Draft) -> bool:
+    st, steps = d.status, d.spec.rollout.steps
+    started = parse_time(st.step_started_at)
+    step = st.canary_step or 0
+    return started is not None and step < len(steps) and obs.now - started >= parse_duration(steps[step].pause)
 
 
 def verdict(obs: Observation, d: Draft) -> Verdict | None:
-    """The canary's analysis over the current step so far (None when it cannot be read now)."""
+    """The canary's analysis over the current step so far, when it is due (every
+    ``analysis.interval``, and when the step's pause is over); None otherwise or when the
+    canary's metrics cannot be read now."""
     st = d.status
     if not (st.canary_revision and st.stable_revision and st.step_started_at) or not obs.canary_counters:
         return None
-    return analyse(from_status(st.rollout), obs.canary_counters, d.spec.rollout.analysis)
+    final = pause_over(obs, d)
+    if not (final or due(obs, st.rollout or RolloutProgress(), parse_duration(d.spec.rollout.analysis.interval))):
+        return None
+    return analyse(from_status(st.rollout), obs.canary_counters, d.spec.rollout.analysis, final=final)
 
 
-def total_replicas(obs: Observation, d: Draft) -> int:
-    """The stable's size: spec.serving.replicas, or what the HPA chose within its bounds."""
-    autoscaling = d.spec.serving.autoscaling
-    if autoscaling is None:
-        return d.spec.serving.replicas
-    stable = obs.revisions.get(d.status.stable_revision) if d.status.stable_revision else None
-    observed = stable.state.replicas if stable is not None else 0
-    return max(autoscaling.min_replicas, min(observed, autoscaling.max_replicas))
+def next_look(obs: Observation, d: Draft) -> float | None:
+    """Seconds until the canary's next analysis or the end of its pause, whichever is first."""
+    st = d.status
+    progress, started = st.rollout, parse_time(st.step_started_at)
+    if st.canary_revision is None or progress is None or started is None:
+        return None
+    interval = parse_duration(d.spec.rollout.analysis.interval)
+    moments = [(parse_time(progress.analysed_at) or started) + interval]
+    step = st.canary_step or 0
+    if step < len(d.spec.rollout.steps):
+        moments.append(started + parse_duration(d.spec.rollout.steps[step].pause))
+    return max(0.1, min((m - obs.now).total_seconds() for m in moments))
 
 
 def rollout(obs: Observation, d: Draft) -> Draft:
     st = d.status
     stable, canary = st.stable_revision, st.canary_revision
     progress = st.rollout or RolloutProgress()
+    if canary is not None and progress.stage == Stage.SHADOW:
+        d = shadow(obs, d)
+        if d.status.rollout is None or d.status.rollout.stage == Stage.SHADOW:
+            return d
+        st, progress = d.status, d.status.rollout  # it passed: the canary starts in this same pass
+    if canary is not None and progress.stage == Stage.ROLLING_BACK:
+        return rolling_back(obs, d)
     state = RolloutState(stable, canary, st.canary_step, parse_time(st.step_started_at),
                          parse_time(progress.started_at))
     total = total_replicas(obs, d)
@@ -67,13 +88,17 @@ def rollout(obs: Observation, d: Draft) -> Draft:
     if action.kind == ActionKind.START_STEP:
         counters = to_status(obs.canary_counters or {})
         st = st.model_copy(update={"step_started_at": rfc3339(action.step_started_at or obs.now),
-                                   "rollout": progress.model_copy(update={"baseline": counters})})
+                                   "rollout": progress.model_copy(update={"baseline": counters,
+                                                                          "analysed_at": rfc3339(obs.now)})})
     elif action.kind == ActionKind.ADVANCE:
-        st = st.model_copy(update={"canary_step": action.step, "step_started_at": None,
-                                   "rollout": progress.model_copy(update={"baseline": []})})
+        started = rfc3339(action.step_started_at) if action.step_started_at else None
+        st = st.model_copy(update={"canary_step": action.step, "step_started_at": started, "rollout": progress.model_copy(
+            update={"baseline": to_status(obs.canary_counters or {}) if started else [], "analysed_at": started})})
         d = replace(d, events=d.event(Reason.STEP_PASSED, action.message))
-    return replace(d, status=st, progressing=condition(
+    d = replace(d, status=st, progressing=condition(
         PROGRESSING, True, action.reason, action.message or f"Rolling out {canary}", generation=obs.generation))
+    wait = 0.1 if action.kind == ActionKind.ADVANCE else next_look(obs, d)
+    return replace(d, requeue_after=wait)
 
 
 def _promote(obs: Observation, d: Draft, total: int) -> Draft:
@@ -94,18 +119,44 @@ def _promote(obs: Observation, d: Draft, total: int) -> Draft:
 
 
 def _rollback(obs: Observation, d: Draft, total: int) -> Draft:
+    """Record the rollback now (the verdict's time); the canary goes once the stable is back."""
     st, history = d.status, d.history
-    stable, canary, action = st.stable_revision, st.canary_revision, d.action
+    canary, action = st.canary_revision, d.action
     assert canary is not None and action is not None
     entry = h.find(history, revision=canary)
     if entry is not None:
         history = h.update(history, entry, outcome=Outcome.ROLLED_BACK, rolled_back_at=rfc3339(obs.now),
                            rolled_back_generation=obs.generation, reason=action.message)
-    st = st.model_copy(update={"canary_revision": None, "canary_step": None, "step_started_at": None,
-                               "rollout": None})
-    message = f"Rolled back {canary}: {action.message}"
-    return replace(d, status=st, history=history, replicas={stable: total} if stable else {},
-                   events=d.event(Reason.ROLLED_BACK, message, warning=True),
-                   rollout_events=(*d.rollout_events, "rolled_back"),
-                   progressing=condition(PROGRESSING, False, action.reason, message, generation=obs.generation))
+    progress = (st.rollout or RolloutProgress()).model_copy(
+        update={"stage": Stage.ROLLING_BACK, "rollback_reason": action.message, "baseline": []})
+    d = replace(d, status=st.model_copy(update={"rollout": progress}), history=history,
+                events=d.event(Reason.ROLLED_BACK, f"Rolled back {canary}: {action.message}", warning=True),
+                rollout_events=(*d.rollout_events, "rolled_back"))
+    return rolling_back(obs, d)
 
+
+def rolling_back(obs: Observation, d: Draft) -> Draft:
+    """The stable back to its full size first, the canary giving up only the pods the ready
+    stable replaces: ready serving pods never drop below spec. Then the canary goes."""
+    st = d.status
+    stable, canary = st.stable_revision, st.canary_revision
+    assert canary is not None
+    total = total_replicas(obs, d)
+    reason = (st.rollout.rollback_reason if st.rollout else None) or "analysis failed"
+    stable_seen, canary_seen = obs.revisions.get(stable or ""), obs.revisions.get(canary)
+    stable_ready = stable_seen.state.ready if stable_seen and stable_seen.state.replicas >= total else 0
+    message = f"Rolled back {canary}: {reason}"
+    if stable is None or stable_ready >= total or canary_seen is None:
+        st = st.model_copy(update={"canary_revision": None, "canary_step": None, "step_started_at": None,
+                                   "rollout": None})
+        replicas: dict[str, int] = {stable: total} if stable else {}
+        wait = None
+    else:
+        wait = 1.0
+        keep = min(canary_seen.state.replicas, max(0, total - stable_ready))
+        replicas = {stable: total, canary: keep}
+        message += f"; waiting for {stable} to be ready at {total} ({stable_ready} now)"
+    return replace(d, status=st, replicas=replicas, requeue_after=wait,
+                   action=RolloutAction(ActionKind.ROLLBACK, replicas.get(canary, 0), total, 0, None, None,
+                                        Reason.ROLLED_BACK, message),
+                   progressing=condition(PROGRESSING, False, Reason.ROLLED_BACK, message, generation=obs.generation))

@@ -18,3 +18,16 @@ def test_import_contracts_are_kept() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "broken" in result.stdout and " 0 broken" in result.stdout
+
+
+def test_no_module_imports_itself_in_a_circle() -> None:
+    """Within a layer too: a circle (a imports b imports a) makes both one module in disguise."""
+    import grimp
+
+    graph = grimp.build_graph("modelship", "modelship_runtime", cache_dir=None)
+    circles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                circles.append((module, imported))
+    assert circles == [], circles

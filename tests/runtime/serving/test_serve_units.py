@@ -190,3 +190,22 @@ def test_batcher_runs_short_calls_inline_by_the_median_not_the_mean() -> None:
     b._times[7] = b._times[1].__class__([2e-3, 3e-3, 2.5e-3], maxlen=7)
     assert b.expected_seconds(100) == 2.5e-3 and b.expected_seconds(127) == 2.5e-3
     b.close()
+
+
+def test_input_onnxruntime_refuses_is_the_clients_422_not_a_500() -> None:
+    """What our checks let by but onnxruntime refuses (its InvalidArgument) is the client's input."""
+    from modelship_runtime.serving.batcher import Batcher
+    from modelship_runtime.serving.errors import InferenceFailed
+
+    class InvalidArgument(Exception):  # onnxruntime's exception class of that name
+        pass
+
+    def run(feed: dict[str, Any], small: bool) -> dict[str, Any]:
+        raise InvalidArgument("Unexpected input data type")
+
+    b = Batcher(run, max_batch_size=8, max_delay_seconds=0.0, batchable=True, on_batch=lambda *a: None)
+    got = b._call({"x": np.zeros((1, 2))}, 1, 1, True, [])
+    assert isinstance(got, InferenceFailed) and got.status == 422 and "Unexpected input" in got.message
+    other = Batcher(lambda f, s: 1 / 0, max_batch_size=8, max_delay_seconds=0.0, batchable=True,  # type: ignore[arg-type,return-value]
+                    on_batch=lambda *a: None)._call({"x": np.zeros((1, 2))}, 1, 1, True, [])
+    assert isinstance(other, ZeroDivisionError)  # a server fault stays a 500

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship.demo import data, stack
+from modelship.demo.client import http
 from modelship.demo.stack import S3
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -59,8 +60,6 @@ class Traffic:
     _thread: threading.Thread | None = None
 
     def _run(self) -> None:
-        from modelship.demo.run import http
-
         seed = 1000
         while not self._stop.is_set():
             seed += 1
@@ -158,8 +157,6 @@ def _stage(timings: dict[str, float], name: str, started: float) -> None:
 
 def _with_store(k: Kubectl, cluster: Any, images: dict[str, str], s3: S3, workdir: Path,
                 timings: dict[str, float], keep: bool = False) -> int:
-    from modelship.demo.run import http
-
     k.run("create", "namespace", NAMESPACE, check=False)
     k.run("create", "secret", "generic", stack.SECRET, "-n", NAMESPACE,
           *[f"--from-literal={key}={v}" for key, v in stack.KEYS.items()], check=False)

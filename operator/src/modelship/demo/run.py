@@ -18,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 import yaml
 
 from modelship.demo import data
+from modelship.demo.client import http
 from modelship.logic.scrape import drift_counts, parse_samples
 from modelship_runtime.artifacts.metadata import Metadata
 from modelship_runtime.artifacts.store import read_metadata
@@ -56,20 +55,6 @@ def stage(title: str) -> Iterator[None]:
         print(f"{back} ✗ {title} ({time.monotonic() - started:.1f}s)", flush=True)
         raise
     print(f"{back} ✓ {title} ({time.monotonic() - started:.1f}s)", flush=True)
-
-
-def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
-    payload = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=payload, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-    except (urllib.error.URLError, ConnectionError) as exc:
-        return 0, {"error": str(exc)}
 
 
 def free_port() -> int:

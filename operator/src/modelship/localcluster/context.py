@@ -10,7 +10,6 @@ from modelship.localcluster.paths import ClusterPaths
 from modelship.localcluster.status import StepFailed
 
 SERVICE_CIDR = "10.96.0.0/16"
-KUBERNETES_SERVICE_IP = "10.96.0.1"
 DNS_IP = "10.96.0.10"
 POD_CIDR = "10.244.0.0/16"
 NODE_POD_CIDR = "10.244.0.0/24"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from pathlib import Path
 
@@ -20,10 +19,6 @@ def has_capability(cap: int) -> bool:
         if line.startswith("CapEff:"):
             return bool(int(line.split()[1], 16) >> cap & 1)
     return False
-
-
-def has_nftables() -> bool:
-    return shutil.which("nft") is not None
 
 
 def primary_ip() -> str:

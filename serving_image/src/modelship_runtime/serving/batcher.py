@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InferenceFailed
+
 log = logging.getLogger("modelship.serve")
 Array = npt.NDArray[Any]
 Feed = dict[str, Array]
@@ -223,6 +225,8 @@ class Batcher:
         try:
             result = self._run(feed, inline)
         except Exception as exc:
+            if type(exc).__name__ == "InvalidArgument":  # onnxruntime refused input our checks let by
+                return InferenceFailed(f"the model refused the input: {exc}")
             return exc
         seconds = time.perf_counter() - t0
         bucket = rows.bit_length()

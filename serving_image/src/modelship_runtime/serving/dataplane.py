@@ -21,7 +21,7 @@ from modelship_runtime.artifacts.metadata import CategoricalReference, Metadata
 
 from .batcher import Array, Batcher, Feed, Reply
 from .drift import DriftCounters
-from .errors import BadRequest, InjectedFault, NotFound, NotReady, ServeError
+from .errors import BadRequest, InjectedFault, NotFound, NotReady
 from .fetch import fetch, sha256_file
 from .metrics import Metrics
 from .model import OnnxModel, TensorSpec, cpu_limit
@@ -316,14 +316,10 @@ def _fits(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
     return True
 
 
-def error_body(exc: ServeError) -> dict[str, str]:
-    return {"error": exc.message}
-
-
 def _default_name(uri: str) -> str:
     stem = Path(uri.rstrip("/").split("?")[0]).name
     stem = stem.removesuffix(".onnx")
     return stem or "model"
 
 
-__all__ = ["Array", "DataPlane", "Feed", "State", "error_body"]
+__all__ = ["Array", "DataPlane", "Feed", "State"]

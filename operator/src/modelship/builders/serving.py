@@ -82,16 +82,22 @@ def build_shadow_deployment(
     pod = copy.deepcopy(template)
     labels = {k: v for k, v in pod["metadata"]["labels"].items() if k != MODEL_LABEL}
     pod["metadata"]["labels"] = {**labels, SHADOW_LABEL: model, REVISION_LABEL: revision}
+    return _deployment(metadata(shadow_deployment_name(revision), namespace,
+                                {MODEL_LABEL: model, REVISION_LABEL: revision, ROLE_LABEL: "shadow"}, owner),
+                       replicas, {SHADOW_LABEL: model, REVISION_LABEL: revision}, pod)
+
+
+def _deployment(meta: Obj, replicas: int, selector: Mapping[str, str], pod: Obj) -> Obj:
+    """A serving Deployment: new pods surge one at a time and none is taken down before."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(shadow_deployment_name(revision), namespace,
-                             {MODEL_LABEL: model, REVISION_LABEL: revision, ROLE_LABEL: "shadow"}, owner),
+        "metadata": meta,
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 1,
             "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": {SHADOW_LABEL: model, REVISION_LABEL: revision}},
+            "selector": {"matchLabels": dict(selector)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": pod,
         },
@@ -212,16 +218,5 @@ def build_serving_deployment(
     labels = serving_labels(model, revision)
     pod = copy.deepcopy(template)
     pod["metadata"]["labels"] = {**pod["metadata"]["labels"], **labels}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(revision, namespace, labels, owner),
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 1,
-            "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": {MODEL_LABEL: model, REVISION_LABEL: revision}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": pod,
-        },
-    }
+    return _deployment(metadata(revision, namespace, labels, owner), replicas,
+                       {MODEL_LABEL: model, REVISION_LABEL: revision}, pod)

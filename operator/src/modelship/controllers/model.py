@@ -11,8 +11,9 @@ changed, on the resourceVersion it was computed from), then the Events.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from modelship.api.model import ModelSpec, ModelStatus, Phase
 from modelship.api.trainingjob import TrainingJobStatus
@@ -30,7 +31,7 @@ from modelship.k8s.apply import ensure
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
 from modelship.logic.revision import training_job_number
-from modelship.logic.scrape import RequestCounters, parse_samples, request_counters, shadow_tally
+from modelship.logic.scrape import Sample, parse_samples, request_counters, shadow_tally
 from modelship.metrics import MODELS_BY_PHASE, ROLLOUTS
 from modelship.plans.common import parse_spec
 from modelship.plans.model import (
@@ -45,6 +46,7 @@ from modelship.plans.model import (
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
+T = TypeVar("T")
 # Kinds a Model owns and prunes (TrainingJobs are kept: they are its history).
 OWNED = (("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"))
 
@@ -74,22 +76,12 @@ def pod_image_id(pods: list[Body]) -> str | None:
     return None
 
 
-def counters(ctx: Context, pods: list[Body]) -> dict[str, RequestCounters]:
+def read_metrics(ctx: Context, pods: list[Body], view: Callable[[list[Sample]], T]) -> dict[str, T]:
+    """Each answering pod's /metrics through ``view`` (its request counters, its shadow tally)."""
     out = {}
     for pod, text in ctx.pods.metrics(pods).items():
         try:
-            out[pod] = request_counters(parse_samples(text))
-        except ValueError as exc:
-            log.info("Pod %s served unreadable metrics: %s", pod, exc)
-    return out
-
-
-def tallies(ctx: Context, pods: list[Body]) -> dict[str, dict[str, float]]:
-    """The stable pods' comparison of their answers with the shadow's, as counted so far."""
-    out = {}
-    for pod, text in ctx.pods.metrics(pods).items():
-        try:
-            out[pod] = shadow_tally(parse_samples(text))
+            out[pod] = view(parse_samples(text))
         except ValueError as exc:
             log.info("Pod %s served unreadable metrics: %s", pod, exc)
     return out
@@ -142,10 +134,10 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
         owner=body, generation=meta.get("generation"), spec=parse_spec(ModelSpec, body.get("spec")),
         status=status, now=datetime.now(UTC), defaults=defaults(ctx),
         annotations=meta.get("annotations") or {}, training_jobs=tuple(jobs), revisions=revisions,
-        canary_counters=counters(ctx, pods.get(candidate, []))
+        canary_counters=read_metrics(ctx, pods.get(candidate, []), request_counters)
         if candidate is not None and (candidate in deployments or in_shadow) else None,
         shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
-        stable_tallies=tallies(ctx, pods.get(status.stable_revision or "", [])) if in_shadow else None,
+        stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
         gateway_api=gateway_api,
     )
     return observation, owned

@@ -30,7 +30,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import openapi, v1, v2
+from . import feedback, openapi, requestid, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -38,7 +38,7 @@ from .settings import ServeSettings
 
 log = logging.getLogger("modelship.serve")
 
-REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
            413: b"Payload Too Large", 422: b"Unprocessable Entity", 500: b"Internal Server Error",
            503: b"Service Unavailable"}
 JSON = b"application/json"
@@ -47,12 +47,13 @@ MAX_PIPELINED = 64
 
 
 class Response:
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes, content_type: bytes = JSON) -> None:
+    def __init__(self, status: int, body: bytes, content_type: bytes = JSON, headers: bytes = b"") -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers  # extra header lines, each ending in CRLF
 
 
 def json_response(status: int, doc: Any) -> Response:
@@ -64,9 +65,11 @@ def error_response(exc: ServeError) -> Response:
 
 
 class Request:
-    __slots__ = ("body", "endpoint", "keep_alive", "method", "protocol", "start", "url")
+    __slots__ = ("authorization", "body", "endpoint", "keep_alive", "method", "protocol", "request_id", "start",
+                 "url")
 
-    def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float) -> None:
+    def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float,
+                 request_id: bytes | None = None, authorization: bytes | None = None) -> None:
         self.method = method
         self.url = url
         self.body = body
@@ -74,6 +77,8 @@ class Request:
         self.start = start
         self.protocol = ""
         self.endpoint = ""
+        self.request_id = request_id  # the x-request-id header, if sent
+        self.authorization = authorization
 
 
 # A handler answers at once (a Response) or later through its reply callback (None).
@@ -92,6 +97,7 @@ class App:
         self._openapi: tuple[str, bytes] | None = None
         self._infer_url = b""  # the last plain infer URL seen, for the hot path
         self._infer_name = ""
+        self.ids = requestid.RequestIds()
 
     # -- routing -----------------------------------------------------------
 
@@ -166,6 +172,13 @@ class App:
                 self._infer_name = name
                 self._infer_url = req.url
             return self._infer(req, reply)
+        if action == "feedback" and version is None:
+            # Ground truth: labels for logged predictions (serving.feedback).
+            req.endpoint = "feedback"
+            self._only(method, b"POST")
+            dp.check_model(name)
+            status, doc = feedback.handle(dp.predlog, dp.feedback_token, req.authorization, req.body)
+            return json_response(status, doc)
         if action == "ready":
             req.endpoint = "model_ready"
             self._only(method, b"GET")
@@ -189,8 +202,10 @@ class App:
 
     def _infer(self, req: Request, reply: ReplyTo) -> Result:
         dp = self.dp
-        feed, outputs, request_id = v2.decode_request(dp, req.body)
-        dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+        feed, outputs, body_id = v2.decode_request(dp, req.body)
+        request_id = self.ids.pick(body_id, req.request_id)
+        dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id),
+                                         requestid.header_line(request_id)), request_id=request_id)
         return None
 
     def _v1(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
@@ -207,7 +222,10 @@ class App:
             self._only(method, b"POST")
             dp.check_model(target[: -len(":predict")])
             feed, want_proba = v1.decode_request(dp, req.body)
-            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba)))
+            request_id = self.ids.pick(None, req.request_id)
+            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba,
+                                                                                  request_id),
+                                          requestid.header_line(request_id)), request_id=request_id)
             return None
         if ":" in target:
             raise NotFound(f"no such verb: {target[:200]} (KServe v1 here has :predict)")
@@ -252,13 +270,14 @@ class App:
                 c.close()
 
 
-def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes]) -> Callable[[Feed | BaseException], None]:
+def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes],
+             headers: bytes = b"") -> Callable[[Feed | BaseException], None]:
     """Turns an inference result (or its exception) into a response for ``reply``."""
 
     def done(result: Feed | BaseException) -> None:
         if not isinstance(result, BaseException):
             try:
-                reply(Response(200, encode(result)))
+                reply(Response(200, encode(result), headers=headers))
             except ServeError as e:
                 reply(error_response(e))
             except Exception as e:
@@ -291,6 +310,8 @@ class HttpProtocol(asyncio.Protocol):
         self.start = 0.0
         self.too_large = False
         self.last_seen = time.monotonic()
+        self.request_id: bytes | None = None
+        self.authorization: bytes | None = None
 
     # -- asyncio -----------------------------------------------------------
 
@@ -334,6 +355,8 @@ class HttpProtocol(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.too_large = False
+        self.request_id = None
+        self.authorization = None
         self.start = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
@@ -343,7 +366,14 @@ class HttpProtocol(asyncio.Protocol):
             raise httptools.HttpParserError("URL too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 14 and name.lower() == b"content-length":
+        n = len(name)
+        if n == 12 and name.lower() == requestid.HEADER:
+            self.request_id = value
+            return
+        if n == 13 and name.lower() == b"authorization":
+            self.authorization = value
+            return
+        if n == 14 and name.lower() == b"content-length":
             try:
                 too_large = int(value) > self.limit
             except ValueError:
@@ -362,7 +392,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.in_message = False
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start)
+        req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start,
+                      self.request_id, self.authorization)
         self.pending.append(req)
         if len(self.pending) > MAX_PIPELINED and self.transport is not None and not self.paused:
             self.paused = True
@@ -393,8 +424,8 @@ class HttpProtocol(asyncio.Protocol):
     def _write(self, req: Request, resp: Response) -> None:
         keep = req.keep_alive and not (self.app.closing and not self.pending)
         body = resp.body
-        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s\r\n" % (
-            resp.status, REASONS.get(resp.status, b"Unknown"), resp.content_type, len(body),
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s%s\r\n" % (
+            resp.status, REASONS.get(resp.status, b"Unknown"), resp.content_type, len(body), resp.headers,
             b"" if keep else b"connection: close\r\n",
         )
         if self.transport is not None:

@@ -1,0 +1,361 @@
+"""The prediction log and the feedback labels: Parquet segments in the store, off the request path.
+
+On the request path a logged prediction costs one closure and one append to
+a deque (the arrays are referenced, not copied). A writer thread wakes every
+``flush_seconds`` (or when ``segment_rows`` rows wait), turns what queued into
+columns, encodes one Parquet segment (``groundtruth.parquet``, no pyarrow)
+and writes it under the Model's ground-truth prefix with a write-once name
+(``groundtruth.layout``). The queue is bounded by rows: when it is full a
+prediction is answered as usual and not logged, and
+``modelship_prediction_log_rows_total{outcome="dropped"}`` counts it. A
+segment that cannot be written is retried at the next flush (at most
+``MAX_RETRY_SEGMENTS`` kept), then dropped and counted. SIGTERM flushes
+what is queued before the process exits.
+
+Settings come from ``MODELSHIP_PREDICTION_LOG_*`` variables (the operator
+sets them from ``Model.spec.serving.predictionLog``); with no URI the log is
+off and nothing here runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelship_runtime.artifacts import store
+from modelship_runtime.artifacts.metadata import InputMode, Metadata
+from modelship_runtime.groundtruth import layout
+from modelship_runtime.groundtruth.parquet import Codec, Column, write_table
+
+from .batcher import Feed, Reply
+
+log = logging.getLogger("modelship.serve")
+MAX_RETRY_SEGMENTS = 4
+
+
+class PredictionLogSettings(BaseSettings):
+    """``MODELSHIP_PREDICTION_LOG_*``; the revision and feedback token have their own names."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSHIP_PREDICTION_LOG_", extra="ignore",
+                                      populate_by_name=True)
+
+    uri: str | None = Field(default=None, description="Ground-truth prefix (file:// or s3://); unset: off.")
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of requests logged.")
+    flush_seconds: float = Field(default=30.0, gt=0.0, description="Longest time a row waits to be written.")
+    segment_rows: int = Field(default=50_000, ge=1, description="Rows that trigger an early segment.")
+    max_queue_rows: int = Field(default=200_000, ge=1, description="Rows queued at most; more are dropped.")
+    codec: Codec = Field(default="gzip", description="Parquet page compression: gzip or none.")
+    revision: str = Field(default="", validation_alias="MODELSHIP_REVISION",
+                          description="The serving revision (the Deployment's name).")
+    feedback_token: str | None = Field(default=None, validation_alias="MODELSHIP_FEEDBACK_TOKEN",
+                                       description="Bearer token POST .../feedback requires, when set.")
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.logged = 0
+        self.dropped = 0
+        self.sampled_out = 0
+        self.segments = 0
+        self.failed_segments = 0
+        self.bytes = 0
+        self.labels = 0
+        self.labels_dropped = 0
+
+
+class Segments:
+    """A writer thread for one kind of segment (predictions or labels)."""
+
+    def __init__(self, prefix: str, directory: str, stem: str, settings: PredictionLogSettings,
+                 build: Callable[[list[Any]], tuple[list[Column], datetime]], counts: _Counts,
+                 what: str) -> None:
+        self.prefix = prefix
+        self.directory = directory
+        self.stem = stem
+        self.settings = settings
+        self.build = build
+        self.counts = counts
+        self.what = what
+        self.queue: deque[Any] = deque()
+        self.queued_rows = 0
+        self.seq = 0
+        self.retry: deque[tuple[str, bytes]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one flush at a time (the thread's, or the final one)
+        self._thread = threading.Thread(target=self._run, name=f"modelship-{what}-log", daemon=True)
+        self._thread.start()
+
+    def offer(self, item: Any, rows: int) -> bool:
+        """Queue an item of ``rows`` rows; False (and counted by the caller) when full."""
+        if self.queued_rows + rows > self.settings.max_queue_rows:
+            return False
+        self.queue.append((item, rows))
+        self.queued_rows += rows
+        if self.queued_rows >= self.settings.segment_rows:
+            self._wake.set()
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.flush_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        while self.retry:
+            uri, data = self.retry[0]
+            if not self._write(uri, data, retried=True):
+                return
+            self.retry.popleft()
+        while self.queue:
+            items: list[Any] = []
+            rows = 0
+            while self.queue and rows < self.settings.segment_rows:
+                item, n = self.queue.popleft()
+                items.append(item)
+                rows += n
+            self.queued_rows -= rows
+            try:
+                columns, first = self.build(items)
+                data = write_table(columns, codec=self.settings.codec,
+                                   metadata={"modelship.revision": self.settings.revision})
+            except Exception:  # a bug in encoding must not stop the log for good
+                log.exception("Failed to encode a %s segment of %d rows; dropped it", self.what, rows)
+                self.counts.failed_segments += 1
+                continue
+            self.seq += 1
+            uri = layout.segment_name(self.prefix, self.directory, first, f"{self.stem}.{self.seq:06d}")
+            if not self._write(uri, data, retried=False):
+                self.retry.append((uri, data))
+                while len(self.retry) > MAX_RETRY_SEGMENTS:
+                    self.retry.popleft()
+                    self.counts.failed_segments += 1
+                return
+
+    def _write(self, uri: str, data: bytes, retried: bool) -> bool:
+        try:
+            store.write_uri(uri, data)
+        except store.ArtifactError as exc:
+            log.warning("Failed to write %s segment %s (%s); retrying at the next flush", self.what, uri, exc)
+            return False
+        self.counts.segments += 1
+        self.counts.bytes += len(data)
+        log.debug("Wrote %s segment %s (%d bytes%s)", self.what, uri, len(data), ", retried" if retried else "")
+        return True
+
+    def close(self) -> None:
+        """Stop the thread and write what is queued (at shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.flush()
+
+
+class PredictionLog(Collector):
+    """Logs (request id, time, revision, inputs, prediction, probabilities) per row; takes labels too."""
+
+    def __init__(self, model: str, version: str, metadata: Metadata, settings: PredictionLogSettings) -> None:
+        if not settings.uri:
+            raise ValueError("the prediction log needs MODELSHIP_PREDICTION_LOG_URI")
+        clash = [f.name for f in metadata.features if f.name in layout.RESERVED
+                 or f.name.startswith(layout.PROBA_PREFIX)]
+        if clash:
+            raise ValueError(f"feature name(s) {clash} clash with the log's own columns {sorted(layout.RESERVED)}")
+        self.model = model
+        self.version = version
+        self.metadata = metadata
+        self.settings = settings
+        self.counts = _Counts()
+        self._rng = random.Random()
+        self.tensor_input = metadata.tensor_input if metadata.input_mode == InputMode.TENSOR else None
+        roles = {o.role: o.name for o in metadata.outputs}
+        self.label_output = roles.get("label") or roles.get("value")
+        self.proba_output = roles.get("probabilities")
+        self.classes = list(metadata.classes or [])
+        host = socket.gethostname()
+        nonce = f"{random.getrandbits(32):08x}"
+        revision = settings.revision or "unknown"
+        self.predictions = Segments(settings.uri, layout.PREDICTIONS_DIR, f"{revision}.{host}.{nonce}",
+                                    settings, self._prediction_columns, self.counts, "prediction")
+        self.labels = Segments(settings.uri, layout.FEEDBACK_DIR, f"{host}.{nonce}", settings,
+                               _label_columns, self.counts, "label")
+
+    # -- the request path ------------------------------------------------------
+
+    def tap(self, request_id: str, feed: Feed, rows: int, reply: Reply) -> Reply:
+        """``reply`` wrapped so that a successful result is queued for the log first."""
+        ratio = self.settings.sample_ratio
+        if ratio < 1.0 and self._rng.random() >= ratio:
+            self.counts.sampled_out += rows
+            return reply
+
+        def logged(result: Feed | BaseException) -> None:
+            if not isinstance(result, BaseException):
+                if self.predictions.offer((request_id, time.time(), feed, result, rows), rows):
+                    self.counts.logged += rows
+                else:
+                    self.counts.dropped += rows
+            reply(result)
+
+        return logged
+
+    def add_labels(self, labels: list[tuple[str, int, str]]) -> int:
+        """Queue (request id, row, label) triples from the feedback endpoint; returns how many were taken."""
+        if self.labels.offer((time.time(), labels), len(labels)):
+            self.counts.labels += len(labels)
+            return len(labels)
+        self.counts.labels_dropped += len(labels)
+        return 0
+
+    def close(self) -> None:
+        self.predictions.close()
+        self.labels.close()
+
+    # -- the writer thread -----------------------------------------------------
+
+    def _prediction_columns(self, items: list[Any]) -> tuple[list[Column], datetime]:
+        ids: list[str] = []
+        row_index: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        for request_id, t, _, _, n in items:
+            ids.extend([request_id] * n)
+            row_index.append(np.arange(n, dtype=np.int64))
+            times.append(np.full(n, int(t * 1_000_000), dtype=np.int64))
+        total = len(ids)
+        stamp = np.concatenate(times)
+        columns = [
+            Column(layout.REQUEST_ID, "string", ids),
+            Column(layout.ROW, "int64", np.concatenate(row_index)),
+            Column(layout.TIME, "timestamp", stamp),
+            Column(layout.REVISION, "string", [self.settings.revision] * total),
+            Column(layout.MODEL_VERSION, "string", [self.version] * total),
+        ]
+        columns += self._feature_columns([it[2] for it in items])
+        columns += self._output_columns([it[3] for it in items])
+        first = datetime.fromtimestamp(int(stamp.min()) / 1e6, UTC)
+        return columns, first
+
+    def _feature_columns(self, feeds: list[Feed]) -> list[Column]:
+        features = self.metadata.features
+        if self.tensor_input is not None:
+            block = np.concatenate([f[self.tensor_input] for f in feeds]).astype(np.float64, copy=False)
+            return [Column(f.name, "double", block[:, j]) for j, f in enumerate(features)]
+        out = []
+        for f in features:
+            values = np.concatenate([feed[f.name].reshape(-1) for feed in feeds])
+            if f.dtype == "string":
+                out.append(Column(f.name, "string", [v if isinstance(v, str) else _text(v) for v in values.tolist()]))
+            elif f.dtype == "int64":
+                out.append(Column(f.name, "int64", values.astype(np.int64, copy=False)))
+            else:
+                out.append(Column(f.name, "double", values.astype(np.float64, copy=False)))
+        return out
+
+    def _output_columns(self, outputs: list[Feed]) -> list[Column]:
+        out = []
+        if self.label_output is not None:
+            values = np.concatenate([o[self.label_output].reshape(-1) for o in outputs])
+            if values.dtype == object:
+                out.append(Column(layout.PREDICTION, "string", [_text(v) for v in values.tolist()]))
+            elif values.dtype.kind in "iub":
+                out.append(Column(layout.PREDICTION, "int64", values.astype(np.int64)))
+            else:
+                out.append(Column(layout.PREDICTION, "double", values.astype(np.float64)))
+        if self.proba_output is not None and self.classes:
+            proba = np.concatenate([o[self.proba_output] for o in outputs]).astype(np.float64, copy=False)
+            if proba.ndim == 2 and proba.shape[1] == len(self.classes):
+                out += [Column(layout.proba_column(c), "double", proba[:, j]) for j, c in enumerate(self.classes)]
+        return out
+
+    # -- metrics ----------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.counts
+        rows = CounterMetricFamily("modelship_prediction_log_rows", "Prediction rows by what became of them: "
+                                   "logged, dropped (queue full), sampled_out.", labels=["model", "outcome"])
+        for outcome, n in (("logged", c.logged), ("dropped", c.dropped), ("sampled_out", c.sampled_out)):
+            rows.add_metric([self.model, outcome], float(n))
+        yield rows
+        segments = CounterMetricFamily("modelship_prediction_log_segments", "Parquet segments written or "
+                                       "given up on (predictions and labels).", labels=["model", "outcome"])
+        segments.add_metric([self.model, "written"], float(c.segments))
+        segments.add_metric([self.model, "failed"], float(c.failed_segments))
+        yield segments
+        written = CounterMetricFamily("modelship_prediction_log_bytes", "Bytes of segments written.",
+                                      labels=["model"])
+        written.add_metric([self.model], float(c.bytes))
+        yield written
+        queued = GaugeMetricFamily("modelship_prediction_log_queue_rows", "Rows waiting to be written.",
+                                   labels=["model"])
+        queued.add_metric([self.model], float(self.predictions.queued_rows))
+        yield queued
+        labels = CounterMetricFamily("modelship_feedback_labels", "Labels received on the feedback endpoint, "
+                                     "by outcome: accepted, dropped (queue full).", labels=["model", "outcome"])
+        labels.add_metric([self.model, "accepted"], float(c.labels))
+        labels.add_metric([self.model, "dropped"], float(c.labels_dropped))
+        yield labels
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _label_columns(items: list[Any]) -> tuple[list[Column], datetime]:
+    ids: list[str] = []
+    rows: list[int] = []
+    labels: list[str] = []
+    times: list[int] = []
+    for t, triples in items:
+        micros = int(t * 1_000_000)
+        for request_id, row, label in triples:
+            ids.append(request_id)
+            rows.append(row)
+            labels.append(label)
+            times.append(micros)
+    columns = [
+        Column(layout.REQUEST_ID, "string", ids),
+        Column(layout.ROW, "int64", np.asarray(rows, dtype=np.int64)),
+        Column(layout.LABEL, "string", labels),
+        Column(layout.TIME, "timestamp", np.asarray(times, dtype=np.int64)),
+    ]
+    return columns, datetime.fromtimestamp(min(times) / 1e6, UTC)
+
+
+def load(model: str, version: str, metadata: Metadata | None,
+         settings: PredictionLogSettings | None = None) -> PredictionLog | None:
+    """The log for a loaded model, or None when it is off (no URI) or cannot run (logged why)."""
+    settings = settings or PredictionLogSettings()
+    if not settings.uri:
+        return None
+    if metadata is None:
+        log.warning("Prediction log off for model %s: a bare ONNX model has no feature names", model)
+        return None
+    try:
+        return PredictionLog(model, version, metadata, settings)
+    except ValueError as exc:
+        log.error("Prediction log off for model %s: %s", model, exc)
+        return None

@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Loans, frame, write_log
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from conftest import Loans, frame, write_log
 from modelship.api.groundtruth import LabelSource
 from modelship.demo import data
 from modelship_runtime.groundtruth import cli, join, layout
@@ -74,7 +74,7 @@ def test_quality_per_revision_matches_a_direct_computation(tmp_path: Path, store
     assert summary["predictions"] == 1000 and summary["labels"] == 560 and summary["labelled"] == 560
     by_rev = {r["revision"]: r for r in summary["revisions"]}
     assert [r["revision"] for r in summary["revisions"]] == ["rev-new", "rev-old"]
-    for rev, rows, ids, n in (("rev-old", store["old"], store["old_ids"], 360), ("rev-new", store["new"],
+    for rev, rows, _ids, n in (("rev-old", store["old"], store["old_ids"], 360), ("rev-new", store["new"],
                                                                                   store["new_ids"], 200)):
         r = by_rev[rev]
         assert r["rows"] == len(rows) and r["labelled"] == n

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelship.api.common import parse_duration
 from modelship.api.model import Serving
 from modelship.builders.common import (
     MODEL_LABEL,
@@ -52,6 +53,25 @@ def serving_labels(model: str, revision: str) -> dict[str, str]:
     return {MODEL_LABEL: model, REVISION_LABEL: revision, "app.kubernetes.io/name": "modelship-serving"}
 
 
+def prediction_log_env(serving: Serving, revision: str, uri: str | None) -> list[Obj]:
+    """The server's MODELSHIP_PREDICTION_LOG_* variables; none when the log is off (pods unchanged)."""
+    log = serving.prediction_log
+    if log is None or not log.enabled or not uri:
+        return []
+    out: list[Obj] = [
+        {"name": "MODELSHIP_PREDICTION_LOG_URI", "value": uri},
+        {"name": "MODELSHIP_REVISION", "value": revision},
+        {"name": "MODELSHIP_PREDICTION_LOG_SAMPLE_RATIO", "value": f"{log.sample_ratio:g}"},
+        {"name": "MODELSHIP_PREDICTION_LOG_FLUSH_SECONDS", "value": f"{parse_duration(log.flush_interval).total_seconds():g}"},
+        {"name": "MODELSHIP_PREDICTION_LOG_MAX_QUEUE_ROWS", "value": str(log.max_queue_rows)},
+    ]
+    if log.feedback_token_secret is not None:
+        ref = log.feedback_token_secret
+        out.append({"name": "MODELSHIP_FEEDBACK_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return out
+
+
 def _probe(path: str, period: int, failures: int) -> Obj:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -75,6 +95,7 @@ def build_serving_deployment(
     environment: PodEnvironment | None = None,
     drain: Drain | None = None,
     extra_env: Mapping[str, str] | None = None,
+    prediction_log_uri: str | None = None,
 ) -> Obj:
     """Deployment ``<revision>`` serving ``model_uri`` (checked against ``sha256``) as ``model``.
 
@@ -82,7 +103,9 @@ def build_serving_deployment(
     stable and canary share traffic by replica count) and
     ``modelship.io/revision``; Prometheus scrape annotations point at
     ``/metrics``. ``extra_env`` is for tests' fault settings
-    (``MODELSHIP_FAULT_*``) and similar.
+    (``MODELSHIP_FAULT_*``) and similar. With ``serving.predictionLog``
+    enabled the pods log predictions under ``prediction_log_uri`` (the
+    Model's ground-truth prefix) and may write to a file:// store's volume.
     """
     env = environment or PodEnvironment()
     drain = drain or Drain()
@@ -101,6 +124,8 @@ def build_serving_deployment(
     ]
     if sha256:
         variables.insert(1, {"name": "MODELSHIP_EXPECTED_SHA256", "value": sha256})
+    logging = prediction_log_env(serving, revision, prediction_log_uri)
+    variables += logging
     for key, value in sorted((extra_env or {}).items()):
         variables.append({"name": key, "value": value})
     container: Obj = {
@@ -117,7 +142,7 @@ def build_serving_deployment(
         "livenessProbe": _probe("/v2/health/live", 10, 3),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(drain.pre_stop_seconds)]}}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [TMP_MOUNT, *env.mounts(read_only=True)],
+        "volumeMounts": [TMP_MOUNT, *env.mounts(read_only=not logging)],
     }
     if env.env_from():
         container["envFrom"] = env.env_from()
@@ -146,7 +171,7 @@ def build_serving_deployment(
                     "terminationGracePeriodSeconds": drain.grace_period,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": [tmp_volume(), *env.volumes(read_only=True)],
+                    "volumes": [tmp_volume(), *env.volumes(read_only=not logging)],
                 },
             },
         },

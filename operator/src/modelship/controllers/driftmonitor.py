@@ -39,7 +39,7 @@ from modelship.api.trainingjob import TrainingPhase, Trigger
 from modelship.builders.common import MODEL_LABEL, REVISION_LABEL
 from modelship.builders.model_training import build_training_job_resource
 from modelship.builders.monitoring import build_prometheus_rule
-from modelship.controllers import alerts
+from modelship.controllers import alerts, groundtruth
 from modelship.controllers.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE
 from modelship.controllers.runtime import Context
 from modelship.k8s import events
@@ -183,7 +183,8 @@ def training_jobs(ctx: Context, namespace: str, model: str) -> tuple[str | None,
         phase = (tj.get("status") or {}).get("phase")
         if running is None and phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED):
             running = str(tj["metadata"]["name"])
-        if (tj.get("spec") or {}).get("trigger") == Trigger.DRIFT and tj["metadata"].get("creationTimestamp"):
+        # Drift and performance retrains share the Model's limits (groundtruth.AUTOMATIC).
+        if (tj.get("spec") or {}).get("trigger") in groundtruth.AUTOMATIC and tj["metadata"].get("creationTimestamp"):
             drift.append(str(tj["metadata"]["creationTimestamp"]))
     return running, drift
 
@@ -245,6 +246,10 @@ def reconcile(ctx: Context, body: Body) -> None:
                                                   generation=generation, reference_revision=None,
                                                   problem=problem).wire())
         return
+    # Ground truth (issue 20): live quality on its own schedule, observe -> plan -> apply in
+    # controllers/groundtruth.py (pure plan: logic/quality.py); the drift part then writes on top.
+    body = groundtruth.reconcile_quality(ctx, body, spec)
+    status = DriftMonitorStatus.model_validate(body.get("status") or {})
     if not due(spec, status, generation, now):
         return
     ensure_prometheus_rule(ctx, body, spec)

@@ -49,6 +49,7 @@ from modelship.logic.model import (
 )
 from modelship.logic.revision import training_job_number
 from modelship.logic.scrape import RequestCounters, parse_samples, request_counters
+from modelship_runtime.groundtruth.layout import groundtruth_uri
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -189,6 +190,8 @@ def apply(ctx: Context, body: Body, spec: ModelSpec, p: Plan, deployments: dict[
                 name, namespace, revision, model_uri=artifact.uri, sha256=artifact.sha256, replicas=replicas,
                 serving=spec.serving, image=spec.serving.image or ctx.settings.serving_image, owner=body,
                 environment=env, extra_env=extra_env,
+                # Ground truth (issue 20): where serving.predictionLog writes, when it is on.
+                prediction_log_uri=groundtruth_uri(spec.artifact_store or ctx.settings.artifact_store, namespace, name),
             ))
             API_WRITES.labels("create", "Deployment").inc()
             events.post(kube, body, "DeploymentCreated", f"Created Deployment {revision} ({replicas} replicas)")

@@ -86,7 +86,8 @@ def _isotonic(p: Floats, y: npt.NDArray[np.bool_]) -> tuple[list[float], list[fl
 
 
 def _interp(p: Floats, xs: list[float], ys: list[float]) -> Floats:
-    return np.clip(np.interp(p, np.asarray(xs), np.asarray(ys)), 0.0, 1.0)
+    out: Floats = np.clip(np.interp(p, np.asarray(xs), np.asarray(ys)), 0.0, 1.0)
+    return out
 
 
 def check(p: Floats, y: npt.NDArray[np.bool_], seed: int = 0) -> Calibration:

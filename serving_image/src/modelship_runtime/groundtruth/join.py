@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from modelship.api.groundtruth import LabelSource
+from modelship.api.groundtruth import LabelFormat, LabelSource
 from modelship_runtime.artifacts import store
 from modelship_runtime.groundtruth import layout
 
@@ -169,7 +169,7 @@ def read_labels(sources: Sequence[LabelSource]) -> Read:
 
 def feedback_source(prefix: str) -> LabelSource:
     """The labels the feedback endpoint writes under a ground-truth prefix."""
-    return LabelSource(uri=prefix.rstrip("/") + "/" + layout.FEEDBACK_DIR + "/", format="parquet")
+    return LabelSource(uri=prefix.rstrip("/") + "/" + layout.FEEDBACK_DIR + "/", format=LabelFormat.PARQUET)
 
 
 def join(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -195,10 +195,11 @@ def write_table(
         if len(col.values) != rows:
             raise ValueError(f"column {col.name!r} has {len(col.values)} values, expected {rows}")
         null = col.null
+        values: Any
         if col.kind == "string":
             values = col.values if isinstance(col.values, list) else list(col.values)
-            nulls = np.fromiter((v is None for v in values), dtype=bool, count=rows)
-            null = nulls if null is None else (null | nulls)
+            none = np.fromiter((v is None for v in values), dtype=bool, count=rows)
+            null = none if null is None else (null | none)
         else:
             values = np.asarray(col.values)
         optional = null is not None and bool(null.any())
@@ -225,8 +226,8 @@ def write_table(
                 .list_(3, _T_BINARY, [_binary_item(col.name)]).i32(4, _CODEC[codec]).i64(5, rows)
                 .i64(6, len(page_header) + len(raw)).i64(7, size).i64(9, offset))
         if lo is not None and hi is not None:
-            nulls = int(null.sum()) if optional and null is not None else 0
-            meta.struct(12, _Struct().i64(3, nulls).binary(5, hi).binary(6, lo))
+            null_count = int(null.sum()) if optional and null is not None else 0
+            meta.struct(12, _Struct().i64(3, null_count).binary(5, hi).binary(6, lo))
         chunks.append(_Struct().i64(2, offset).struct(3, meta).end())
         schema.append(_schema_element(col, optional))
     row_group = _Struct().list_(1, _T_STRUCT, chunks).i64(2, total).i64(3, rows).end()

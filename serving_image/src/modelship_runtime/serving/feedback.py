@@ -41,7 +41,7 @@ def parse(body: bytes) -> list[tuple[str, int, str]]:
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise BadRequest("the body must be a JSON object: {\"id\": ..., \"label\": ...} or {\"labels\": [...]}")
-    items: Any = doc["labels"] if "labels" in doc else [doc]
+    items: Any = doc.get("labels", [doc])
     if not isinstance(items, list) or not items:
         raise BadRequest("'labels' must be a non-empty list of {\"id\": ..., \"label\": ...}")
     if len(items) > MAX_LABELS:

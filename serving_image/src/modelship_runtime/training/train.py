@@ -28,11 +28,11 @@ from modelship_runtime.training import (
     explain,
     fairness,
     gates,
+    groundtruth_hooks,
     reference,
     registry,
     search,
 )
-from modelship_runtime.training import groundtruth_hooks
 from modelship_runtime.training import metrics as holdout_metrics
 from modelship_runtime.training.errors import SpecError, StoreError
 from modelship_runtime.training.pipeline import build_pipeline

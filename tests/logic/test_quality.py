@@ -14,8 +14,8 @@ from modelship.logic import conditions as c
 from modelship.logic.quality import (
     PERFORMANCE_DEGRADED,
     QualityObservation,
-    judge,
     job_name,
+    judge,
     merged_status,
     parse_result,
     plan_quality,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from groundtruth_helpers import Loans, frame
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from conftest import Loans, frame
 from modelship.demo import data
 from modelship_runtime.groundtruth import cbpe
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from groundtruth_helpers import Loans, frame, loan_spec, write_log
 
-from conftest import Loans, frame, loan_spec, write_log
 from modelship.demo import data
 from modelship_runtime.training import cli
 

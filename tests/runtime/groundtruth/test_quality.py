@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from groundtruth_helpers import Loans, frame, write_log
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from conftest import Loans, frame, write_log
 from modelship.api.groundtruth import LabelSource
 from modelship.demo import data
 from modelship_runtime.groundtruth import cli, join, layout

@@ -148,12 +148,37 @@ def _definition_levels(present: npt.NDArray[np.bool_]) -> bytes:
     return struct.pack("<I", len(body)) + body
 
 
+def _plain_strings(values: Sequence[Any]) -> bytes:
+    """PLAIN BYTE_ARRAY: a 4-byte little-endian length before each UTF-8 value.
+
+    Vectorised: the writer runs in a thread of the server, and every
+    microsecond it holds the GIL per row is taken from requests.
+    """
+    n = len(values)
+    if n == 0:
+        return b""
+    first = values[0]
+    if isinstance(first, str) and values.count(first) == n:  # a constant column (revision, version)
+        e = first.encode()
+        return (struct.pack("<I", len(e)) + e) * n
+    encoded = [v.encode() if isinstance(v, str) else str(v).encode() for v in values]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    out = np.empty(4 * n + blob.size, dtype=np.uint8)
+    starts = np.arange(n, dtype=np.int64) * 4
+    starts[1:] += np.cumsum(lengths)[:-1]
+    prefix = (starts[:, None] + np.arange(4)).ravel()
+    out[prefix] = lengths.astype("<u4").view(np.uint8)
+    body = np.ones(out.size, dtype=bool)
+    body[prefix] = False
+    out[body] = blob
+    return out.tobytes()
+
+
 def _plain(kind: Kind, values: Any) -> tuple[bytes, bytes | None, bytes | None]:
     """PLAIN bytes of the non-null values, and their min/max for statistics."""
     if kind == "string":
-        encoded = [v.encode() if isinstance(v, str) else str(v).encode() for v in values]
-        body = b"".join(struct.pack("<I", len(e)) + e for e in encoded)
-        return body, None, None
+        return _plain_strings(values), None, None
     dtype = np.dtype("<f8") if kind == "double" else np.dtype("<i8")
     arr = np.ascontiguousarray(np.asarray(values, dtype=dtype))
     lo: bytes | None = None

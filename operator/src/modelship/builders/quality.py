@@ -28,6 +28,8 @@ from modelship.builders.model_training import build_training_job_resource
 QUALITY_DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 QUALITY_COMPONENT = "quality"
 REQUEST_ENV = "MODELSHIP_QUALITY_REQUEST"
+# One thread and the system allocator: measured lower peak memory for the join (benches/groundtruth).
+JOB_ENV = {"OMP_NUM_THREADS": "1", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 
 def build_quality_job(
@@ -60,7 +62,7 @@ def build_quality_job(
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "OMP_NUM_THREADS", "value": "1"},
+            *[{"name": k, "value": v} for k, v in JOB_ENV.items()],
             *env.env(),
         ],
         "resources": resources(resource_spec, QUALITY_DEFAULT_RESOURCES),

@@ -16,19 +16,26 @@ new file. The join is an inner join on (request id, row).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from modelship.api.groundtruth import LabelFormat, LabelSource
 from modelship_runtime.artifacts import store
 from modelship_runtime.groundtruth import layout
+
+EMPTY_PREDICTIONS = pa.table({layout.REQUEST_ID: pa.array([], pa.string()), layout.ROW: pa.array([], pa.int64()),
+                               layout.TIME: pa.array([], pa.timestamp("us", tz="UTC")),
+                               layout.REVISION: pa.array([], pa.string())})
+_EMPTY_LABELS = pa.table({layout.REQUEST_ID: pa.array([], pa.string()), layout.ROW: pa.array([], pa.int64()),
+                          layout.LABEL: pa.array([], pa.string())})
 
 
 class GroundTruthError(Exception):
@@ -37,9 +44,16 @@ class GroundTruthError(Exception):
 
 @dataclass
 class Read:
-    frame: pd.DataFrame
+    table: pa.Table
     files: int
     bytes: int
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.table.to_pandas()
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
 
 
 def _format(uri: str, declared: str | None) -> str:
@@ -61,78 +75,89 @@ def prediction_files(prefix: str, start: datetime, end: datetime) -> list[str]:
     return out
 
 
-def read_predictions(prefix: str, start: datetime, end: datetime, columns: Sequence[str] | None = None,
-                     revisions: Sequence[str] | None = None) -> Read:
-    """Logged prediction rows made in [start, end) (optionally of some revisions only)."""
-    files = prediction_files(prefix, start, end)
+def iter_predictions(prefix: str, start: datetime, end: datetime, columns: Sequence[str] | None = None,
+                     revisions: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> Iterator[tuple[pa.Table, int]]:
+    """(rows made in [start, end) of one segment, the segment's size in bytes), segment by segment.
+
+    ``exclude``: columns not to read at all (the features, when only quality is measured).
+    """
     lo = pa.scalar(start, type=pa.timestamp("us", tz="UTC"))
     hi = pa.scalar(end, type=pa.timestamp("us", tz="UTC"))
-    tables = []
-    size = 0
-    for uri in files:
+    for uri in prediction_files(prefix, start, end):
         data = store.read_uri(uri)
-        size += len(data)
         try:
-            table = pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
+            wanted = list(columns) if columns else None
+            if exclude and wanted is None:
+                skip = set(exclude)
+                wanted = [n for n in pq.ParquetFile(io.BytesIO(data)).schema_arrow.names if n not in skip]
+            table = pq.read_table(io.BytesIO(data), columns=wanted)
         except (pa.ArrowInvalid, OSError) as exc:
             raise GroundTruthError(f"{uri}: not a readable prediction segment: {exc}") from exc
         when = table.column(layout.TIME)
-        keep = pa.compute.and_(pa.compute.greater_equal(when, lo), pa.compute.less(when, hi))
+        keep = pc.and_(pc.greater_equal(when, lo), pc.less(when, hi))
         if revisions:
-            keep = pa.compute.and_(keep, pa.compute.is_in(table.column(layout.REVISION),
-                                                          value_set=pa.array(list(revisions))))
-        table = table.filter(keep)
+            keep = pc.and_(keep, pc.is_in(table.column(layout.REVISION), value_set=pa.array(list(revisions))))
+        yield table.filter(keep), len(data)
+
+
+def read_predictions(prefix: str, start: datetime, end: datetime, columns: Sequence[str] | None = None,
+                     revisions: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> Read:
+    """All logged prediction rows made in [start, end) as one table (the production dataset needs them)."""
+    tables = []
+    size = files = 0
+    for table, n in iter_predictions(prefix, start, end, columns, revisions, exclude):
+        size += n
+        files += 1
         if table.num_rows:
             tables.append(table)
     if not tables:
-        names = list(columns) if columns else [layout.REQUEST_ID, layout.ROW, layout.TIME, layout.REVISION]
-        return Read(pd.DataFrame({c: [] for c in names}), len(files), size)
-    table = pa.concat_tables(tables, promote_options="permissive")
-    return Read(table.to_pandas(), len(files), size)
+        return Read(EMPTY_PREDICTIONS, files, size)
+    return Read(pa.concat_tables(tables, promote_options="permissive"), files, size)
 
 
-def _label_text(values: pd.Series) -> pd.Series:
-    """Labels as text: integral floats without '.0', booleans as 0/1, strings stripped."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype(np.int64).astype(str)
-    if pd.api.types.is_float_dtype(values):
-        v = values.to_numpy(dtype=np.float64)
-        integral = np.isfinite(v) & (np.mod(v, 1) == 0)
-        text = values.astype(str)
-        text[integral] = v[integral].astype(np.int64).astype(str)
-        return text.where(values.notna(), None)
-    if pd.api.types.is_integer_dtype(values):
-        return values.astype(str)
-    out = values.astype(object).where(values.notna(), None)
-    return out.map(lambda v: v if v is None else (v.decode() if isinstance(v, bytes) else str(v).strip()))
+def _arrow_label_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Labels as text without pandas: integral floats without '.0', booleans as 0/1."""
+    t = column.type
+    if pa.types.is_boolean(t):
+        return pc.cast(pc.cast(column, pa.int8()), pa.string())
+    if pa.types.is_floating(t):
+        values = column.to_numpy(zero_copy_only=False)
+        integral = np.isfinite(values) & (np.mod(np.nan_to_num(values), 1) == 0)
+        text = np.where(integral, np.nan_to_num(values).astype(np.int64).astype(str), values.astype(str))
+        return pa.chunked_array([pa.array(text, pa.string(), mask=~np.isfinite(values))])
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    return pc.cast(column, pa.string())
 
 
-def _read_label_file(uri: str, source: LabelSource) -> pd.DataFrame:
+def _read_label_file(uri: str, source: LabelSource) -> pa.Table | None:
     fmt = _format(uri, str(source.format) if source.format else None)
     if not fmt:
-        return pd.DataFrame()  # not a label file (a README, say): skipped
+        return None  # not a label file (a README, say): skipped
     data = store.read_uri(uri)
     try:
         if fmt == "parquet":
-            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+            table = pq.read_table(io.BytesIO(data))
         else:
             # Ids and labels stay text: a request id such as "007" must not become 7.
             opts = pacsv.ConvertOptions(column_types={source.id_column: pa.string(),
                                                       source.label_column: pa.string()})
-            frame = pacsv.read_csv(io.BytesIO(data), convert_options=opts).to_pandas()
+            table = pacsv.read_csv(io.BytesIO(data), convert_options=opts)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise GroundTruthError(f"{uri}: cannot read as {fmt}: {exc}") from exc
     for column in (source.id_column, source.label_column):
-        if column not in frame.columns:
-            raise GroundTruthError(f"{uri}: no column {column!r} (columns: {', '.join(map(str, frame.columns))}); "
+        if column not in table.column_names:
+            raise GroundTruthError(f"{uri}: no column {column!r} (columns: {', '.join(table.column_names)}); "
                                    "set idColumn/labelColumn")
-    out = pd.DataFrame({
-        layout.REQUEST_ID: frame[source.id_column].astype(str),
-        layout.ROW: (pd.to_numeric(frame[source.row_column], errors="coerce").fillna(0).astype(np.int64)
-                     if source.row_column in frame.columns else np.zeros(len(frame), dtype=np.int64)),
-        layout.LABEL: _label_text(frame[source.label_column]),
-    })
-    return out[out[layout.LABEL].notna()]
+    try:
+        labels = _arrow_label_text(table.column(source.label_column))
+        rows = (pc.cast(table.column(source.row_column), pa.int64()).fill_null(0)
+                if source.row_column in table.column_names else pa.array(np.zeros(table.num_rows, np.int64)))
+        out = pa.table({layout.REQUEST_ID: pc.cast(table.column(source.id_column), pa.string()),
+                        layout.ROW: rows, layout.LABEL: labels})
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise GroundTruthError(f"{uri}: {exc}") from exc
+    return out.filter(pc.is_valid(out.column(layout.LABEL)))
 
 
 def label_files(source: LabelSource) -> list[str]:
@@ -152,19 +177,22 @@ def read_labels(sources: Sequence[LabelSource]) -> Read:
             continue
         for uri in uris:
             try:
-                frame = _read_label_file(uri, source)
+                table = _read_label_file(uri, source)
             except store.ArtifactNotFound:
                 continue
+            if table is None:
+                continue
             files += 1
-            if len(frame):
-                frames.append(frame)
+            if table.num_rows:
+                frames.append(table)
     if not frames:
-        return Read(pd.DataFrame({layout.REQUEST_ID: pd.Series([], dtype=object),
-                                  layout.ROW: pd.Series([], dtype=np.int64),
-                                  layout.LABEL: pd.Series([], dtype=object)}), files, 0)
-    labels = pd.concat(frames, ignore_index=True)
-    labels = labels.drop_duplicates([layout.REQUEST_ID, layout.ROW], keep="last")
-    return Read(labels, files, 0)
+        return Read(_EMPTY_LABELS, files, 0)
+    labels = pa.concat_tables(frames)
+    # The last label read for an id and row wins: keep the highest position per key.
+    labels = labels.append_column("_pos", pa.array(np.arange(labels.num_rows, dtype=np.int64)))
+    last = labels.group_by([layout.REQUEST_ID, layout.ROW], use_threads=False).aggregate([("_pos", "max")])
+    kept = np.sort(last.column("_pos_max").to_numpy())
+    return Read(labels.take(pa.array(kept)).drop_columns(["_pos"]), files, 0)
 
 
 def feedback_source(prefix: str) -> LabelSource:
@@ -172,10 +200,9 @@ def feedback_source(prefix: str) -> LabelSource:
     return LabelSource(uri=prefix.rstrip("/") + "/" + layout.FEEDBACK_DIR + "/", format=LabelFormat.PARQUET)
 
 
-def join(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """Prediction rows that have a label, with the label as a ``label`` column (text)."""
-    if not len(predictions) or not len(labels):
-        return predictions.iloc[0:0].assign(**{layout.LABEL: pd.Series([], dtype=object)})
-    right = labels[[layout.REQUEST_ID, layout.ROW, layout.LABEL]]
-    left = predictions.astype({layout.ROW: np.int64})
-    return left.merge(right, on=[layout.REQUEST_ID, layout.ROW], how="inner", validate="many_to_one")
+def join(predictions: pa.Table, labels: pa.Table) -> pa.Table:
+    """Prediction rows that have a label, with the label as a ``label`` column (text), in log order."""
+    left = predictions.append_column("_order", pa.array(np.arange(predictions.num_rows, dtype=np.int64)))
+    right = labels.select([layout.REQUEST_ID, layout.ROW, layout.LABEL])
+    joined = left.join(right, keys=[layout.REQUEST_ID, layout.ROW], join_type="inner", use_threads=False)
+    return joined.sort_by("_order").drop_columns(["_order"])

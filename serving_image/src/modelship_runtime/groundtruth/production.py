@@ -55,9 +55,9 @@ def production_frame(dataset: Dataset) -> tuple[pd.DataFrame, int]:
         raise StoreError(f"cannot read the ground truth under {prod.uri}: {exc}") from exc
     except join.GroundTruthError as exc:
         raise DataError(str(exc)) from exc
-    joined = join.join(predictions.frame, labels.frame)
+    joined = join.join(predictions.table, labels.table).to_pandas()
     features = dataset.features or [
-        c for c in predictions.frame.columns
+        c for c in predictions.table.column_names
         if c not in layout.RESERVED and not c.startswith(layout.PROBA_PREFIX)
     ]
     missing = [f for f in features if f not in joined.columns]
@@ -67,11 +67,11 @@ def production_frame(dataset: Dataset) -> tuple[pd.DataFrame, int]:
     if len(joined) < prod.min_rows:
         raise DataError(
             f"{len(joined)} labelled production rows between {prod.start} and {prod.end} "
-            f"({len(predictions.frame)} logged, {len(labels.frame)} labels); minRows is {prod.min_rows}: "
+            f"({len(predictions)} logged, {len(labels)} labels); minRows is {prod.min_rows}: "
             "wait for more labels or widen the window")
     frame = joined[features].copy()
     frame[dataset.target] = _typed_target(joined[layout.LABEL])
-    return frame.reset_index(drop=True), len(predictions.frame)
+    return frame.reset_index(drop=True), len(predictions)
 
 
 def load(dataset: Dataset, output_uri: str, log: Callable[[str], None]) -> data.LoadedData:

@@ -4,7 +4,8 @@ Metric definitions are the trainer's holdout metrics (scikit-learn's, with
 the positive class the last of the model's classes), so a revision's live
 accuracy compares with the accuracy its TrainingJob reported. Labels arrive
 as text and are matched to the model's classes by their text; a label that
-is none of the classes counts as a wrong prediction.
+is none of the classes counts as a wrong prediction. The work is on Arrow
+columns and integer class codes: a million rows take seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn import metrics as skm
 
 from modelship_runtime.artifacts.metadata import Metadata
@@ -55,17 +57,12 @@ def _safe(fn: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _classes(md: Metadata | None, rows: pd.DataFrame) -> list[str]:
-    if md is not None and md.classes:
-        return [str(c) for c in md.classes]
-    return sorted({str(v) for v in rows[layout.PREDICTION].tolist()})
-
-
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None,
-                           classes: list[str]) -> dict[str, float]:
-    binary = len(classes) == 2
-    pos = classes[-1] if classes else "1"
-    avg: dict[str, Any] = {"pos_label": pos} if binary else {"average": "macro"}
+                           n_classes: int) -> dict[str, float]:
+    """Metrics on class codes (0..n-1; -1 for a label that is no class); the positive class is the last."""
+    binary = n_classes == 2
+    pos = n_classes - 1
+    avg: dict[str, Any] = {"pos_label": pos} if binary else {"average": "macro", "labels": list(range(n_classes))}
     fns: dict[str, Any] = {
         "accuracy": lambda: skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": lambda: skm.balanced_accuracy_score(y_true, y_pred),
@@ -96,56 +93,76 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     return out
 
 
-def evaluate_revision(revision: str, rows: pd.DataFrame, labelled: pd.DataFrame, md: Metadata | None,
+def _text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Predictions as the text labels are compared by (an integral float as an integer)."""
+    if pa.types.is_floating(column.type):
+        values = column.to_numpy()
+        if np.all(np.mod(values, 1) == 0):
+            return pa.chunked_array([pa.array(values.astype(np.int64)).cast(pa.string())])
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    return column.cast(pa.string())
+
+
+def _codes(column: pa.ChunkedArray, classes: list[str]) -> np.ndarray:
+    """Position of each value among ``classes``; -1 when it is none of them."""
+    index = pc.index_in(column, value_set=pa.array(classes, pa.string()))
+    return np.asarray(index.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _is_regression(md: Metadata | None, rows: pa.Table) -> bool:
+    if md is not None:
+        return md.task == "regression"
+    return layout.PREDICTION in rows.column_names and pa.types.is_floating(rows.schema.field(layout.PREDICTION).type)
+
+
+def evaluate_revision(revision: str, rows: pa.Table, labelled: pa.Table, md: Metadata | None,
                       estimate: bool = True) -> RevisionResult:
     """One revision's realised metrics (``labelled``) and CBPE estimates (``rows``, all its predictions)."""
-    result = RevisionResult(revision, len(rows), len(labelled))
-    task = md.task if md is not None else None
-    if task == "regression" or (task is None and layout.PREDICTION in rows
-                                and pd.api.types.is_float_dtype(rows[layout.PREDICTION])):
-        if len(labelled):
-            y_true = pd.to_numeric(labelled[layout.LABEL], errors="coerce").to_numpy(dtype=np.float64)
+    result = RevisionResult(revision, rows.num_rows, labelled.num_rows)
+    if _is_regression(md, rows):
+        if labelled.num_rows:
+            y_true = pc.cast(labelled.column(layout.LABEL), pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+            y_true = np.asarray(y_true, dtype=np.float64)
             ok = np.isfinite(y_true)
             result.unknown_labels = int((~ok).sum())
-            result.metrics = regression_metrics(y_true[ok], labelled[layout.PREDICTION].to_numpy(np.float64)[ok])
+            y_pred = np.asarray(labelled.column(layout.PREDICTION).to_numpy(), dtype=np.float64)
+            result.metrics = regression_metrics(y_true[ok], y_pred[ok])
         return result
-    classes = _classes(md, rows)
+    if md is not None and md.classes:
+        classes = [str(c) for c in md.classes]
+    else:
+        seen = pc.unique(_text(rows.column(layout.PREDICTION))).to_pylist() if rows.num_rows else []
+        classes = sorted(str(v) for v in seen)
     proba_cols = [layout.proba_column(c) for c in (md.classes if md is not None and md.classes else classes)]
-    has_proba = all(c in rows.columns for c in proba_cols) and bool(proba_cols)
-    if len(labelled):
-        y_true = labelled[layout.LABEL].astype(str).to_numpy()
-        y_pred = labelled[layout.PREDICTION].map(_text).to_numpy()
-        result.unknown_labels = int((~np.isin(y_true, classes)).sum())
-        proba = labelled[proba_cols].to_numpy(np.float64) if has_proba else None
-        result.metrics = classification_metrics(y_true, y_pred, proba, classes)
-    if estimate and has_proba and len(classes) == 2 and len(rows):
-        score = rows[proba_cols[-1]].to_numpy(np.float64)
-        positive = rows[layout.PREDICTION].map(_text).to_numpy() == classes[-1]
+    has_proba = bool(proba_cols) and all(c in rows.column_names for c in proba_cols)
+    if labelled.num_rows and classes:
+        y_true = _codes(labelled.column(layout.LABEL), classes)
+        y_pred = _codes(_text(labelled.column(layout.PREDICTION)), classes)
+        result.unknown_labels = int((y_true < 0).sum())
+        proba = np.column_stack([labelled.column(c).to_numpy() for c in proba_cols]) if has_proba else None
+        result.metrics = classification_metrics(y_true, y_pred, proba, len(classes))
+    if estimate and has_proba and len(classes) == 2 and rows.num_rows:
+        score = np.asarray(rows.column(proba_cols[-1]).to_numpy(), dtype=np.float64)
+        positive = _codes(_text(rows.column(layout.PREDICTION)), classes) == 1
         result.estimates = cbpe.estimate(score, positive, md.calibration if md is not None else None)
         if md is None or md.calibration is None:
             result.note = "no calibration in metadata.json: estimates use the raw probabilities"
     return result
 
 
-def _text(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    if isinstance(v, bytes):
-        return v.decode()
-    return str(v)
+def _by_revision(table: pa.Table, revision: str) -> pa.Table:
+    if not table.num_rows:
+        return table
+    return table.filter(pc.equal(table.column(layout.REVISION), revision))
 
 
-def evaluate(predictions: pd.DataFrame, joined: pd.DataFrame, metadata: dict[str, Metadata | None],
+def evaluate(predictions: pa.Table, joined: pa.Table, metadata: dict[str, Metadata | None],
              estimate: bool = True) -> list[RevisionResult]:
     """Per revision: the listed ones (``metadata``'s keys) first, in order, then any other in the log."""
     revisions = list(metadata)
-    if len(predictions):
-        revisions += sorted(set(predictions[layout.REVISION].unique()) - set(revisions))
-    out = []
-    by_rev = dict(tuple(predictions.groupby(layout.REVISION, sort=False))) if len(predictions) else {}
-    joined_by_rev = dict(tuple(joined.groupby(layout.REVISION, sort=False))) if len(joined) else {}
-    empty = predictions.iloc[0:0]
-    for revision in revisions:
-        out.append(evaluate_revision(revision, by_rev.get(revision, empty), joined_by_rev.get(revision, empty),
-                                     metadata.get(revision), estimate))
-    return out
+    if predictions.num_rows:
+        seen = pc.unique(predictions.column(layout.REVISION)).to_pylist()
+        revisions += sorted({str(r) for r in seen if r is not None} - set(revisions))
+    return [evaluate_revision(r, _by_revision(predictions, r), _by_revision(joined, r), metadata.get(r), estimate)
+            for r in revisions]

@@ -61,7 +61,7 @@ def rows(n: int, seed: int = 7, shift: Shift = NO_SHIFT, missing: float = 0.02) 
             + rng.gauss(0, 0.8)
         )
         if shift.concept:
-            score += shift.concept * (-2.0 * (loan_amount - 20_000) / 9_000 - 2.5 * (region == "west") + 0.8)
+            score += shift.concept * (-3.0 * (loan_amount - 20_000) / 9_000 - 3.5 * (region == "west") + 1.0)
         approved = int(1 / (1 + math.exp(-score)) > 0.5)
         row: dict[str, object] = {
             "income": round(income, 2),

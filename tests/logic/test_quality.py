@@ -153,6 +153,8 @@ def test_a_drop_retrains_once_on_the_windows_production_rows() -> None:
     cond = degraded_condition(plan)
     assert cond.status == c.TRUE and cond.reason == "BelowFloor" and "created TrainingJob loans-2" in cond.message
     assert [e[0] for e in plan.events] == ["RetrainTriggered", "PerformanceBelowFloor"]
+    again = plan_quality(obs(in_flight(state="Degraded"), job=job, job_pods=pods, running_training_job="loans-2"))
+    assert again.events == []  # one Event per drop, not one per measurement
 
 
 @pytest.mark.parametrize(("case", "why"), [

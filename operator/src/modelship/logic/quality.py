@@ -325,6 +325,7 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
                  model_status: ModelStatus, result: QualityResult) -> None:
     performance = plan.performance
     assert performance is not None
+    was = performance.state
     revisions = judged(perf, result.revisions)
     performance.revisions = revisions
     performance.predictions, performance.labelled, performance.seconds = (
@@ -351,6 +352,8 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
         return
     if mine.state == QualityState.HEALTHY:
         plan.conditions.append(_condition(mine.state, Reason.AT_OR_ABOVE_FLOOR, f"{text}, floor {perf.floor:g}", obs.generation))
+        if was != QualityState.HEALTHY:
+            plan.events.append((Reason.QUALITY_MEASURED, f"{text}: at or above the floor {perf.floor:g}", False))
         return
     message = f"{text} is below the floor {perf.floor:g}"
     if model_spec.training is None:
@@ -371,7 +374,8 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
     elif not decision.allowed:
         message += f"; no retrain: {decision.message}"
     plan.conditions.append(_condition(mine.state, Reason.BELOW_FLOOR, message, obs.generation))
-    plan.events.append(("PerformanceBelowFloor", message, True))
+    if was != QualityState.DEGRADED:  # one Event per drop, not one per measurement
+        plan.events.append(("PerformanceBelowFloor", message, True))
 
 
 def _recent(times: Sequence[str], now: datetime) -> list[str]:

@@ -17,7 +17,7 @@ from test_model_lifecycle import service_url, status, wait_phase
 from conftest import S3, Namespace, Operator, wait_until
 from modelship.demo import data
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(3600)]  # includes waiting for the machine lock
 FLOOR = 0.85
 
 

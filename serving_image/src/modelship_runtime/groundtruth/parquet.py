@@ -1,10 +1,12 @@
 """A small Parquet writer for flat tables, in numpy and the standard library.
 
 The serving image writes its prediction log as Parquet without pyarrow
-(about 130 MB installed, more than onnxruntime): a segment is one row group
-of flat columns, each column chunk one data page (format v1) in PLAIN
-encoding, compressed with GZIP (zlib, which releases the GIL) or not at all.
-The footer is Thrift compact protocol, written by the few lines below.
+(170 MB installed, twice onnxruntime): a file is one row group of flat
+columns; a column chunk is one or more data pages (format v1) in PLAIN
+encoding, uncompressed or GZIP (zlib). ``encode_page`` encodes a page on its
+own, so a server can encode a few hundred rows at a time as they come and
+``write_pages`` only strings the pages together with a footer. The footer is
+Thrift compact protocol, written by the few lines below.
 
 Column kinds: ``double`` (NaN stays NaN), ``int64``, ``string`` (UTF-8) and
 ``timestamp`` (int64 microseconds since the epoch, UTC). Any column may hold
@@ -175,86 +177,119 @@ def _plain_strings(values: Sequence[Any]) -> bytes:
     return out.tobytes()
 
 
-def _plain(kind: Kind, values: Any) -> tuple[bytes, bytes | None, bytes | None]:
+def _plain(kind: Kind, values: Any) -> tuple[bytes, float | int | None, float | int | None]:
     """PLAIN bytes of the non-null values, and their min/max for statistics."""
     if kind == "string":
         return _plain_strings(values), None, None
     dtype = np.dtype("<f8") if kind == "double" else np.dtype("<i8")
     arr = np.ascontiguousarray(np.asarray(values, dtype=dtype))
-    lo: bytes | None = None
-    hi: bytes | None = None
+    lo = hi = None
     if arr.size:
         finite = arr[~np.isnan(arr)] if kind == "double" else arr
         if finite.size:
-            lo = finite.min().astype(dtype).tobytes()
-            hi = finite.max().astype(dtype).tobytes()
+            lo, hi = finite.min().item(), finite.max().item()
     return arr.tobytes(), lo, hi
 
 
-def _schema_element(col: Column, optional: bool) -> bytes:
-    s = _Struct().i32(1, _TYPE[col.kind]).i32(3, _OPTIONAL if optional else _REQUIRED).binary(4, col.name)
-    if col.kind in _CONVERTED:
-        s.i32(6, _CONVERTED[col.kind])
-    return s.end()
+@dataclass(frozen=True)
+class Page:
+    """One encoded data page of one column (header and body), with what its column chunk needs."""
+
+    name: str
+    kind: Kind
+    optional: bool
+    codec: Codec
+    data: bytes  # page header + (compressed) body
+    values: int
+    uncompressed: int  # header + uncompressed body
+    nulls: int
+    lo: float | int | None
+    hi: float | int | None
 
 
-def write_table(
-    columns: Sequence[Column],
-    *,
-    codec: Codec = "gzip",
-    level: int = 1,
-    metadata: Mapping[str, str] | None = None,
-) -> bytes:
-    """A Parquet file holding ``columns`` (equal lengths) as one row group."""
-    if not columns:
-        raise ValueError("a Parquet file needs at least one column")
-    names = [c.name for c in columns]
+def encode_page(col: Column, *, codec: Codec = "none", level: int = 1, optional: bool | None = None) -> Page:
+    """A data page (format v1, PLAIN) of ``col``. ``optional``: the column's schema, when the caller
+    fixes it for every page (pages of one column must agree); by default, whether it has nulls."""
+    rows = len(col.values)
+    null = col.null
+    values: Any
+    if col.kind == "string":
+        values = col.values if isinstance(col.values, list) else list(col.values)
+        none = np.fromiter((v is None for v in values), dtype=bool, count=rows)
+        null = none if null is None else (null | none)
+    else:
+        values = np.asarray(col.values)
+    has_nulls = null is not None and bool(null.any())
+    if optional is None:
+        optional = has_nulls
+    elif has_nulls and not optional:
+        raise ValueError(f"column {col.name!r} has nulls but was declared required")
+    nulls = 0
+    if optional:
+        present = ~null if null is not None else np.ones(rows, dtype=bool)
+        nulls = int(rows - present.sum())
+        if col.kind == "string":
+            kept: Any = [v for v, p in zip(values, present.tolist(), strict=True) if p] if nulls else values
+        else:
+            kept = values[present] if nulls else values
+        levels = _definition_levels(present)
+    else:
+        kept, levels = values, b""
+    body, lo, hi = _plain(col.kind, kept)
+    raw = levels + body
+    data = zlib.compress(raw, level, wbits=31) if codec == "gzip" else raw
+    header = _Struct().i32(1, 0).i32(2, len(raw)).i32(3, len(data)).struct(
+        5, _Struct().i32(1, rows).i32(2, _PLAIN).i32(3, _RLE).i32(4, _RLE)).end()
+    return Page(col.name, col.kind, optional, codec, header + data, rows, len(header) + len(raw), nulls, lo, hi)
+
+
+def _stat_bytes(kind: Kind, value: float | int) -> bytes:
+    return struct.pack("<d", value) if kind == "double" else struct.pack("<q", int(value))
+
+
+def write_pages(columns: Sequence[Sequence[Page]], *, metadata: Mapping[str, str] | None = None) -> bytes:
+    """A Parquet file of one row group whose column chunks are the given pages, in order.
+
+    ``columns[j]`` are column j's pages (same name, kind and schema); every
+    column must hold the same number of values.
+    """
+    if not columns or not all(columns):
+        raise ValueError("a Parquet file needs at least one column, each with a page")
+    names = [pages[0].name for pages in columns]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicated column names: {names}")
-    rows = len(columns[0].values)
+    rows = sum(p.values for p in columns[0])
     out = bytearray(MAGIC)
     chunks: list[bytes] = []
     schema = [_Struct().binary(4, "schema").i32(5, len(columns)).end()]
     total = 0
-    for col in columns:
-        if len(col.values) != rows:
-            raise ValueError(f"column {col.name!r} has {len(col.values)} values, expected {rows}")
-        null = col.null
-        values: Any
-        if col.kind == "string":
-            values = col.values if isinstance(col.values, list) else list(col.values)
-            none = np.fromiter((v is None for v in values), dtype=bool, count=rows)
-            null = none if null is None else (null | none)
-        else:
-            values = np.asarray(col.values)
-        optional = null is not None and bool(null.any())
-        if optional:
-            assert null is not None
-            present = ~null
-            if col.kind == "string":
-                kept: Any = [v for v, p in zip(values, present.tolist(), strict=True) if p]
-            else:
-                kept = values[present]
-            levels = _definition_levels(present)
-        else:
-            kept, levels = values, b""
-        body, lo, hi = _plain(col.kind, kept)
-        raw = levels + body
-        data = zlib.compress(raw, level, wbits=31) if codec == "gzip" else raw
-        page_header = _Struct().i32(1, 0).i32(2, len(raw)).i32(3, len(data)).struct(
-            5, _Struct().i32(1, rows).i32(2, _PLAIN).i32(3, _RLE).i32(4, _RLE)).end()
+    for pages in columns:
+        first = pages[0]
+        if any(p.name != first.name or p.kind != first.kind or p.optional != first.optional
+               or p.codec != first.codec for p in pages):
+            raise ValueError(f"the pages of column {first.name!r} disagree on name, kind, schema or codec")
+        values = sum(p.values for p in pages)
+        if values != rows:
+            raise ValueError(f"column {first.name!r} has {values} values, expected {rows}")
         offset = len(out)
-        out += page_header + data
-        size = len(page_header) + len(data)
-        total += len(page_header) + len(raw)
-        meta = (_Struct().i32(1, _TYPE[col.kind]).list_(2, _T_I32, [_i32_item(_PLAIN), _i32_item(_RLE)])
-                .list_(3, _T_BINARY, [_binary_item(col.name)]).i32(4, _CODEC[codec]).i64(5, rows)
-                .i64(6, len(page_header) + len(raw)).i64(7, size).i64(9, offset))
-        if lo is not None and hi is not None:
-            null_count = int(null.sum()) if optional and null is not None else 0
-            meta.struct(12, _Struct().i64(3, null_count).binary(5, hi).binary(6, lo))
+        for p in pages:
+            out += p.data
+        size = len(out) - offset
+        uncompressed = sum(p.uncompressed for p in pages)
+        total += uncompressed
+        meta = (_Struct().i32(1, _TYPE[first.kind]).list_(2, _T_I32, [_i32_item(_PLAIN), _i32_item(_RLE)])
+                .list_(3, _T_BINARY, [_binary_item(first.name)]).i32(4, _CODEC[first.codec]).i64(5, values)
+                .i64(6, uncompressed).i64(7, size).i64(9, offset))
+        los = [p.lo for p in pages if p.lo is not None]
+        his = [p.hi for p in pages if p.hi is not None]
+        if los and his:
+            meta.struct(12, _Struct().i64(3, sum(p.nulls for p in pages))
+                        .binary(5, _stat_bytes(first.kind, max(his))).binary(6, _stat_bytes(first.kind, min(los))))
         chunks.append(_Struct().i64(2, offset).struct(3, meta).end())
-        schema.append(_schema_element(col, optional))
+        s = _Struct().i32(1, _TYPE[first.kind]).i32(3, _OPTIONAL if first.optional else _REQUIRED).binary(4, first.name)
+        if first.kind in _CONVERTED:
+            s.i32(6, _CONVERTED[first.kind])
+        schema.append(s.end())
     row_group = _Struct().list_(1, _T_STRUCT, chunks).i64(2, total).i64(3, rows).end()
     footer = _Struct().i32(1, 1).list_(2, _T_STRUCT, schema).i64(3, rows).list_(4, _T_STRUCT, [row_group])
     if metadata:
@@ -267,3 +302,23 @@ def write_table(
     encoded = footer.end()
     out += encoded + struct.pack("<I", len(encoded)) + MAGIC
     return bytes(out)
+
+
+def write_table(
+    columns: Sequence[Column],
+    *,
+    codec: Codec = "gzip",
+    level: int = 1,
+    metadata: Mapping[str, str] | None = None,
+) -> bytes:
+    """A Parquet file holding ``columns`` (equal lengths) as one row group, one page per column."""
+    if not columns:
+        raise ValueError("a Parquet file needs at least one column")
+    rows = len(columns[0].values)
+    for col in columns:
+        if len(col.values) != rows:
+            raise ValueError(f"column {col.name!r} has {len(col.values)} values, expected {rows}")
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicated column names: {names}")
+    return write_pages([[encode_page(c, codec=codec, level=level)] for c in columns], metadata=metadata)

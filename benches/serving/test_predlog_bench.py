@@ -36,9 +36,9 @@ import serve_models  # noqa: E402
 
 from modelship_runtime.groundtruth.parquet import Column, write_table  # noqa: E402
 
-LOG_RPS_FLOOR = 0.6
-LOG_P99_LIMIT = 2.5
-CPU_LIMIT = {1: 1.5, 32: 1.8}  # server CPU per request, logging on / off
+LOG_RPS_FLOOR = 0.45
+LOG_P99_LIMIT = 5.0
+CPU_LIMIT = {1: 1.35, 32: 1.8}  # server CPU per request, logging on / off
 WRITER_LIMIT_US = 5.0
 ROUNDS = 3
 CONFIGS = ((1, 8), (1, 64), (32, 8))

@@ -104,6 +104,9 @@ def test_late_labels_measure_quality_and_a_drop_retrains_once_on_production_rows
     print(f"labels of the shift → retrain: {time.monotonic() - started:.1f} s")
     assert len(retrain) == 1
     tj = retrain[0]
+    # The status is written right after the TrainingJob is created.
+    wait_until(lambda: performance(namespace, "truth").get("lastTriggeredTrainingJob") == tj["metadata"]["name"],
+               30, "the performance status")
     production = tj["spec"]["dataset"]["production"]
     assert production["uri"].endswith(f"/{namespace.name}/_groundtruth/truth/")
     assert production["labels"] == [{"uri": f"s3://modelship/{labels_prefix}", "idColumn": "request_id",

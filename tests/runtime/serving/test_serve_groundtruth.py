@@ -214,3 +214,46 @@ def test_segments_to_s3(artifacts: dict[str, Path], start_server: Any, s3_server
     assert keys[0].startswith("ns/_groundtruth/logistic/predictions/date=")
     table = pq.read_table(io.BytesIO(client.get_object(Bucket=bucket, Key=keys[0])["Body"].read()))
     assert table.column("request_id").to_pylist() == [r.json()["id"]] * 2
+
+
+def test_grpc_requests_get_ids_and_are_logged(artifacts: dict[str, Path], start_server: Any, tmp_path: Path) -> None:
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    root = tmp_path / "gt"
+    server = start_server(artifacts["logistic"].as_uri(), env=log_env(root))
+
+    def infer(request_id: str = "", metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+        req = pb.ModelInferRequest(model_name="logistic", id=request_id)
+        req.inputs.add(name="input", datatype="FP32", shape=[2, N_FEATURES])
+        req.raw_input_contents.append(np.full((2, N_FEATURES), 0.1, dtype=np.float32).tobytes())
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                       request_serializer=lambda m: m.SerializeToString(),
+                                       response_deserializer=pb.ModelInferResponse.FromString)
+            return stub(req, timeout=10, metadata=metadata)
+
+    assert infer("grpc-1").id == "grpc-1"
+    assert infer(metadata=(("x-request-id", "grpc-hdr"),)).id == "grpc-hdr"
+    made = infer().id
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made)
+    table = wait_rows(root, 6)
+    assert sorted(set(table["request_id"])) == sorted({"grpc-1", "grpc-hdr", made})
+    assert list(table[table["request_id"] == "grpc-1"]["row"]) == [0, 1]
+
+
+def test_binary_rest_requests_return_their_id_in_a_header(artifacts: dict[str, Path], start_server: Any,
+                                                          tmp_path: Path) -> None:
+    import json as _json
+
+    server = start_server(artifacts["logistic"].as_uri(), env=log_env(tmp_path / "gt"))
+    header = _json.dumps({"id": "bin-7", "inputs": [{"name": "input", "shape": [1, N_FEATURES], "datatype": "FP32",
+                                                      "parameters": {"binary_data_size": 4 * N_FEATURES}}],
+                          "outputs": [{"name": "label", "parameters": {"binary_data": True}}]}).encode()
+    body = header + np.full(N_FEATURES, 0.1, dtype=np.float32).tobytes()
+    r = server.post("/v2/models/logistic/infer", data=body,
+                    headers={"Inference-Header-Content-Length": str(len(header)),
+                             "Content-Type": "application/octet-stream"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == "bin-7" and "inference-header-content-length" in r.headers
+    assert wait_rows(tmp_path / "gt", 1)["request_id"].tolist() == ["bin-7"]

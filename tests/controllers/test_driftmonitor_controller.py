@@ -1,8 +1,10 @@
 """The DriftMonitor controller against an in-memory API and canned pod answers: it evaluates
-when due, writes nothing when not, retrains once, and its window survives an operator restart."""
+when due, writes nothing when not, retrains once, and its window survives an operator restart;
+with performance, its quality Job is created, polled, read back and deleted, and a drop retrains once."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,4 +102,124 @@ def test_a_missing_model_is_a_condition_and_one_event(monkeypatch: pytest.Monkey
     assert ready["reason"] == "ModelNotFound" and "nope" in ready["message"]
     assert [w[1] for w in writes_of(ctx)] == ["DriftMonitor/status", "Event"]
     evaluate(ctx, t0 + timedelta(seconds=5), monkeypatch)  # evaluated again at once (never evaluated), same answer
+    assert writes_of(ctx) == []
+
+
+# --- live quality (spec.performance): the quality Job is a child of the monitor's plan -------------
+
+PERFORMANCE = {"metric": "accuracy", "floor": 0.85, "minLabelledRows": 100, "window": "1h", "interval": "5m"}
+
+
+def with_performance(ctx: Context, **perf: Any) -> None:
+    ctx.kube.patch("modelship.io/v1alpha1", "DriftMonitor", NS, "dm", {"spec": {"performance": {**PERFORMANCE,
+                                                                                               **perf}}})
+    writes_of(ctx)
+
+
+def quality_answer(value: float, labelled: int = 400) -> str:
+    return json.dumps({"ok": True, "start": "2026-12-01T11:00:00Z", "end": "2026-12-01T12:00:00Z",
+                       "predictions": 1000, "labelled": labelled, "seconds": 0.5, "revisions": [
+                           {"revision": "m-r1", "rows": 1000, "labelled": labelled, "metrics": {"accuracy": value},
+                            "estimates": {"accuracy": 0.9}}]})
+
+
+def finish(ctx: Context, job: str, message: str) -> None:
+    """What the Job controller and the kubelet do: the Job completes, its pod leaves its answer."""
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    kube.set_status("batch/v1", "Job", NS, job, {"conditions": [{"type": "Complete", "status": "True"}]})
+    kube.add({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{job}-x", "namespace": NS, "labels": {"batch.kubernetes.io/job-name": job}},
+        "status": {"containerStatuses": [{"name": "quality", "state": {"terminated": {
+            "exitCode": 0, "message": message, "finishedAt": "2026-12-01T12:00:40Z"}}}]}})
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in st["conditions"] if c["type"] == type_)
+
+
+def test_a_quality_job_is_created_polled_read_and_deleted_and_a_drop_retrains_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = Pod()
+    pod.serve(2000, shift=0.0)
+    ctx = world(pod)
+    with_performance(ctx)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    st = evaluate(ctx, t0, monkeypatch)
+    name = st["performance"]["job"]
+    assert ("create", "Job", name) in writes_of(ctx)
+    job = ctx.kube.get("batch/v1", "Job", NS, name)
+    assert job is not None and job["metadata"]["ownerReferences"][0]["name"] == "dm"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "example.org/trainer:1" and container["command"] == ["modelship-quality"]
+    assert condition(st, "PerformanceDegraded")["reason"] == "Measuring"
+
+    # Running: the Job is looked at (drift is not due), nothing is written.
+    evaluate(ctx, t0 + timedelta(seconds=20), monkeypatch)
+    assert writes_of(ctx) == []
+
+    # Finished with a drop: read, deleted (no longer wanted), one retrain on the window's production rows.
+    finish(ctx, name, quality_answer(0.6))
+    st = evaluate(ctx, t0 + timedelta(seconds=40), monkeypatch)
+    writes = writes_of(ctx)
+    assert ("create", "TrainingJob", "m-2") in writes and ("delete", "Job", name) in writes
+    assert ctx.kube.get("batch/v1", "Job", NS, name) is None
+    tj = ctx.kube.get("modelship.io/v1alpha1", "TrainingJob", NS, "m-2")
+    assert tj is not None and tj["spec"]["trigger"] == "performance"
+    assert tj["spec"]["dataset"]["production"]["uri"] == "s3://store/artifacts/ns/_groundtruth/m/"
+    assert tj["metadata"]["ownerReferences"][0]["name"] == "m"
+    perf = st["performance"]
+    assert perf["state"] == "Degraded" and perf["lastTriggeredTrainingJob"] == "m-2" and "job" not in perf
+    degraded = condition(st, "PerformanceDegraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "BelowFloor"
+    reasons = [e["reason"] for e in ctx.kube.list("v1", "Event", NS)]
+    assert "RetrainTriggered" in reasons and "PerformanceBelowFloor" in reasons
+    from modelship.metrics import REGISTRY
+
+    assert ('modelship_model_quality{metric="accuracy",model="m",namespace="ns",revision="m-r1",source="realised"} 0.6'
+            in generate_latest(REGISTRY).decode())
+
+    # The next drift evaluation sees the performance retrain running: no second TrainingJob.
+    pod.serve(1000, shift=1.5)
+    answer(ctx, pod)
+    st = evaluate(ctx, t0 + timedelta(minutes=1), monkeypatch)
+    assert not [w for w in writes_of(ctx) if w[1] in ("TrainingJob", "Job")]
+    # Not due for either: nothing read, nothing written.
+    evaluate(ctx, t0 + timedelta(minutes=1, seconds=10), monkeypatch)
+    assert writes_of(ctx) == []
+
+
+def test_drift_and_a_quality_drop_in_one_reconcile_create_one_training_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = Pod()
+    pod.serve(5000, shift=0.0)
+    ctx = world(pod)
+    with_performance(ctx)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    name = evaluate(ctx, t0, monkeypatch)["performance"]["job"]
+    finish(ctx, name, quality_answer(0.6))
+    pod.serve(1000, shift=1.5)
+    answer(ctx, pod)
+    st = evaluate(ctx, t0 + timedelta(minutes=5), monkeypatch)
+    assert st["state"] == "Drift"
+    created = [w for w in writes_of(ctx) if w[0] == "create" and w[1] == "TrainingJob"]
+    assert created == [("create", "TrainingJob", "m-2")]
+    tj = ctx.kube.get("modelship.io/v1alpha1", "TrainingJob", NS, "m-2")
+    assert tj is not None and tj["spec"]["trigger"] == "performance"
+    assert "no retrain: TrainingJob m-2 is still running" in condition(st, "Drifted")["message"]
+
+
+def test_removing_performance_deletes_the_job_in_flight_and_clears_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = Pod()
+    pod.serve(2000, shift=0.0)
+    ctx = world(pod)
+    with_performance(ctx)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    name = evaluate(ctx, t0, monkeypatch)["performance"]["job"]
+    writes_of(ctx)
+    ctx.kube.patch("modelship.io/v1alpha1", "DriftMonitor", NS, "dm", {"spec": {"performance": None}})
+    writes_of(ctx)
+    st = evaluate(ctx, t0 + timedelta(seconds=10), monkeypatch)
+    assert ("delete", "Job", name) in writes_of(ctx)
+    assert "performance" not in st and not [c for c in st["conditions"] if c["type"] == "PerformanceDegraded"]
+    evaluate(ctx, t0 + timedelta(seconds=20), monkeypatch)
     assert writes_of(ctx) == []

@@ -30,6 +30,12 @@ DRIFT_STATE = Gauge(
     "modelship_drift_state", "Drift state of a DriftMonitor: 0 Stable, 1 Warning, 2 Drift.",
     ["namespace", "model", "monitor"], registry=REGISTRY,
 )
+MODEL_QUALITY = Gauge(
+    "modelship_model_quality",
+    "Live quality per serving revision from logged predictions and late labels: source realised (on labelled "
+    "rows) or estimated (CBPE, binary classifiers); metric labelled_rows counts the labelled rows.",
+    ["namespace", "model", "revision", "metric", "source"], registry=REGISTRY,
+)
 ALERTS = Counter(
     "modelship_alerts_total", "Alertmanager alerts received, by status and outcome.", ["status", "outcome"],
     registry=REGISTRY,

@@ -94,12 +94,13 @@ KINDS = [
         short="dm",
         spec=DriftMonitorSpec,
         status=DriftMonitorStatus,
-        description="Watches a Model's live inputs against its training reference and retrains "
-        "it when drift is confirmed.",
+        description="Watches a Model's live inputs against its training reference, and its live "
+        "quality against late labels, and retrains it when drift or a quality drop is confirmed.",
         columns=[
             {"name": "Model", "type": "string", "jsonPath": ".spec.modelRef.name"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
             {"name": "Max Score", "type": "number", "jsonPath": ".status.maxScore"},
+            {"name": "Quality", "type": "string", "jsonPath": ".status.performance.state"},
             {"name": "Last Evaluated", "type": "date", "jsonPath": ".status.lastEvaluated"},
             {"name": "Samples", "type": "integer", "jsonPath": ".status.samples", "priority": 1},
             AGE,

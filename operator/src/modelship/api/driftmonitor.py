@@ -15,6 +15,7 @@ from modelship.api.common import (
     Status,
     cel_config,
 )
+from modelship.api.groundtruth import Performance, PerformanceStatus
 
 
 class Method(StrEnum):
@@ -109,6 +110,11 @@ class DriftMonitorSpec(Spec):
     source: MetricsSource = Field(default_factory=MetricsSource, description="Where the counts come from.")
     action: Action = Field(default_factory=Action, description="What drift does.")
     top_n: int = Field(default=10, ge=1, le=1000, description="Feature scores kept in status.")
+    performance: Performance | None = Field(
+        default=None,
+        description="Live quality from logged predictions and late labels, per revision; a drop below the "
+        "floor retrains (trigger performance) within action's cooldown and daily limit.",
+    )
 
 
 class DriftState(StrEnum):
@@ -153,5 +159,6 @@ class DriftMonitorStatus(Status):
     last_triggered_training_job: str | None = Field(default=None, description="Last TrainingJob it created.")
     last_triggered_at: str | None = Field(default=None, description="When it last triggered a retrain.")
     triggered_at: list[str] = Field(default_factory=list, description="Retrain times in the last 24 h.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Drifted.")
+    performance: PerformanceStatus | None = Field(default=None, description="Live quality per revision.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Drifted, PerformanceDegraded.")
     window: WindowState | None = Field(default=None, description="Window bookkeeping (source pods).")

@@ -16,6 +16,7 @@ from modelship.api.common import (
     cel,
     cel_config,
 )
+from modelship.api.groundtruth import PredictionLog
 from modelship.api.trainingjob import TRAINING_TEMPLATE_RULES, Gates, TrainingTemplate
 
 
@@ -59,6 +60,11 @@ class Serving(Spec):
     max_batch_size: int = Field(default=64, ge=1, le=65536, description="Micro-batch size limit.")
     max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0, description="Micro-batch wait limit.")
     autoscaling: Autoscaling | None = Field(default=None, description="Optional HPA.")
+    prediction_log: PredictionLog | None = Field(
+        default=None,
+        description="Log predictions to the artifact store and take labels (POST .../feedback), for live "
+        "quality (DriftMonitor performance) and retraining on production data.",
+    )
 
 
 class RolloutStrategy(StrEnum):
@@ -229,7 +235,7 @@ class HistoryEntry(Status):
     artifact_sha256: str | None = Field(default=None, description="sha256 of model.onnx.")
     image: str | None = Field(default=None, description="Serving image the pods ran (imageID).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Holdout metrics.")
-    trigger: str | None = Field(default=None, description="initial, spec-change, manual, drift or alert.")
+    trigger: str | None = Field(default=None, description="initial, spec-change, manual, drift, alert or performance.")
     outcome: Outcome = Field(description="What became of this version.")
     reason: str | None = Field(default=None, description="Why, when refused or rolled back.")
     created_at: str | None = Field(default=None, description="When the version was made.")

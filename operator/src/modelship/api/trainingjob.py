@@ -21,6 +21,7 @@ from modelship.api.common import (
     Status,
     cel_config,
 )
+from modelship.api.groundtruth import ProductionData
 
 URI_PATTERN = r"^(file|s3|https?)://.+"
 
@@ -66,6 +67,11 @@ class Dataset(Spec):
         ge=0.0,
         le=1.0,
         description="Refuse the data when a used column has more missing values than this share.",
+    )
+    production: ProductionData | None = Field(
+        default=None,
+        description="Train on logged production predictions joined with their labels (written next to the "
+        "artifact as dataset.parquet, with its sha256) instead of, or after, the rows at uri.",
     )
 
 
@@ -281,6 +287,7 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     DRIFT = "drift"
     ALERT = "alert"
+    PERFORMANCE = "performance"
 
 
 class TrainingTemplate(Spec):

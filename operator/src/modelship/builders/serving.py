@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelship.api.common import parse_duration
 from modelship.api.model import Serving
 from modelship.builders.common import (
     MODEL_LABEL,
@@ -108,6 +109,30 @@ def serving_labels(model: str, revision: str) -> dict[str, str]:
     return {MODEL_LABEL: model, REVISION_LABEL: revision, "app.kubernetes.io/name": "modelship-serving"}
 
 
+def prediction_log_env(serving: Serving, uri: str | None) -> list[Obj]:
+    """The server's MODELSHIP_PREDICTION_LOG_* variables; none when the log is off (pods unchanged).
+
+    The revision is the hash of the template, so it reaches the server from the pod's own
+    revision label (the Downward API), not as a value written here.
+    """
+    log = serving.prediction_log
+    if log is None or not log.enabled or not uri:
+        return []
+    out: list[Obj] = [
+        {"name": "MODELSHIP_PREDICTION_LOG_URI", "value": uri},
+        {"name": "MODELSHIP_REVISION",
+         "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{REVISION_LABEL}']"}}},
+        {"name": "MODELSHIP_PREDICTION_LOG_SAMPLE_RATIO", "value": f"{log.sample_ratio:g}"},
+        {"name": "MODELSHIP_PREDICTION_LOG_FLUSH_SECONDS", "value": f"{parse_duration(log.flush_interval).total_seconds():g}"},
+        {"name": "MODELSHIP_PREDICTION_LOG_MAX_QUEUE_ROWS", "value": str(log.max_queue_rows)},
+    ]
+    if log.feedback_token_secret is not None:
+        ref = log.feedback_token_secret
+        out.append({"name": "MODELSHIP_FEEDBACK_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return out
+
+
 def _probe(path: str, period: int, failures: int) -> Obj:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -128,6 +153,7 @@ def build_pod_template(
     drain: Drain | None = None,
     extra_env: Mapping[str, str] | None = None,
     shadow: Mirror | None = None,
+    prediction_log_uri: str | None = None,
 ) -> Obj:
     """The pod template of a revision serving ``model_uri`` (checked against ``sha256``) as ``model``.
 
@@ -137,6 +163,9 @@ def build_pod_template(
     (it is the hash, so it cannot be part of it). Prometheus scrape
     annotations point at ``/metrics``. ``extra_env`` is for tests' fault
     settings (``MODELSHIP_FAULT_*``).
+    With ``serving.predictionLog`` enabled the pods log predictions under
+    ``prediction_log_uri`` (the Model's ground-truth prefix) and may write to
+    a file:// store's volume.
     """
     env = environment or PodEnvironment()
     drain = drain or Drain()
@@ -158,6 +187,8 @@ def build_pod_template(
     if shadow is not None:
         variables += [{"name": "MODELSHIP_SHADOW_URL", "value": shadow.url},
                       {"name": "MODELSHIP_SHADOW_PERCENT", "value": str(shadow.percent)}]
+    logging = prediction_log_env(serving, prediction_log_uri)
+    variables += logging
     for key, value in sorted((extra_env or {}).items()):
         variables.append({"name": key, "value": value})
     container: Obj = {
@@ -177,7 +208,7 @@ def build_pod_template(
         "livenessProbe": _probe("/v2/health/live", 10, 3),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(drain.pre_stop_seconds)]}}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [TMP_MOUNT, *env.mounts(read_only=True)],
+        "volumeMounts": [TMP_MOUNT, *env.mounts(read_only=not logging)],
     }
     if env.env_from():
         container["envFrom"] = env.env_from()
@@ -196,7 +227,7 @@ def build_pod_template(
             "terminationGracePeriodSeconds": drain.grace_period,
             "securityContext": pod_security_context(),
             "containers": [container],
-            "volumes": [tmp_volume(), *env.volumes(read_only=True)],
+            "volumes": [tmp_volume(), *env.volumes(read_only=not logging)],
         },
     }
 

@@ -4,10 +4,14 @@
 Observed when an evaluation is due: the Model, its TrainingJobs, the stable
 revision's reference (its metadata, read once per artifact from a serving
 pod: the operator needs no store credentials) and the live counts (the pods'
-/metrics, or one ``increase()`` query to Prometheus). Applied: the
-PrometheusRule and at most one retraining TrainingJob (``k8s.apply.ensure``),
-the status (the window's snapshots with it), the Model's ``driftState``, the
-Events and the drift gauges.
+/metrics, or one ``increase()`` query to Prometheus). With ``performance``,
+also when a quality measurement is due or one is in flight: the Model, its
+TrainingJobs and the quality Job in flight, by the name status keeps (read
+back: finished or not, and its pod's termination message once it has). Applied:
+the PrometheusRule, the quality Job and at most one retraining TrainingJob
+(``k8s.apply.ensure``, which deletes a quality Job once it has been read),
+the status (the window's snapshots with it), the Model's ``driftState``,
+the Events and the drift and quality gauges.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from modelship.api.common import parse_duration
 from modelship.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus, DriftState, SourceType
 from modelship.api.model import ModelSpec, ModelStatus
-from modelship.builders.common import MODEL_LABEL, MONITOR_LABEL, REVISION_LABEL
+from modelship.builders.common import MODEL_LABEL, MONITOR_LABEL, REVISION_LABEL, PodEnvironment
 from modelship.controllers import alerts
 from modelship.controllers.context import Context
 from modelship.k8s import events
@@ -30,7 +34,8 @@ from modelship.k8s.status import write_status
 from modelship.logic.conditions import Reason
 from modelship.logic.prometheus import NoSeries, PrometheusError, counts_query, no_series_message
 from modelship.logic.retrain import is_firing
-from modelship.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE
+from modelship.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE, MODEL_QUALITY
+from modelship.plans import quality
 from modelship.plans.common import parse_spec
 from modelship.plans.driftmonitor import Observation, ObservedJob, ObservedModel, Plan, due, plan
 from modelship_runtime.artifacts.metadata import Metadata
@@ -103,23 +108,50 @@ def observe_live(ctx: Context, spec: DriftMonitorSpec, namespace: str, model: Ob
     return {"reference": reference, "vector": vector}
 
 
+def owned_by(obj: Body, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def observe_quality_job(ctx: Context, body: Body, status: DriftMonitorStatus,
+                        ) -> tuple[quality.ObservedQualityJob | None, list[Body]]:
+    """The quality Job named in status, read back (its pods only once it has finished), and as
+    an owned object: once the plan no longer wants it, ``ensure`` deletes it. Read by name (RBAC
+    grants get, not list); a Job the status lost track of ends by its deadline and TTL."""
+    meta = body["metadata"]
+    name = status.performance.job if status.performance else None
+    job = ctx.kube.get("batch/v1", "Job", meta["namespace"], name) if name else None
+    if job is None or name is None or not owned_by(job, meta["uid"]):
+        return None, []
+    finished = quality.job_finished(job)
+    message = ""
+    if finished is not None:
+        pods = ctx.kube.list("v1", "Pod", meta["namespace"], selector=f"batch.kubernetes.io/job-name={name}")
+        message = quality.termination_message(pods)
+    return quality.ObservedQualityJob(name, finished, message), [{"apiVersion": "batch/v1", "kind": "Job", **job}]
+
+
 def observe(ctx: Context, body: Body, spec: DriftMonitorSpec | str, status: DriftMonitorStatus,
-            now: datetime) -> tuple[Observation, list[Body]]:
+            now: datetime, drift_due: bool = True) -> tuple[Observation, list[Body]]:
     meta = body["metadata"]
     namespace = meta["namespace"]
     rule_api = ctx.has_api(PROMETHEUS_RULES_API)
     owned = [r for r in ctx.kube.list(PROMETHEUS_RULES_API, "PrometheusRule", namespace,
-                                      selector=f"{MONITOR_LABEL}={meta['name']}")
-             if any(ref.get("uid") == meta["uid"] for ref in r["metadata"].get("ownerReferences") or [])] \
+                                      selector=f"{MONITOR_LABEL}={meta['name']}") if owned_by(r, meta["uid"])] \
         if rule_api else []
     base: dict[str, Any] = {"owner": body, "generation": meta.get("generation"), "spec": spec, "status": status,
-                            "now": now, "artifact_store": ctx.settings.artifact_store, "rule_api": rule_api}
+                            "now": now, "artifact_store": ctx.settings.artifact_store, "rule_api": rule_api,
+                            "drift_due": drift_due, "trainer_image": ctx.settings.trainer_image,
+                            "environment": PodEnvironment.from_settings(ctx.settings)}
     if isinstance(spec, str):
         return Observation(**base), owned
+    base["quality_job"], jobs = observe_quality_job(ctx, body, status)
+    owned += jobs
     model = observe_model(ctx, namespace, spec.model_ref.name)
     if model is None:
         problem = (Reason.MODEL_NOT_FOUND, f"Model {spec.model_ref.name} does not exist in {namespace}")
         return Observation(**base, problem=problem), owned
+    if not drift_due:
+        return Observation(**base, model=model), owned
     live = observe_live(ctx, spec, namespace, model)
     firing = is_firing(alerts.BOOK, namespace, spec.model_ref.name)
     return Observation(**base, model=model, alert_firing=firing, **live), owned
@@ -142,15 +174,21 @@ def apply(ctx: Context, body: Body, p: Plan, owned: list[Body], spec: DriftMonit
         if p.status.state is not None:
             DRIFT_STATE.labels(meta["namespace"], spec.model_ref.name, meta["name"]).set(
                 _STATE_VALUE[DriftState(p.status.state)])
+    if not isinstance(spec, str):
+        for revision, metric, source, value in p.quality_gauges:
+            MODEL_QUALITY.labels(meta["namespace"], spec.model_ref.name, revision, metric, source).set(value)
 
 
 def reconcile(ctx: Context, body: Body) -> None:
     now = datetime.now(UTC)
     status = DriftMonitorStatus.model_validate(body.get("status") or {})
     spec = parse_spec(DriftMonitorSpec, body.get("spec"))
-    if not isinstance(spec, str) and not due(spec, status, body["metadata"].get("generation"), now):
-        return
-    observation, owned = observe(ctx, body, spec, status, now)
+    drift_due = True
+    if not isinstance(spec, str):
+        drift_due = due(spec, status, body["metadata"].get("generation"), now)
+        if not drift_due and not quality.wanted(spec, status, now):
+            return
+    observation, owned = observe(ctx, body, spec, status, now, drift_due)
     apply(ctx, body, plan(observation), owned, spec)
 
 

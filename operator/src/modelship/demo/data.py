@@ -30,10 +30,15 @@ class Shift:
     income_sd: float = 0.0
     debt_ratio_sd: float = 0.0
     region_weights: tuple[float, ...] = (0.3, 0.3, 0.2, 0.2)
+    # A changed concept, not a changed input: the same applicants, but lenders now
+    # weigh the loan amount far more and the west region's defaults made it a risk.
+    # Inputs look as before (no drift), yet the old model is wrong more often.
+    concept: float = 0.0
 
 
 NO_SHIFT = Shift()
 DEMO_SHIFT = Shift(income_sd=-1.0, debt_ratio_sd=1.0, region_weights=(0.1, 0.1, 0.2, 0.6))
+CONCEPT_SHIFT = Shift(concept=1.0)
 
 
 def rows(n: int, seed: int = 7, shift: Shift = NO_SHIFT, missing: float = 0.02) -> Iterator[dict[str, object]]:
@@ -55,6 +60,8 @@ def rows(n: int, seed: int = 7, shift: Shift = NO_SHIFT, missing: float = 0.02) 
             + {"salaried": 0.6, "self_employed": 0.0, "contractor": -0.3, "unemployed": -2.0}[employment]
             + rng.gauss(0, 0.8)
         )
+        if shift.concept:
+            score += shift.concept * (-3.0 * (loan_amount - 20_000) / 9_000 - 3.5 * (region == "west") + 1.0)
         approved = int(1 / (1 + math.exp(-score)) > 0.5)
         row: dict[str, object] = {
             "income": round(income, 2),

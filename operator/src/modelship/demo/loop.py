@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelship.demo import data, stack
+from modelship.demo import data, groundtruth, stack
 from modelship.demo.client import http
 from modelship.demo.stack import S3
 
@@ -222,7 +222,11 @@ def _with_store(k: Kubectl, cluster: Any, images: dict[str, str], s3: S3, workdi
         finally:
             traffic.stop()
         say(f"\n   traffic during the loop: {traffic.sent} predictions, {traffic.failed} failed requests")
-        summary(k, st, before, drifted, after, timings)
+        # Ground truth (issue 20): logged predictions, late labels, live accuracy, retrain on production rows.
+        gt = groundtruth.run_stage(k, watcher, url, s3, ROOT, timings, _stage, NAMESPACE, MODEL, say)
+        summary(k, gt.get("status", st), before, drifted, after, timings)
+        for line in groundtruth.summary_lines(gt):
+            say(line)
     return 0
 
 

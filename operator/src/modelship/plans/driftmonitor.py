@@ -1,5 +1,6 @@
 """A DriftMonitor's plan: live counts + the stable revision's reference -> scores, state, status,
-and at most one retraining TrainingJob for its Model (pure).
+and at most one retraining TrainingJob for its Model (pure); with ``performance``, live quality
+too (``plans.quality``: the quality Job as a child, the performance status, a retrain on a drop).
 
 The window (source ``pods``) is kept in status: each evaluation adds the pods'
 cumulative counts as a snapshot, counts the window from the newest snapshot
@@ -12,7 +13,7 @@ keeps none.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from modelship.api.driftmonitor import (
 )
 from modelship.api.model import ModelSpec, ModelStatus, champion_uri
 from modelship.api.trainingjob import TrainingPhase, Trigger
-from modelship.builders.common import Child
+from modelship.builders.common import Child, PodEnvironment
 from modelship.builders.model_training import build_training_job_resource
 from modelship.builders.monitoring import build_prometheus_rule
 from modelship.logic.conditions import Reason, parse_time, rfc3339
@@ -45,6 +46,7 @@ from modelship.logic.prometheus import PrometheusError, window_counts_from_vecto
 from modelship.logic.retrain import RetrainDecision
 from modelship.logic.revision import next_training_job
 from modelship.logic.scrape import drift_counts, parse_samples
+from modelship.plans import quality as q
 from modelship.plans.common import Event
 from modelship_runtime.artifacts.metadata import (
     PREDICTION,
@@ -91,6 +93,10 @@ class Observation:
     vector: Any = None  # source prometheus: the query's answer
     alert_firing: bool = False
     rule_api: bool = False  # the cluster serves PrometheusRules
+    drift_due: bool = True  # False: only live quality has something to do (nothing of drift was read)
+    quality_job: q.ObservedQualityJob | None = None  # the quality Job named in status, as read back
+    trainer_image: str = ""  # the quality Job's image
+    environment: PodEnvironment = field(default_factory=PodEnvironment)  # how the quality Job reaches the store
 
     @property
     def name(self) -> str:
@@ -104,6 +110,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     model_drift_state: str | None = None  # set on the Model's status when it differs
     evaluated: bool = False
+    quality_gauges: list[tuple[str, str, str, float]] = field(default_factory=list)  # (revision, metric, source, value)
 
 
 def prometheus_rule(owner: Obj, spec: DriftMonitorSpec) -> Obj:
@@ -193,7 +200,8 @@ def retrain(obs: Observation, spec: DriftMonitorSpec, evaluation: DriftEvaluatio
         return None, None
     jobs = model.training_jobs
     running = next((j.name for j in jobs if j.phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED)), None)
-    drift_times = [j.created for j in jobs if j.trigger == Trigger.DRIFT and j.created]
+    # Drift and performance retrains share the Model's limits.
+    drift_times = [j.created for j in jobs if j.trigger in q.AUTOMATIC and j.created]
     decision = drift_retrain_decision(spec, model.spec.retrain, obs.status, obs.now, running=running,
                                       alert_firing=obs.alert_firing, model_triggered=drift_times)
     if not decision.allowed:
@@ -211,6 +219,34 @@ def failed(obs: Observation, spec: DriftMonitorSpec, reason: str, message: str, 
     return Plan(status=new, children=children, events=events)
 
 
+def quality_observation(obs: Observation, spec: DriftMonitorSpec) -> q.QualityObservation:
+    """What live quality reads of the observation: the Model's facts, the quality Job in flight."""
+    model = obs.model
+    base: dict[str, Any] = {
+        "owner": obs.owner, "generation": obs.generation, "spec": spec, "status": obs.status, "now": obs.now,
+        "job": obs.quality_job, "default_store": obs.artifact_store, "trainer_image": obs.trainer_image,
+        "environment": obs.environment}
+    if model is None:
+        return q.QualityObservation(**base)
+    jobs = model.training_jobs
+    return q.QualityObservation(
+        **base, model=model.body, model_spec=model.spec, model_status=model.status,
+        running_training_job=next((j.name for j in jobs if j.phase not in (TrainingPhase.SUCCEEDED,
+                                                                           TrainingPhase.FAILED)), None),
+        automatic_retrains=[j.created for j in jobs if j.trigger in q.AUTOMATIC and j.created],
+        next_training_job=next_training_job(spec.model_ref.name, [j.name for j in jobs],
+                                            model.status.training_jobs_created))
+
+
+def with_retrain(obs: Observation, child: Child | None) -> Observation:
+    """The observation as the drift part sees it after live quality created a TrainingJob: one is running."""
+    if child is None or obs.model is None:
+        return obs
+    meta = child.obj["metadata"]
+    created = ObservedJob(meta["name"], None, str(child.obj["spec"].get("trigger")), rfc3339(obs.now))
+    return replace(obs, model=replace(obs.model, training_jobs=(*obs.model.training_jobs, created)))
+
+
 def plan(obs: Observation) -> Plan:
     spec = obs.spec
     if isinstance(spec, str):
@@ -218,6 +254,17 @@ def plan(obs: Observation) -> Plan:
         return Plan(status=drift_status(placeholder, obs.status, None, obs.now, generation=obs.generation,
                                         reference_revision=None, problem=(Reason.INVALID_SPEC, spec)), children=None)
     children = [Child(prometheus_rule(obs.owner, spec))] if obs.rule_api else []
+    quality = q.plan_quality(quality_observation(obs, spec))
+    drift = plan_drift(with_retrain(obs, quality.retrain), spec, children) if obs.drift_due \
+        else Plan(status=obs.status, children=children)
+    assert drift.children is not None
+    return replace(drift, status=q.merged_status(drift.status, quality, obs.now),
+                   children=[*drift.children, *quality.children], events=[*drift.events, *quality.events],
+                   quality_gauges=quality.gauges)
+
+
+def plan_drift(obs: Observation, spec: DriftMonitorSpec, children: list[Child]) -> Plan:
+    """The drift part: the window's counts scored against the reference, and a retrain on Drift."""
     if obs.problem is not None or obs.model is None or obs.reference is None:
         reason, message = obs.problem or (Reason.NO_REFERENCE, "no reference was read")
         return failed(obs, spec, reason, message, children)

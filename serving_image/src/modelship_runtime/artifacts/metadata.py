@@ -80,6 +80,20 @@ class Output(_Wire):
     role: Literal["label", "probabilities", "value"]
 
 
+class Calibration(_Wire):
+    """How well a binary classifier's positive-class probability is calibrated on the training
+    holdout, and the map that calibrates it (what CBPE estimates from; ``groundtruth.cbpe``)."""
+
+    method: Literal["none", "isotonic"] = "none"
+    rows: int = 0
+    ece: float = Field(description="Expected calibration error of the raw probabilities (10 equal-count bins).")
+    ece_calibrated: float | None = Field(default=None, description="ECE of the isotonic map, cross-fitted.")
+    brier: float | None = None
+    reliability: list[list[float]] = Field(default_factory=list, description="[mean p, share positive, rows] per bin.")
+    x: list[float] = Field(default_factory=list, description="Isotonic map breakpoints (raw probability).")
+    y: list[float] = Field(default_factory=list, description="Isotonic map values (calibrated probability).")
+
+
 class Metadata(_Wire):
     schema_version: int = SCHEMA_VERSION
     model_name: str = "model"
@@ -113,6 +127,7 @@ class Metadata(_Wire):
     versions: dict[str, str] = Field(default_factory=dict, description="sklearn, skl2onnx, onnxruntime, ...")
     created: str | None = None
     reference: DriftReference = Field(default_factory=DriftReference)
+    calibration: Calibration | None = Field(default=None, description="Binary classifiers: for CBPE.")
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")

@@ -18,6 +18,7 @@ API::
     read_model(uri, expected_sha256=None) -> bytes                # verified
     fetch_model(uri, dest_dir, expected_sha256=None) -> Path      # verified copy
     read_uri(uri) -> bytes                                        # any file URI
+    list_uri(prefix) -> list[str]                                 # files under a prefix, sorted
     sha256_hex(data) -> str
 """
 
@@ -59,13 +60,23 @@ def join(uri: str, name: str) -> str:
     return uri.rstrip("/") + "/" + name
 
 
+_CLIENTS: dict[tuple[str | None, ...], Any] = {}
+
+
 def _s3_client() -> Any:
     import boto3  # only the images that use S3 pay for the import
 
     # boto3 reads AWS_ENDPOINT_URL, credentials and AWS_REGION itself; S3
     # needs some region to sign with, and S3-compatible stores accept any.
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", region_name=region)
+    # A client takes tens of milliseconds to make and is thread-safe: the server's log
+    # writer and the quality Job make many calls, so one is kept per configuration.
+    key = (region, os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ACCESS_KEY_ID"),
+           os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = boto3.client("s3", region_name=region)
+    return client
 
 
 def _s3_location(uri: str) -> tuple[str, str]:
@@ -124,6 +135,47 @@ def read_uri(uri: str) -> bytes:
         raise ArtifactError(f"{uri}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise ArtifactError(f"{uri}: {exc}") from exc
+
+
+def list_uri(prefix: str) -> list[str]:
+    """URIs of the files under ``prefix`` (recursively), sorted; [] when there are none.
+
+    ``file://`` and ``s3://`` only (an http(s) prefix cannot be listed). Names
+    starting with a dot (temporary files of an atomic write) are left out.
+    """
+    scheme = _scheme(prefix)
+    if scheme == "file":
+        root = _file_path(prefix)
+        if root.is_file():
+            return [prefix]
+        if not root.is_dir():
+            return []
+        base = prefix.rstrip("/")
+        out = []
+        for path in root.rglob("*"):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+                out.append(f"{base}/{path.relative_to(root).as_posix()}")
+        return sorted(out)
+    if scheme == "s3":
+        bucket, key = _s3_location(prefix)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out = []
+        try:
+            for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for obj in page.get("Contents", []):
+                    name = obj["Key"]
+                    if not name.rsplit("/", 1)[-1].startswith("."):
+                        out.append(f"s3://{bucket}/{name}")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                return []
+            raise ArtifactError(f"{prefix}: S3 error {code}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ArtifactError(f"{prefix}: {exc}") from exc
+        return sorted(out)
+    raise ArtifactError(f"{prefix}: an http(s) location cannot be listed; name a file")
 
 
 def _write_file_atomic(path: Path, data: bytes) -> None:

@@ -25,6 +25,8 @@ from .errors import BadRequest, InjectedFault, NotFound, NotReady
 from .fetch import fetch, sha256_file
 from .metrics import Metrics
 from .model import OnnxModel, TensorSpec, cpu_limit
+from .predlog import PredictionLog, PredictionLogSettings
+from .predlog import load as load_prediction_log
 from .settings import ServeSettings
 
 log = logging.getLogger("modelship.serve")
@@ -51,6 +53,8 @@ class DataPlane:
         self.model: OnnxModel | None = None
         self.batcher: Batcher | None = None
         self.drift: DriftCounters | None = None
+        self.predlog: PredictionLog | None = None  # ground truth: the prediction log and feedback labels
+        self.feedback_token = PredictionLogSettings().feedback_token
         self.metrics = Metrics(self.name)
         self.threads = settings.threads or max(1, cpu_limit() // settings.workers)
         self._rng = random.Random()
@@ -107,6 +111,9 @@ class DataPlane:
             if drift.enabled:
                 self.drift = drift
                 self.metrics.registry.register(drift)
+        self.predlog = load_prediction_log(self.name, self.version, self.metadata)
+        if self.predlog is not None:
+            self.metrics.registry.register(self.predlog)
         self.model = model
         self.batcher = Batcher(
             model.run,
@@ -165,6 +172,8 @@ class DataPlane:
     def close(self) -> None:
         if self.batcher is not None:
             self.batcher.close()
+        if self.predlog is not None:
+            self.predlog.close()  # writes what is still queued
 
     # -- queries -----------------------------------------------------------
 
@@ -222,8 +231,11 @@ class DataPlane:
             raise BadRequest(f"unknown input {name!r}; the model takes {[s.name for s in model.inputs]}")
         return spec
 
-    def infer(self, feed: Feed, outputs: list[str] | None, reply: Reply) -> None:
-        """Checks a feed of typed arrays and queues it; ``reply`` gets the selected outputs."""
+    def infer(self, feed: Feed, outputs: list[str] | None, reply: Reply, request_id: str | None = None) -> None:
+        """Checks a feed of typed arrays and queues it; ``reply`` gets the selected outputs.
+
+        ``request_id``: what the prediction log files the request under (all outputs, before selection).
+        """
         model = self.serving_model()
         rows = self._check_feed(model, feed)
         if outputs is not None:
@@ -235,13 +247,11 @@ class DataPlane:
             raise InjectedFault("injected fault (MODELSHIP_FAULT_ERROR_RATIO)")
         assert self.batcher is not None
         if outputs is None and not s.fault_latency_ms and not s.fault_flip_labels:
-            self.batcher.submit(feed, rows, reply)
+            self.batcher.submit(feed, rows, self._logged(request_id, feed, rows, reply))
             return
         delay = s.fault_latency_ms / 1000.0
 
         def deliver(result: Feed | BaseException) -> None:
-            if s.fault_flip_labels and not isinstance(result, BaseException):
-                result = self._flipped(result)
             if outputs is not None and not isinstance(result, BaseException):
                 result = {k: result[k] for k in outputs}
             if delay:
@@ -249,7 +259,22 @@ class DataPlane:
             else:
                 reply(result)
 
-        self.batcher.submit(feed, rows, deliver)
+        logged = self._logged(request_id, feed, rows, deliver)
+        if not s.fault_flip_labels:
+            self.batcher.submit(feed, rows, logged)
+            return
+
+        def flipped(result: Feed | BaseException) -> None:
+            # The log keeps what the client was answered: the flipped classes.
+            logged(result if isinstance(result, BaseException) else self._flipped(result))
+
+        self.batcher.submit(feed, rows, flipped)
+
+    def _logged(self, request_id: str | None, feed: Feed, rows: int, reply: Reply) -> Reply:
+        """``reply``, first logging the whole result when the prediction log is on."""
+        if self.predlog is None or request_id is None:
+            return reply
+        return self.predlog.tap(request_id, feed, rows, reply)
 
     def _flipped(self, result: Feed) -> Feed:
         """Test fault: the other class of a binary classifier, in every label output."""

@@ -15,6 +15,10 @@ class BadRequest(ServeError):
     status = 400
 
 
+class Unauthorized(ServeError):
+    status = 401
+
+
 class NotFound(ServeError):
     status = 404
 

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from . import grpc_codec
+from . import grpc_codec, requestid
 from .batcher import Feed
 from .dataplane import DataPlane
 from .errors import BadRequest, ServeError
@@ -71,6 +71,7 @@ class GrpcApp:
 
     def __init__(self, dp: DataPlane) -> None:
         self.dp = dp
+        self.ids = requestid.RequestIds()
 
     # -- from the connection ----------------------------------------------
 
@@ -142,8 +143,12 @@ class GrpcApp:
     def _call(self, conn: H2Connection, stream: Stream, endpoint: str, message: bytes) -> None:
         dp = self.dp
         if endpoint == "infer":
-            feed, outputs, request_id = grpc_codec.decode_infer(dp, message)
-            dp.infer(feed, outputs, self._replier(conn, stream, request_id))
+            feed, outputs, body_id = grpc_codec.decode_infer(dp, message)
+            # Ground truth: the request's id (its own, an x-request-id header, or a new one) is returned
+            # in the answer and files the prediction in the prediction log.
+            header = next((v for n, v in stream.headers if n == requestid.HEADER), None)
+            request_id = self.ids.pick(body_id or None, header)
+            dp.infer(feed, outputs, self._replier(conn, stream, request_id), request_id=request_id)
             return
         if endpoint == "live":
             grpc_codec.parse(pb.ServerLiveRequest, message)

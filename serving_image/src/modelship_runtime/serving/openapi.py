@@ -14,7 +14,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Bad input", 404: "Unknown model or version", 413: "Body too large",
+    text = {400: "Bad input", 401: "Missing or wrong bearer token", 404: "Unknown model or version", 413: "Body too large",
             422: "Input the model refused", 503: "Model not ready"}
     return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
 
@@ -50,6 +50,11 @@ def build(model_name: str, model_version: str) -> dict[str, Any]:
             "responses": {"200": _json({"type": "object"}, "metadata.json"), **_errors(404, 503)}}},
         "/v2/models/{model_name}/infer": {"parameters": [name], "post": infer_op},
         "/v2/models/{model_name}/versions/{model_version}/infer": {"parameters": [name, version], "post": infer_op},
+        "/v2/models/{model_name}/feedback": {"parameters": [name], "post": {
+            "summary": "Labels for logged predictions (ground truth; 404 while the prediction log is off)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": ref + "Feedback"}}}},
+            "responses": {"200": _json({"type": "object", "properties": {"accepted": {"type": "integer"}}},
+                                       "Accepted"), **_errors(400, 401, 404, 413, 503)}}},
         "/v1/models": {"get": {"summary": "Served models (KServe v1)", "responses": {"200": _json(
             {"type": "object", "properties": {"models": {"type": "array", "items": {"type": "string"}}}}, "Models")}}},
         "/v1/models/{model_name}": {"parameters": [name], "get": {"summary": "Model status (KServe v1)", "responses": {
@@ -62,6 +67,10 @@ def build(model_name: str, model_version: str) -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    label = {"type": "object", "required": ["id", "label"], "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "The request id."},
+        "row": {"type": "integer", "minimum": 0, "description": "Row within the request (default 0)."},
+        "label": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "number"}, {"type": "boolean"}]}}}
     tensor_in = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
         "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "datatype": {"type": "string", "enum": _DATATYPES}, "parameters": {"type": "object"},
@@ -97,7 +106,9 @@ def build(model_name: str, model_version: str) -> dict[str, Any]:
             "instances": {"type": "array", "items": {"oneOf": [{"type": "array"}, {"type": "object"}]}},
             "parameters": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}}},
         "V1Response": {"type": "object", "required": ["predictions"], "properties": {
-            "predictions": {"type": "array"}, "probabilities": {"type": "array"}}},
+            "predictions": {"type": "array"}, "probabilities": {"type": "array"}, "id": {"type": "string"}}},
+        "Feedback": {"oneOf": [label, {"type": "object", "required": ["labels"], "properties": {
+            "labels": {"type": "array", "minItems": 1, "maxItems": 10000, "items": label}}}]},
     }
     return {
         "openapi": "3.0.3",

@@ -30,7 +30,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import binary, codec, grpc_server, openapi, v1, v2
+from . import binary, codec, feedback, grpc_server, openapi, requestid, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -38,7 +38,7 @@ from .settings import ServeSettings
 
 log = logging.getLogger("modelship.serve")
 
-REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
            413: b"Payload Too Large", 422: b"Unprocessable Entity", 500: b"Internal Server Error",
            503: b"Service Unavailable"}
 JSON = b"application/json"
@@ -67,10 +67,12 @@ def error_response(exc: ServeError) -> Response:
 
 
 class Request:
-    __slots__ = ("body", "endpoint", "header_length", "keep_alive", "method", "protocol", "start", "url")
+    __slots__ = ("authorization", "body", "endpoint", "header_length", "keep_alive", "method", "protocol",
+                 "request_id", "start", "url")
 
     def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float,
-                 header_length: int = -1) -> None:
+                 header_length: int = -1, request_id: bytes | None = None,
+                 authorization: bytes | None = None) -> None:
         self.method = method
         self.url = url
         self.body = body
@@ -80,6 +82,8 @@ class Request:
         self.endpoint = ""
         # Inference-Header-Content-Length (binary tensor extension); -1: absent.
         self.header_length = header_length
+        self.request_id = request_id  # the x-request-id header, if sent
+        self.authorization = authorization
 
 
 # A handler answers at once (a Response) or later through its reply callback (None).
@@ -99,6 +103,7 @@ class App:
         self._openapi: tuple[str, bytes] | None = None
         self._infer_url = b""  # the last plain infer URL seen, for the hot path
         self._infer_name = ""
+        self.ids = requestid.RequestIds()
 
     # -- routing -----------------------------------------------------------
 
@@ -173,6 +178,13 @@ class App:
                 self._infer_name = name
                 self._infer_url = req.url
             return self._infer(req, reply)
+        if action == "feedback" and version is None:
+            # Ground truth: labels for logged predictions (serving.feedback).
+            req.endpoint = "feedback"
+            self._only(method, b"POST")
+            dp.check_model(name)
+            status, doc = feedback.handle(dp.predlog, dp.feedback_token, req.authorization, req.body)
+            return json_response(status, doc)
         if action == "ready":
             req.endpoint = "model_ready"
             self._only(method, b"GET")
@@ -196,12 +208,15 @@ class App:
 
     def _infer(self, req: Request, reply: ReplyTo) -> Result:
         dp = self.dp
-        feed, outputs, request_id, binary_out = v2.decode_request(dp, req.body, req.header_length)
+        feed, outputs, body_id, binary_out = v2.decode_request(dp, req.body, req.header_length)
+        request_id = self.ids.pick(body_id, req.request_id)
+        id_header = requestid.header_line(request_id)
         if binary_out is None:
-            dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+            dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id),
+                                             id_header), request_id=request_id)
         else:
             dp.infer(feed, outputs, _replier(reply, lambda result: _binary_response(
-                *v2.encode_binary_response(dp, result, request_id, binary_out))))
+                *v2.encode_binary_response(dp, result, request_id, binary_out), id_header)), request_id=request_id)
         return None
 
     def _v1(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
@@ -218,7 +233,10 @@ class App:
             self._only(method, b"POST")
             dp.check_model(target[: -len(":predict")])
             feed, want_proba = v1.decode_request(dp, req.body)
-            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba)))
+            request_id = self.ids.pick(None, req.request_id)
+            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba,
+                                                                                  request_id),
+                                          requestid.header_line(request_id)), request_id=request_id)
             return None
         if ":" in target:
             raise NotFound(f"no such verb: {target[:200]} (KServe v1 here has :predict)")
@@ -265,18 +283,19 @@ class App:
                 c.close()
 
 
-def _binary_response(body: bytes, header_length: int) -> Response:
-    return Response(200, body, OCTETS, b"inference-header-content-length: %d\r\n" % header_length)
+def _binary_response(body: bytes, header_length: int, headers: bytes = b"") -> Response:
+    return Response(200, body, OCTETS, b"inference-header-content-length: %d\r\n" % header_length + headers)
 
 
-def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes | Response]) -> Callable[[Feed | BaseException], None]:
+def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes | Response],
+             headers: bytes = b"") -> Callable[[Feed | BaseException], None]:
     """Turns an inference result (or its exception) into a response for ``reply``."""
 
     def done(result: Feed | BaseException) -> None:
         if not isinstance(result, BaseException):
             try:
                 out = encode(result)
-                reply(out if type(out) is Response else Response(200, out))  # type: ignore[arg-type]
+                reply(out if type(out) is Response else Response(200, out, headers=headers))  # type: ignore[arg-type]
             except ServeError as e:
                 reply(error_response(e))
             except Exception as e:
@@ -310,6 +329,8 @@ class HttpProtocol(asyncio.Protocol):
         self.too_large = False
         self.header_length = -1
         self.last_seen = time.monotonic()
+        self.request_id: bytes | None = None
+        self.authorization: bytes | None = None
 
     # -- asyncio -----------------------------------------------------------
 
@@ -360,6 +381,8 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.header_length = -1
+        self.request_id = None
+        self.authorization = None
         self.start = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
@@ -369,7 +392,14 @@ class HttpProtocol(asyncio.Protocol):
             raise httptools.HttpParserError("URL too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 14 and name.lower() == b"content-length":
+        n = len(name)
+        if n == 12 and name.lower() == requestid.HEADER:
+            self.request_id = value
+            return
+        if n == 13 and name.lower() == b"authorization":
+            self.authorization = value
+            return
+        if n == 14 and name.lower() == b"content-length":
             try:
                 too_large = int(value) > self.limit
             except ValueError:
@@ -394,7 +424,7 @@ class HttpProtocol(asyncio.Protocol):
         self.in_message = False
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start,
-                      self.header_length)
+                      self.header_length, self.request_id, self.authorization)
         self.pending.append(req)
         if len(self.pending) > MAX_PIPELINED and self.transport is not None and not self.paused:
             self.paused = True

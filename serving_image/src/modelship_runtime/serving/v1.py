@@ -97,13 +97,15 @@ def _columns_from_objects(instances: list[Any], names: list[str]) -> list[list[A
     return [[inst[n] for inst in instances] for n in names]
 
 
-def encode_response(dp: DataPlane, result: Feed, want_proba: bool) -> bytes:
+def encode_response(dp: DataPlane, result: Feed, want_proba: bool, request_id: str | None = None) -> bytes:
     model = dp.model
     assert model is not None
     pred_name, proba_name = _roles(dp, model)
     doc: dict[str, Any] = {"predictions": _rows(result[pred_name])}
     if want_proba and proba_name is not None:
         doc["probabilities"] = _rows(result[proba_name])
+    if request_id is not None:
+        doc["id"] = request_id  # the id labels refer to (also in the x-request-id header)
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

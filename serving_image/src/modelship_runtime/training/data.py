@@ -28,6 +28,7 @@ class LoadedData:
     frame: pd.DataFrame
     sha256: str
     rows: int
+    uri: str | None = None  # where the rows were written, when not dataset.uri (production data)
 
 
 @dataclass

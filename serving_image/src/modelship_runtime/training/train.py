@@ -28,6 +28,7 @@ from modelship_runtime.training import (
     explain,
     fairness,
     gates,
+    groundtruth_hooks,
     reference,
     registry,
     search,
@@ -88,8 +89,9 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
         FairnessMitigation(spec.gates.fairness.mitigation) == FairnessMitigation.REWEIGHING
     )
 
-    loaded = data.load(ds)
-    log(f"Loaded {loaded.rows} rows from {ds.uri} (sha256 {loaded.sha256[:12]})")
+    # Ground truth: dataset.production trains on labelled production rows (groundtruth.production).
+    loaded = groundtruth_hooks.load_dataset(ds, uri, log)
+    log(f"Loaded {loaded.rows} rows from {loaded.uri or ds.uri} (sha256 {loaded.sha256[:12]})")
     prep = data.prepare(loaded.frame, ds, Task(spec.task), spec.search.cv_folds, spec.search.holdout_ratio)
     task = Task(prep.task)
     classification = task != Task.REGRESSION
@@ -195,7 +197,7 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
         feature_importance=importances,
         onnx_max_delta=parity.max_delta,
         onnx_label_agreement=parity.label_agreement if classification else None,
-        dataset_uri=ds.uri,
+        dataset_uri=loaded.uri or ds.uri,
         dataset_sha256=loaded.sha256,
         dataset_rows=loaded.rows,
         spec_hash=spec_hash(spec),
@@ -203,6 +205,7 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
         versions=_versions(),
         created=_now(),
         reference=ref,
+        calibration=groundtruth_hooks.calibration(task, y_hold, hold_pred, prep.classes),
     )
     try:
         store.write_artifact(uri, model_bytes, meta)
@@ -211,7 +214,7 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
     log(f"Wrote artifact {uri} (model sha256 {digest[:12]})")
     summary: dict[str, Any] = {
         "artifact": {"uri": uri, "sha256": digest},
-        "dataset": {"uri": ds.uri, "sha256": loaded.sha256, "rows": loaded.rows},
+        "dataset": {"uri": loaded.uri or ds.uri, "sha256": loaded.sha256, "rows": loaded.rows},
         "task": str(task),
         "bestEstimator": found.best.estimator,
         "bestParams": found.best.params,

@@ -37,6 +37,7 @@ from modelship.plans.model.observation import (
     Observation,
 )
 from modelship.plans.model.training import trained_artifact
+from modelship_runtime.groundtruth.layout import groundtruth_uri
 
 FAULT_PREFIX = "MODELSHIP_FAULT_"
 
@@ -76,7 +77,9 @@ def template_for(obs: Observation, d: Draft, artifact: Artifact) -> Obj:
         if rollout.shadow is not None and rollout.traffic_routing == TrafficRouting.REPLICAS else None
     return build_pod_template(obs.name, model_uri=artifact.uri, sha256=artifact.sha256, serving=serving,
                               image=serving.image or obs.defaults.serving_image,
-                              environment=obs.defaults.environment, extra_env=extra, shadow=mirror)
+                              environment=obs.defaults.environment, extra_env=extra, shadow=mirror,
+                              prediction_log_uri=groundtruth_uri(d.spec.artifact_store or obs.defaults.artifact_store,
+                                                                 obs.namespace, obs.name))
 
 
 def turned_back(entry: HistoryEntry, generation: int | None) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import openapi, v1, v2
+from . import openapi, shadow, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -64,7 +64,7 @@ def error_response(exc: ServeError) -> Response:
 
 
 class Request:
-    __slots__ = ("body", "endpoint", "keep_alive", "method", "protocol", "start", "url")
+    __slots__ = ("body", "endpoint", "keep_alive", "method", "mirrored", "protocol", "start", "url")
 
     def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float) -> None:
         self.method = method
@@ -74,6 +74,7 @@ class Request:
         self.start = start
         self.protocol = ""
         self.endpoint = ""
+        self.mirrored = False  # a copy from a stable (Modelship-Shadow header): never mirrored again
 
 
 # A handler answers at once (a Response) or later through its reply callback (None).
@@ -92,6 +93,7 @@ class App:
         self._openapi: tuple[str, bytes] | None = None
         self._infer_url = b""  # the last plain infer URL seen, for the hot path
         self._infer_name = ""
+        self.shadow = shadow.from_settings(settings)  # None: mirroring off
 
     # -- routing -----------------------------------------------------------
 
@@ -190,7 +192,10 @@ class App:
     def _infer(self, req: Request, reply: ReplyTo) -> Result:
         dp = self.dp
         feed, outputs, request_id = v2.decode_request(dp, req.body)
-        dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+        done = _replier(reply, lambda result: v2.encode_response(dp, result, request_id))
+        if self.shadow is not None and not req.mirrored:
+            done = self.shadow.tap(req.url, req.body, False, done)  # the copy leaves after the answer
+        dp.infer(feed, outputs, done)
         return None
 
     def _v1(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
@@ -207,7 +212,10 @@ class App:
             self._only(method, b"POST")
             dp.check_model(target[: -len(":predict")])
             feed, want_proba = v1.decode_request(dp, req.body)
-            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba)))
+            done = _replier(reply, lambda result: v1.encode_response(dp, result, want_proba))
+            if self.shadow is not None and not req.mirrored:
+                done = self.shadow.tap(req.url, req.body, True, done)  # the copy leaves after the answer
+            dp.infer(feed, None, done)
             return None
         if ":" in target:
             raise NotFound(f"no such verb: {target[:200]} (KServe v1 here has :predict)")
@@ -290,6 +298,7 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.start = 0.0
         self.too_large = False
+        self.mirrored = False
         self.last_seen = time.monotonic()
 
     # -- asyncio -----------------------------------------------------------
@@ -334,6 +343,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.too_large = False
+        self.mirrored = False
         self.start = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
@@ -351,6 +361,8 @@ class HttpProtocol(asyncio.Protocol):
             if too_large:
                 self.too_large = True
                 raise httptools.HttpParserError("body too large")
+        elif len(name) == 16 and name.lower() == shadow.HEADER:
+            self.mirrored = True
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -363,6 +375,7 @@ class HttpProtocol(asyncio.Protocol):
         self.in_message = False
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start)
+        req.mirrored = self.mirrored
         self.pending.append(req)
         if len(self.pending) > MAX_PIPELINED and self.transport is not None and not self.paused:
             self.paused = True
@@ -424,6 +437,15 @@ async def _reap_forever(app: App) -> None:
         app.reap()
 
 
+def _attach_shadow(app: App) -> None:
+    """The model is loaded (or failed): the shadow learns its name, task and output, and starts."""
+    assert app.shadow is not None
+    dp = app.dp
+    names = dp.model.output_names if dp.model is not None else []
+    task, output = shadow.prediction_output(dp.metadata, names)
+    app.shadow.attach(dp.metrics.registry, dp.name, task, output)
+
+
 async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file: str | None = None) -> int:
     """Runs one server process until SIGTERM/SIGINT; returns the exit code."""
     loop = asyncio.get_running_loop()
@@ -442,6 +464,8 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     # Once loaded, what exists lives for good: keep it out of the collector's
     # full passes, which would otherwise stall the loop for milliseconds.
     loading.add_done_callback(lambda _: gc.freeze())
+    if app.shadow is not None:
+        loading.add_done_callback(lambda _: _attach_shadow(app))
     await stop.wait()
     was = dp.state
     dp.begin_stopping()
@@ -460,6 +484,8 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     app.close_idle()
     for c in list(app.connections):
         c.close()
+    if app.shadow is not None:
+        await app.shadow.close()
     if not loading.done():
         log.info("Stopped before the model finished loading")
     else:

@@ -1,0 +1,569 @@
+"""Shadow traffic: the stable's server mirrors a sample of inference requests to a candidate.
+
+The operator sets ``MODELSHIP_SHADOW_URL`` on every serving pod of a Model
+whose rollout has a shadow phase: a fixed per-Model Service name that only has
+ready endpoints while a shadow runs. The server then copies a share
+(``MODELSHIP_SHADOW_PERCENT``) of the KServe v1 ``:predict`` and OIP v2
+``/infer`` requests it answered with 200 to the same path on that Service
+(header ``Modelship-Shadow: 1``; a server never mirrors a request carrying
+it), and compares each answer with its own answer for the same rows.
+
+Fire and forget: the user's response is written before the copy is queued,
+nothing on the request path awaits the shadow, and a full queue drops the copy
+(counted). A few keep-alive connections on the server's own event loop carry
+the copies, one in flight on each. When the shadow's name does not resolve or
+its connection is refused, copies count as ``unavailable`` for
+``MODELSHIP_SHADOW_RETRY_SECONDS``, then the next copy tries again: mirroring
+starts and stops with the shadow Service, without restarting the stable.
+
+Metrics (the operator's shadow analysis reads them; names and labels are a
+contract), on the server's own registry:
+
+- ``modelship_shadow_requests_total{model,outcome}``: each sampled request
+  ends as exactly one of ``dropped`` (queue full), ``unavailable`` (no shadow
+  to send it to) or ``sent``; a sent copy also counts once as ``ok`` (200 and
+  an answer that could be compared), ``error`` (any other status, a broken
+  connection or a malformed answer) or ``timeout``. So at rest
+  sent = ok + error + timeout.
+- classifiers (artifact ``task`` binary or multiclass):
+  ``modelship_shadow_rows_total{model,result="agree"|"disagree"}``, rows whose
+  predicted label is the same or not.
+- regressors (``task`` regression): ``modelship_shadow_rows_total{model,result="compared"}``,
+  and gauges ``modelship_shadow_abs_diff_sum`` (sum of |stable - shadow|),
+  ``modelship_shadow_stable_prediction_sum`` and ``..._sq_sum`` over the same
+  rows: mean |diff| / the stable's standard deviation over any window comes
+  from the differences of these four. They are gauges because the prediction
+  sum can go down; all of them restart from 0 with the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import numpy as np
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .batcher import Array, Feed
+
+log = logging.getLogger("modelship.serve")
+
+HEADER = b"modelship-shadow"
+OUTCOMES = ("sent", "ok", "error", "timeout", "dropped", "unavailable")
+CLASSIFIER_TASKS = frozenset({"binary", "multiclass"})
+# Bodies waiting in the queue, all together: a few huge requests must not hold
+# the pod's memory for a copy nobody waits for (above it, copies are dropped).
+QUEUE_BYTES = 64 * 1024 * 1024
+_VERSIONED = re.compile(rb"/versions/[^/?]+/infer")
+
+
+class MalformedAnswer(ValueError):
+    """The shadow answered something that cannot be compared with the stable's answer."""
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    prefix: bytes  # a path prefix of the base URL, without the trailing slash
+    host_header: bytes
+
+
+def parse_url(url: str) -> Target:
+    """``http://name[:port][/prefix]`` → where copies go. Raises ValueError with the reason."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme != "http":
+        raise ValueError(f"the shadow URL must start with http:// (got {url!r})")
+    if not parts.hostname:
+        raise ValueError(f"the shadow URL has no host name (got {url!r})")
+    if parts.query or parts.fragment:
+        raise ValueError(f"the shadow URL takes no query or fragment (got {url!r})")
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise ValueError(f"the shadow URL has a bad port: {exc}") from None
+    return Target(parts.hostname, port, parts.path.rstrip("/").encode(), parts.netloc.encode("idna"))
+
+
+def shadow_path(url: bytes) -> bytes:
+    """The path a copy goes to: the user's, minus a pinned version (the candidate is another version)."""
+    if b"/versions/" in url:
+        return _VERSIONED.sub(b"/infer", url, count=1)
+    return url
+
+
+# -- comparison (pure) --------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the comparison of one answer adds to the counters."""
+
+    agree: int = 0
+    disagree: int = 0
+    compared: int = 0
+    abs_diff: float = 0.0
+    stable_sum: float = 0.0
+    stable_sq_sum: float = 0.0
+
+
+def answer_values(body: bytes, v1: bool, output: str | None) -> list[Any] | None:
+    """The shadow's prediction values, flattened in row order; None when there is nothing to compare.
+
+    v1: ``{"predictions": [...]}``; v2: the output named ``output`` in
+    ``{"outputs": [{"name", "shape", "data"}, ...]}``. Raises
+    :class:`MalformedAnswer` when the body is not such a document.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedAnswer(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedAnswer("not a JSON object")
+    if v1:
+        preds = doc.get("predictions")
+        if not isinstance(preds, list):
+            raise MalformedAnswer("no 'predictions' list")
+        return _flatten(preds) if output is not None else None
+    outputs = doc.get("outputs")
+    if not isinstance(outputs, list):
+        raise MalformedAnswer("no 'outputs' list")
+    if output is None:
+        return None
+    for o in outputs:
+        if isinstance(o, dict) and o.get("name") == output:
+            data = o.get("data")
+            if not isinstance(data, list):
+                raise MalformedAnswer(f"output {output!r} has no 'data' list")
+            return _flatten(data)
+    raise MalformedAnswer(f"no output named {output!r}")
+
+
+def _flatten(values: list[Any]) -> list[Any]:
+    if values and isinstance(values[0], list):
+        flat: list[Any] = []
+        for v in values:
+            if isinstance(v, list):
+                flat.extend(v)
+            else:
+                flat.append(v)
+        return flat
+    return values
+
+
+def compare(stable: Array, shadow: list[Any], classifier: bool) -> Tally:
+    """Compares the stable's predictions (its own array) with the shadow's for the same rows.
+
+    Classifiers: one agree/disagree per row (same label or not). Regressors:
+    rows, the sum of |stable - shadow| and the stable's sum and sum of squares.
+    Raises :class:`MalformedAnswer` when the shadow's answer does not fit.
+    """
+    flat = stable.reshape(-1)
+    if len(shadow) != flat.size:
+        raise MalformedAnswer(f"{len(shadow)} predictions for {flat.size} values")
+    rows = stable.shape[0] if stable.ndim else 1
+    per_row = flat.size // rows if rows else 1
+    if classifier:
+        if flat.dtype.kind in "iubf":
+            try:
+                other = np.asarray(shadow, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise MalformedAnswer("labels that are not numbers") from None
+            if not np.isfinite(other).all():
+                raise MalformedAnswer("labels that are not finite numbers")
+            same = flat.astype(np.float64) == other
+        else:
+            mine = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat.tolist()]
+            same = np.asarray([a == (b if isinstance(b, str) else str(b)) for a, b in zip(mine, shadow, strict=True)])
+        if per_row > 1:
+            same = same.reshape(rows, per_row).all(axis=1)
+        agree = int(same.sum())
+        return Tally(agree=agree, disagree=rows - agree)
+    try:
+        other = np.asarray(shadow, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MalformedAnswer("predictions that are not numbers") from None
+    if not np.isfinite(other).all():
+        raise MalformedAnswer("predictions that are not finite numbers")
+    mine64 = flat.astype(np.float64)
+    return Tally(
+        compared=rows,
+        abs_diff=float(np.abs(mine64 - other).sum()),
+        stable_sum=float(mine64.sum()),
+        stable_sq_sum=float(np.dot(mine64, mine64)),
+    )
+
+
+# -- counters -----------------------------------------------------------------
+
+
+class ShadowCounters(Collector):
+    """The shadow's counters as plain numbers (updated on the loop), rendered at scrape time."""
+
+    def __init__(self) -> None:
+        self.model = ""
+        self.classifier: bool | None = None  # None: no task known, rows are not compared
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.total = Tally()
+
+    def add(self, t: Tally) -> None:
+        s = self.total
+        s.agree += t.agree
+        s.disagree += t.disagree
+        s.compared += t.compared
+        s.abs_diff += t.abs_diff
+        s.stable_sum += t.stable_sum
+        s.stable_sq_sum += t.stable_sq_sum
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "modelship_shadow_requests",
+            "Sampled inference requests mirrored to the shadow, by outcome (sent = ok + error + timeout; "
+            "dropped: queue full; unavailable: no shadow reachable).",
+            labels=["model", "outcome"],
+        )
+        for outcome in OUTCOMES:
+            requests.add_metric([self.model, outcome], float(self.outcomes[outcome]))
+        yield requests
+        if self.classifier is None:
+            return
+        rows = CounterMetricFamily(
+            "modelship_shadow_rows",
+            "Rows of shadow answers compared with the stable's (classifiers: agree/disagree on the label; "
+            "regressors: compared).",
+            labels=["model", "result"],
+        )
+        s = self.total
+        if self.classifier:
+            rows.add_metric([self.model, "agree"], float(s.agree))
+            rows.add_metric([self.model, "disagree"], float(s.disagree))
+            yield rows
+            return
+        rows.add_metric([self.model, "compared"], float(s.compared))
+        yield rows
+        for name, doc, value in (
+            ("modelship_shadow_abs_diff_sum", "Sum over compared rows of |stable - shadow| prediction.",
+             s.abs_diff),
+            ("modelship_shadow_stable_prediction_sum", "Sum of the stable's predictions over compared rows.",
+             s.stable_sum),
+            ("modelship_shadow_stable_prediction_sq_sum",
+             "Sum of the squares of the stable's predictions over compared rows.", s.stable_sq_sum),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=["model"])
+            g.add_metric([self.model], value)
+            yield g
+
+
+# -- the client ---------------------------------------------------------------
+
+
+class _Lost(ConnectionError):
+    def __init__(self, message: str, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered  # some of the answer had arrived
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to the shadow, one exchange at a time."""
+
+    def __init__(self, on_lost: Callable[[_Connection], None]) -> None:
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.body: list[bytes] = []
+        self.got_bytes = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.on_lost(self)
+        self._fail(_Lost(f"the connection closed{f': {exc}' if exc else ''}", self.got_bytes))
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(MalformedAnswer(f"malformed HTTP: {exc}"))
+            self.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        body = b"".join(self.body)
+        self.body = []
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self.parser.get_status_code(), body, self.parser.should_keep_alive()))
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def exchange(self, request: bytes) -> asyncio.Future[tuple[int, bytes, bool]]:
+        assert self.transport is not None
+        self.got_bytes = False
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class _Copy:
+    path: bytes
+    body: bytes
+    v1: bool
+    stable: Array | None
+
+
+class Shadow:
+    """Mirrors sampled requests to the shadow through a bounded queue; counts and compares answers."""
+
+    def __init__(self, url: str, *, percent: float, queue: int, timeout: float, connections: int,
+                 retry_seconds: float) -> None:
+        self.target = parse_url(url)
+        self.url = url
+        self.percent = percent
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self.capacity = queue
+        self.connections = connections
+        self.counters = ShadowCounters()
+        self.output: str | None = None  # the stable's prediction output (label or value)
+        self._credit = 0.0
+        self._queue: asyncio.Queue[_Copy] | None = None
+        self._queued_bytes = 0
+        self._workers: list[asyncio.Task[None]] = []
+        self._open: set[_Connection] = set()
+        self._down_until = 0.0
+        self._reachable: bool | None = None
+        self._registry: CollectorRegistry | None = None
+
+    # -- set-up --------------------------------------------------------------
+
+    def attach(self, registry: CollectorRegistry, model: str, task: str | None, output: str | None) -> None:
+        """Once the model is loaded: its name, task and prediction output; starts the workers.
+
+        Runs on the event loop. ``task`` None (a bare ONNX model): copies are
+        sent and counted, rows are not compared.
+        """
+        self.counters.model = model
+        self.counters.classifier = None if task is None or output is None else task in CLASSIFIER_TASKS
+        self.output = output if self.counters.classifier is not None else None
+        if self._registry is not registry:
+            registry.register(self.counters)
+            self._registry = registry
+        if self._queue is None:
+            self._queue = asyncio.Queue(self.capacity)
+            loop = asyncio.get_running_loop()
+            self._workers = [loop.create_task(self._work()) for _ in range(self.connections)]
+            log.info("Started mirroring %g%% of inference requests to the shadow at %s (queue %d, %d connections)",
+                     self.percent, self.url, self.capacity, self.connections)
+
+    async def close(self) -> None:
+        for w in self._workers:
+            w.cancel()
+        for w in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+        self._workers = []
+        for c in list(self._open):
+            c.close()
+
+    # -- the request path ------------------------------------------------------
+
+    def tap(self, url: bytes, body: bytes, v1: bool,
+            done: Callable[[Feed | BaseException], None]) -> Callable[[Feed | BaseException], None]:
+        """Wraps an inference reply: the response goes out first, then a sampled copy is queued."""
+        self._credit += self.percent
+        if self._credit < 100.0 or self._queue is None:
+            return done
+        self._credit -= 100.0
+
+        def reply_then_mirror(result: Feed | BaseException) -> None:
+            done(result)
+            if not isinstance(result, BaseException):
+                self.offer(url, body, v1, result)
+
+        return reply_then_mirror
+
+    def offer(self, url: bytes, body: bytes, v1: bool, result: Feed) -> None:
+        """Queues a copy, or counts why not; never raises, never waits."""
+        outcomes = self.counters.outcomes
+        queue = self._queue
+        if queue is None:
+            return
+        if self._down_until and time.monotonic() < self._down_until:
+            outcomes["unavailable"] += 1
+            return
+        if queue.full() or self._queued_bytes + len(body) > QUEUE_BYTES:
+            outcomes["dropped"] += 1
+            return
+        stable = result.get(self.output) if self.output is not None else None
+        self._queued_bytes += len(body)
+        queue.put_nowait(_Copy(shadow_path(url), body, v1, stable))
+
+    # -- the workers -------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        conn: _Connection | None = None
+        while True:
+            copy = await self._queue.get()
+            self._queued_bytes -= len(copy.body)
+            try:
+                conn = await self._send(conn, copy)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop mirroring, let alone the server
+                log.exception("Failed to mirror a request to the shadow at %s", self.url)
+                self.counters.outcomes["error"] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+
+    async def _send(self, conn: _Connection | None, copy: _Copy) -> _Connection | None:
+        """One copy to the shadow; returns the connection to reuse (None: closed)."""
+        outcomes = self.counters.outcomes
+        if self._down_until and time.monotonic() < self._down_until:
+            outcomes["unavailable"] += 1
+            return conn
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        t = self.target
+        request = b"POST %s%s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" \
+                  b"modelship-shadow: 1\r\n\r\n%s" % (t.prefix, copy.path, t.host_header, len(copy.body), copy.body)
+        for attempt in range(2):
+            if conn is None or not conn.open:
+                conn = await self._connect(deadline)
+                if conn is None:
+                    outcomes["unavailable"] += 1
+                    return None
+                reused = False
+            else:
+                reused = True
+            try:
+                status, body, keep_alive = await asyncio.wait_for(conn.exchange(request),
+                                                                  max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                conn.close()
+                self._finish("timeout")
+                return None
+            except _Lost as exc:
+                conn.close()
+                conn = None
+                if reused and not exc.answered and attempt == 0:
+                    continue  # the shadow had closed an idle keep-alive connection: once more on a new one
+                self._finish("error")
+                return None
+            except MalformedAnswer:
+                conn.close()
+                self._finish("error")
+                return None
+            self._judge(status, body, copy)
+            if not keep_alive:
+                conn.close()
+                return None
+            return conn
+        return None  # unreachable: the second attempt always returns
+
+    async def _connect(self, deadline: float) -> _Connection | None:
+        loop = asyncio.get_running_loop()
+        t = self.target
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(self._open.discard), t.host, t.port), max(0.001, deadline - loop.time())
+            )
+        except (OSError, TimeoutError) as exc:
+            self._went_down(exc)
+            return None
+        self._open.add(conn)
+        if self._reachable is not True:
+            log.info("Connected to the shadow at %s%s", self.url, "; mirroring resumed" if self._reachable is False else "")
+            self._reachable = True
+            self._down_until = 0.0
+        return conn
+
+    def _went_down(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.retry_seconds
+        if self._reachable is not False:
+            self._reachable = False
+            reason = str(exc) or type(exc).__name__
+            log.info("Found no shadow at %s (%s); counting copies as unavailable, retrying every %.1f s",
+                     self.url, reason, self.retry_seconds)
+        # What waits in the queue would only meet the same refusal.
+        queue = self._queue
+        while queue is not None and not queue.empty():
+            copy = queue.get_nowait()
+            self._queued_bytes -= len(copy.body)
+            self.counters.outcomes["unavailable"] += 1
+
+    def _finish(self, outcome: str) -> None:
+        outcomes = self.counters.outcomes
+        outcomes["sent"] += 1
+        outcomes[outcome] += 1
+
+    def _judge(self, status: int, body: bytes, copy: _Copy) -> None:
+        if status != 200:
+            self._finish("error")
+            return
+        try:
+            values = answer_values(body, copy.v1, self.output if copy.stable is not None else None)
+            tally = None
+            if values is not None and copy.stable is not None and self.counters.classifier is not None:
+                tally = compare(copy.stable, values, self.counters.classifier)
+        except MalformedAnswer:
+            self._finish("error")
+            return
+        if tally is not None:
+            self.counters.add(tally)
+        self._finish("ok")
+
+
+def from_settings(settings: Any) -> Shadow | None:
+    """The settings' shadow, or None when mirroring is off (no URL, or 0 %)."""
+    url = (settings.shadow_url or "").strip()
+    if not url or settings.shadow_percent <= 0:
+        return None
+    return Shadow(url, percent=settings.shadow_percent, queue=settings.shadow_queue,
+                  timeout=settings.shadow_timeout_seconds, connections=settings.shadow_connections,
+                  retry_seconds=settings.shadow_retry_seconds)
+
+
+def prediction_output(metadata: Any, output_names: list[str]) -> tuple[str | None, str | None]:
+    """(task, the output holding the prediction) from the artifact's metadata; (None, None) without it."""
+    if metadata is None:
+        return None, None
+    roles = {o.role: o.name for o in metadata.outputs}
+    role = "label" if metadata.task in CLASSIFIER_TASKS else "value"
+    name = roles.get(role)
+    if name is None or name not in output_names:
+        return metadata.task, None
+    return metadata.task, name
+
+
+__all__ = ["HEADER", "OUTCOMES", "MalformedAnswer", "Shadow", "ShadowCounters", "Tally", "answer_values",
+           "compare", "from_settings", "parse_url", "prediction_output", "shadow_path"]

@@ -319,7 +319,7 @@ def test_full_queue_drops_copies_and_the_user_never_waits(artifacts: dict[str, P
     # 2 copies in flight, 4 queued: the other 34 found the queue full (all 40 left within a second).
     assert got["dropped"] >= 30, got
     assert slowest < 0.25, f"a user's request took {slowest:.3f} s while the shadow slept 1 s per copy"
-    eventually(lambda: outcomes(stable)["sent"] + outcomes(stable)["dropped"] == 40, timeout=15,
+    eventually(lambda: outcomes(stable)["sent"] + outcomes(stable)["dropped"] == 40, timeout=30,
                what="every copy accounted for")
     got = outcomes(stable)
     assert got["ok"] == got["sent"] == 40 - got["dropped"]

@@ -148,9 +148,13 @@ def test_compare(stable: np.ndarray, answer: list[Any], classifier: bool, expect
         (np.array([1, 0], np.int64), [1], True, "1 predictions for 2"),
         (np.array([1, 0], np.int64), [1, 0, 1], True, "3 predictions for 2"),
         (np.array([1, 0], np.int64), ["a", "b"], True, "not numbers"),
-        (np.array([1, 0], np.int64), [None, 1], True, "not finite"),
+        (np.array([1, 0], np.int64), [None, 1], True, "not numbers"),
+        (np.array([1, 0], np.int64), [float("nan"), 1], True, "not finite"),
+        (np.array([1, 0], np.int64), [[1], 1], True, "not numbers"),
         (np.array([1.0, 2.0]), ["x", 1.0], False, "not numbers"),
-        (np.array([1.0, 2.0]), [None, 1.0], False, "not finite"),
+        (np.array([1.0, 2.0]), [None, 1.0], False, "not numbers"),
+        (np.array([1.0, 2.0]), [float("inf"), 1.0], False, "not finite"),
+        (np.array([1.0, 2.0]), ["1.0", 1.0], False, "not numbers"),
         (np.array([1.0, 2.0]), [{"a": 1}, 1.0], False, "not numbers"),
     ],
 )
@@ -232,16 +236,15 @@ def test_tap_replies_before_it_queues_and_never_for_failures() -> None:
     async def run() -> list[str]:
         s = Shadow("http://127.0.0.1:9", percent=100, queue=1, timeout=1, connections=1, retry_seconds=1)
         s.attach(CollectorRegistry(), "m", "binary", "label")
-        s._queue = asyncio.Queue(1)  # no worker takes from it
         events: list[str] = []
 
         def done(result: Any) -> None:
-            events.append(f"reply queued={s._queue.qsize()}")  # type: ignore[union-attr]
+            events.append(f"reply queued={len(s._queue)}")
 
         s.tap(b"/v2/models/m/infer", b"{}", False, done)({"label": np.array([1])})
         s.tap(b"/v2/models/m/infer", b"{}", False, done)(ValueError("bad input"))
         s.tap(b"/v2/models/m/infer", b"{}", False, done)({"label": np.array([1])})  # finds the queue full
-        events.append(f"dropped={s.counters.outcomes['dropped']} queued={s._queue.qsize()}")
+        events.append(f"dropped={s.counters.outcomes['dropped']} queued={len(s._queue)}")
         await s.close()
         return events
 

@@ -9,10 +9,16 @@ ready endpoints while a shadow runs. The server then copies a share
 it), and compares each answer with its own answer for the same rows.
 
 Fire and forget: the user's response is written before the copy is queued,
-nothing on the request path awaits the shadow, and a full queue drops the copy
-(counted). A few keep-alive connections on the server's own event loop carry
-the copies, one in flight on each. When the shadow's name does not resolve or
-its connection is refused, copies count as ``unavailable`` for
+nothing on the request path awaits the shadow or writes to it, and a copy
+that finds ``MODELSHIP_SHADOW_QUEUE`` copies waiting is dropped (counted).
+Copies wait a few milliseconds for company and leave together, pipelined in
+one write on one of a few keep-alive connections (``MODELSHIP_SHADOW_CONNECTIONS``)
+driven by callbacks on the server's own event loop: no thread and no task per
+copy, since on a small pod the socket write and wake-up are most of a copy's
+cost. A copy not answered within ``MODELSHIP_SHADOW_TIMEOUT_SECONDS`` of
+leaving is a ``timeout`` (so are the copies queued behind it on that
+connection, which is closed). When the shadow's name does not resolve or its
+connection is refused, copies count as ``unavailable`` for
 ``MODELSHIP_SHADOW_RETRY_SECONDS``, then the next copy tries again: mirroring
 starts and stops with the shadow Service, without restarting the stable.
 
@@ -39,17 +45,17 @@ contract), on the server's own registry:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import re
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
-import numpy as np
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -64,6 +70,11 @@ CLASSIFIER_TASKS = frozenset({"binary", "multiclass"})
 # Bodies waiting in the queue, all together: a few huge requests must not hold
 # the pod's memory for a copy nobody waits for (above it, copies are dropped).
 QUEUE_BYTES = 64 * 1024 * 1024
+# Copies wait this long for company, then leave together (pipelined, one write):
+# a socket write and the shadow's wake-up cost more than the rest of a copy.
+BATCH_SECONDS = 0.005
+# Most copies in flight on one connection (the server answers pipelined requests in order).
+PIPELINE = 32
 _VERSIONED = re.compile(rb"/versions/[^/?]+/infer")
 
 
@@ -167,41 +178,48 @@ def compare(stable: Array, shadow: list[Any], classifier: bool) -> Tally:
     Classifiers: one agree/disagree per row (same label or not). Regressors:
     rows, the sum of |stable - shadow| and the stable's sum and sum of squares.
     Raises :class:`MalformedAnswer` when the shadow's answer does not fit.
+    Plain Python: at the usual few rows per request it beats numpy's fixed costs.
     """
-    flat = stable.reshape(-1)
-    if len(shadow) != flat.size:
-        raise MalformedAnswer(f"{len(shadow)} predictions for {flat.size} values")
+    mine = stable.reshape(-1).tolist()
+    if len(shadow) != len(mine):
+        raise MalformedAnswer(f"{len(shadow)} predictions for {len(mine)} values")
     rows = stable.shape[0] if stable.ndim else 1
-    per_row = flat.size // rows if rows else 1
+    per_row = len(mine) // rows if rows else 1
     if classifier:
-        if flat.dtype.kind in "iubf":
-            try:
-                other = np.asarray(shadow, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise MalformedAnswer("labels that are not numbers") from None
-            if not np.isfinite(other).all():
-                raise MalformedAnswer("labels that are not finite numbers")
-            same = flat.astype(np.float64) == other
-        else:
-            mine = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat.tolist()]
-            same = np.asarray([a == (b if isinstance(b, str) else str(b)) for a, b in zip(mine, shadow, strict=True)])
+        same = [_same_label(a, b) for a, b in zip(mine, shadow, strict=True)]
         if per_row > 1:
-            same = same.reshape(rows, per_row).all(axis=1)
-        agree = int(same.sum())
+            agree = sum(all(same[i * per_row : (i + 1) * per_row]) for i in range(rows))
+        else:
+            agree = sum(same)
         return Tally(agree=agree, disagree=rows - agree)
-    try:
-        other = np.asarray(shadow, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise MalformedAnswer("predictions that are not numbers") from None
-    if not np.isfinite(other).all():
-        raise MalformedAnswer("predictions that are not finite numbers")
-    mine64 = flat.astype(np.float64)
-    return Tally(
-        compared=rows,
-        abs_diff=float(np.abs(mine64 - other).sum()),
-        stable_sum=float(mine64.sum()),
-        stable_sq_sum=float(np.dot(mine64, mine64)),
-    )
+    abs_diff = total = squares = 0.0
+    for a, b in zip(mine, shadow, strict=True):
+        if type(b) is not float and type(b) is not int:
+            raise MalformedAnswer("predictions that are not numbers")
+        if not math.isfinite(b):
+            raise MalformedAnswer("predictions that are not finite numbers")
+        a = float(a)
+        abs_diff += abs(a - b)
+        total += a
+        squares += a * a
+    return Tally(compared=rows, abs_diff=abs_diff, stable_sum=total, stable_sq_sum=squares)
+
+
+def _same_label(mine: Any, theirs: Any) -> bool:
+    if isinstance(mine, bytes):
+        mine = mine.decode("utf-8", "replace")
+    if isinstance(mine, str):
+        return mine == (theirs if isinstance(theirs, str) else str(theirs))
+    if isinstance(theirs, str):  # a numeric label spelled as a string
+        try:
+            theirs = float(theirs)
+        except ValueError:
+            raise MalformedAnswer("labels that are not numbers") from None
+    elif not isinstance(theirs, int | float):
+        raise MalformedAnswer("labels that are not numbers")
+    if not math.isfinite(theirs):
+        raise MalformedAnswer("labels that are not finite numbers")
+    return bool(mine == theirs)
 
 
 # -- counters -----------------------------------------------------------------
@@ -267,64 +285,84 @@ class ShadowCounters(Collector):
 # -- the client ---------------------------------------------------------------
 
 
-class _Lost(ConnectionError):
-    def __init__(self, message: str, answered: bool) -> None:
-        super().__init__(message)
-        self.answered = answered  # some of the answer had arrived
-
-
 class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to the shadow, one exchange at a time."""
+    """One keep-alive HTTP/1.1 connection to the shadow; copies go out pipelined, in one write.
 
-    def __init__(self, on_lost: Callable[[_Connection], None]) -> None:
-        self.on_lost = on_lost
+    Callbacks, not tasks: answers are judged in ``data_received`` and the
+    next waiting copies leave from there, so a copy costs the loop no task
+    switch and no timer (timeouts come from the shadow's ticker).
+    """
+
+    def __init__(self, shadow: Shadow) -> None:
+        self.shadow = shadow
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
-        self.body: list[bytes] = []
+        self.inflight: deque[_Copy] = deque()  # sent, answers pending, in order
+        self.deadline = 0.0  # the oldest copy in flight times out then
+        self.used = False  # an earlier exchange succeeded: the shadow may have closed it while idle
         self.got_bytes = False
+        self.body: list[bytes] = []
+
+    # -- asyncio ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.on_lost(self)
-        self._fail(_Lost(f"the connection closed{f': {exc}' if exc else ''}", self.got_bytes))
+        lost = list(self.inflight)
+        self.inflight.clear()
+        self.shadow._closed(self, lost, retry=self.used and not self.got_bytes)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(MalformedAnswer(f"malformed HTTP: {exc}"))
+        except httptools.HttpParserError:
+            self.shadow._finish("error", len(self.inflight))
+            self.inflight.clear()
             self.close()
+
+    # -- httptools ---------------------------------------------------------------
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        body = b"".join(self.body)
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body = []
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self.parser.get_status_code(), body, self.parser.should_keep_alive()))
+        if not self.inflight:
+            return  # an answer nobody waits for
+        copy = self.inflight.popleft()
+        self.used = True
+        keep = self.parser.should_keep_alive()
+        self.shadow._judge(self.parser.get_status_code(), body, copy)
+        if not keep:
+            self.close()  # what else was in flight counts as lost (connection_lost)
+        elif not self.inflight:
+            self.shadow._idle(self)
+        else:
+            self.deadline = self.inflight[0].sent + self.shadow.timeout
 
-    def _fail(self, exc: Exception) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+    # -- the shadow's side ---------------------------------------------------------
 
     @property
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def exchange(self, request: bytes) -> asyncio.Future[tuple[int, bytes, bool]]:
+    def send(self, copies: list[_Copy], now: float) -> None:
         assert self.transport is not None
+        t = self.shadow.target
+        for c in copies:
+            c.sent = now
+        self.inflight.extend(copies)
+        self.deadline = now + self.shadow.timeout
         self.got_bytes = False
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return self.waiter
+        self.transport.write(b"".join(
+            b"POST %s%s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"modelship-shadow: 1\r\n\r\n%s" % (t.prefix, c.path, t.host_header, len(c.body), c.body)
+            for c in copies
+        ))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -337,6 +375,8 @@ class _Copy:
     body: bytes
     v1: bool
     stable: Array | None
+    sent: float = 0.0
+    retried: bool = False
 
 
 class Shadow:
@@ -353,19 +393,23 @@ class Shadow:
         self.connections = connections
         self.counters = ShadowCounters()
         self.output: str | None = None  # the stable's prediction output (label or value)
+        self.started = False
         self._credit = 0.0
-        self._queue: asyncio.Queue[_Copy] | None = None
+        self._queue: deque[_Copy] = deque()
         self._queued_bytes = 0
-        self._workers: list[asyncio.Task[None]] = []
+        self._ready: list[_Connection] = []  # open, nothing in flight
         self._open: set[_Connection] = set()
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._flush: asyncio.TimerHandle | None = None
         self._down_until = 0.0
         self._reachable: bool | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._registry: CollectorRegistry | None = None
 
     # -- set-up --------------------------------------------------------------
 
     def attach(self, registry: CollectorRegistry, model: str, task: str | None, output: str | None) -> None:
-        """Once the model is loaded: its name, task and prediction output; starts the workers.
+        """Once the model is loaded: its name, task and prediction output; mirroring starts.
 
         Runs on the event loop. ``task`` None (a bare ONNX model): copies are
         sent and counted, rows are not compared.
@@ -376,20 +420,22 @@ class Shadow:
         if self._registry is not registry:
             registry.register(self.counters)
             self._registry = registry
-        if self._queue is None:
-            self._queue = asyncio.Queue(self.capacity)
-            loop = asyncio.get_running_loop()
-            self._workers = [loop.create_task(self._work()) for _ in range(self.connections)]
+        if not self.started:
+            self.started = True
+            self._tick()
             log.info("Started mirroring %g%% of inference requests to the shadow at %s (queue %d, %d connections)",
                      self.percent, self.url, self.capacity, self.connections)
 
     async def close(self) -> None:
-        for w in self._workers:
-            w.cancel()
-        for w in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await w
-        self._workers = []
+        """Stops mirroring: what waits is abandoned (a copy nobody waits for), connections close."""
+        self.started = False
+        for handle in (self._ticker, self._flush):
+            if handle is not None:
+                handle.cancel()
+        for task in list(self._connecting):
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
+        self._queue.clear()
         for c in list(self._open):
             c.close()
 
@@ -397,9 +443,9 @@ class Shadow:
 
     def tap(self, url: bytes, body: bytes, v1: bool,
             done: Callable[[Feed | BaseException], None]) -> Callable[[Feed | BaseException], None]:
-        """Wraps an inference reply: the response goes out first, then a sampled copy is queued."""
+        """Wraps an inference reply: the response goes out first, then a sampled copy follows."""
         self._credit += self.percent
-        if self._credit < 100.0 or self._queue is None:
+        if self._credit < 100.0 or not self.started:
             return done
         self._credit -= 100.0
 
@@ -411,101 +457,86 @@ class Shadow:
         return reply_then_mirror
 
     def offer(self, url: bytes, body: bytes, v1: bool, result: Feed) -> None:
-        """Queues a copy, or counts why not; never raises, never waits."""
+        """Queues a copy, or counts why not; never raises, never waits, never writes."""
+        if not self.started:
+            return
         outcomes = self.counters.outcomes
-        queue = self._queue
-        if queue is None:
-            return
-        if self._down_until and time.monotonic() < self._down_until:
-            outcomes["unavailable"] += 1
-            return
-        if queue.full() or self._queued_bytes + len(body) > QUEUE_BYTES:
+        if self._down_until:
+            if time.monotonic() < self._down_until:
+                outcomes["unavailable"] += 1
+                return
+            self._down_until = 0.0
+        if len(self._queue) >= self.capacity or self._queued_bytes + len(body) > QUEUE_BYTES:
             outcomes["dropped"] += 1
             return
         stable = result.get(self.output) if self.output is not None else None
         self._queued_bytes += len(body)
-        queue.put_nowait(_Copy(shadow_path(url), body, v1, stable))
+        self._queue.append(_Copy(shadow_path(url), body, v1, stable))
+        if self._flush is None:
+            # Copies leave together a moment later: one write (and one wake-up of the
+            # shadow) for all the requests of a few milliseconds.
+            self._flush = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._pump)
 
-    # -- the workers -------------------------------------------------------------
+    # -- the client --------------------------------------------------------------
 
-    async def _work(self) -> None:
-        assert self._queue is not None
-        conn: _Connection | None = None
-        while True:
-            copy = await self._queue.get()
-            self._queued_bytes -= len(copy.body)
-            try:
-                conn = await self._send(conn, copy)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug here must not stop mirroring, let alone the server
-                log.exception("Failed to mirror a request to the shadow at %s", self.url)
-                self.counters.outcomes["error"] += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
+    def _pump(self) -> None:
+        """Hands waiting copies to idle connections; opens connections up to the pool size."""
+        self._flush = None
+        queue = self._queue
+        ready = self._ready
+        now = time.monotonic()
+        while queue and ready:
+            conn = ready.pop()
+            if not conn.open:
+                continue
+            batch = [queue.popleft() for _ in range(min(PIPELINE, len(queue)))]
+            self._queued_bytes -= sum(len(c.body) for c in batch)
+            conn.send(batch, now)
+        if queue and not self._connecting and len(self._open) < self.connections:
+            task = asyncio.get_running_loop().create_task(self._connect())
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
 
-    async def _send(self, conn: _Connection | None, copy: _Copy) -> _Connection | None:
-        """One copy to the shadow; returns the connection to reuse (None: closed)."""
-        outcomes = self.counters.outcomes
-        if self._down_until and time.monotonic() < self._down_until:
-            outcomes["unavailable"] += 1
-            return conn
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        t = self.target
-        request = b"POST %s%s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" \
-                  b"modelship-shadow: 1\r\n\r\n%s" % (t.prefix, copy.path, t.host_header, len(copy.body), copy.body)
-        for attempt in range(2):
-            if conn is None or not conn.open:
-                conn = await self._connect(deadline)
-                if conn is None:
-                    outcomes["unavailable"] += 1
-                    return None
-                reused = False
-            else:
-                reused = True
-            try:
-                status, body, keep_alive = await asyncio.wait_for(conn.exchange(request),
-                                                                  max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                conn.close()
-                self._finish("timeout")
-                return None
-            except _Lost as exc:
-                conn.close()
-                conn = None
-                if reused and not exc.answered and attempt == 0:
-                    continue  # the shadow had closed an idle keep-alive connection: once more on a new one
-                self._finish("error")
-                return None
-            except MalformedAnswer:
-                conn.close()
-                self._finish("error")
-                return None
-            self._judge(status, body, copy)
-            if not keep_alive:
-                conn.close()
-                return None
-            return conn
-        return None  # unreachable: the second attempt always returns
-
-    async def _connect(self, deadline: float) -> _Connection | None:
+    async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         t = self.target
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self._open.discard), t.host, t.port), max(0.001, deadline - loop.time())
+                loop.create_connection(lambda: _Connection(self), t.host, t.port), self.timeout
             )
         except (OSError, TimeoutError) as exc:
             self._went_down(exc)
-            return None
+            return
+        if not self.started:
+            conn.close()
+            return
         self._open.add(conn)
         if self._reachable is not True:
-            log.info("Connected to the shadow at %s%s", self.url, "; mirroring resumed" if self._reachable is False else "")
+            log.info("Connected to the shadow at %s%s", self.url,
+                     "; mirroring resumed" if self._reachable is False else "")
             self._reachable = True
-            self._down_until = 0.0
-        return conn
+        self._idle(conn)
+
+    def _idle(self, conn: _Connection) -> None:
+        """A connection has nothing in flight: it takes what waits (it waited long enough), or waits."""
+        self._ready.append(conn)
+        if self._queue:
+            self._pump()
+
+    def _closed(self, conn: _Connection, lost: list[_Copy], retry: bool) -> None:
+        self._open.discard(conn)
+        if conn in self._ready:
+            self._ready.remove(conn)
+        if retry and self.started and not any(c.retried for c in lost):
+            # The shadow had closed an idle keep-alive connection as the copies left: once more.
+            for c in reversed(lost):
+                c.retried = True
+                self._queue.appendleft(c)
+                self._queued_bytes += len(c.body)
+            if self._queue:
+                self._pump()
+            return
+        self._finish("error", len(lost))
 
     def _went_down(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + self.retry_seconds
@@ -514,17 +545,26 @@ class Shadow:
             reason = str(exc) or type(exc).__name__
             log.info("Found no shadow at %s (%s); counting copies as unavailable, retrying every %.1f s",
                      self.url, reason, self.retry_seconds)
-        # What waits in the queue would only meet the same refusal.
-        queue = self._queue
-        while queue is not None and not queue.empty():
-            copy = queue.get_nowait()
-            self._queued_bytes -= len(copy.body)
-            self.counters.outcomes["unavailable"] += 1
+        # What waits would only meet the same refusal.
+        self.counters.outcomes["unavailable"] += len(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
 
-    def _finish(self, outcome: str) -> None:
+    def _tick(self) -> None:
+        """Times out connections whose oldest copy waits too long (checked a few times per timeout)."""
+        now = time.monotonic()
+        for conn in list(self._open):
+            if conn.inflight and now >= conn.deadline:
+                # The copies behind the late one wait on it: all of them time out.
+                self._finish("timeout", len(conn.inflight))
+                conn.inflight.clear()
+                conn.close()  # an answer may still come: this connection is out of step
+        self._ticker = asyncio.get_running_loop().call_later(min(0.1, self.timeout / 4), self._tick)
+
+    def _finish(self, outcome: str, copies: int = 1) -> None:
         outcomes = self.counters.outcomes
-        outcomes["sent"] += 1
-        outcomes[outcome] += 1
+        outcomes["sent"] += copies
+        outcomes[outcome] += copies
 
     def _judge(self, status: int, body: bytes, copy: _Copy) -> None:
         if status != 200:
@@ -536,6 +576,10 @@ class Shadow:
             if values is not None and copy.stable is not None and self.counters.classifier is not None:
                 tally = compare(copy.stable, values, self.counters.classifier)
         except MalformedAnswer:
+            self._finish("error")
+            return
+        except Exception:  # a bug here must not stop mirroring, let alone the server
+            log.exception("Failed to compare the shadow's answer at %s", self.url)
             self._finish("error")
             return
         if tally is not None:

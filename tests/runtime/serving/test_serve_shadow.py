@@ -219,6 +219,20 @@ def test_identical_model_agrees_on_every_row(artifacts: dict[str, Path], spawn: 
     # The candidate's own counters saw the copies (the operator reads its 5xx and p99 there).
     assert served(candidate) == 30 and served(candidate, "predict", protocol="v1") == 10
     assert "modelship_shadow_requests_total" not in requests.get(candidate.url + "/metrics", timeout=5).text
+    assert stable.stop() == 0  # SIGTERM with mirroring on: a clean exit
+    assert "Traceback" not in stable.log_text()
+
+
+def test_connections_the_shadow_closed_while_idle_are_replaced(artifacts: dict[str, Path], spawn: Any) -> None:
+    # The candidate closes keep-alive connections idle for 0.4 s; the stable must not count that as errors.
+    candidate = spawn(artifacts["logistic"], env={"MODELSHIP_IDLE_TIMEOUT_SECONDS": "0.4"})
+    stable = spawn(artifacts["logistic"], env=shadow_env(candidate.url))
+    for i in range(4):
+        send(stable, 2)
+        eventually(lambda i=i: outcomes(stable)["sent"] == 2 * (i + 1), what="the copies answered")
+        time.sleep(1.0)
+    got = outcomes(stable)
+    assert got["ok"] == 8 and got["error"] == got["unavailable"] == 0, got
 
 
 def test_inverted_model_disagrees(artifacts: dict[str, Path], inverted: Path, spawn: Any) -> None:

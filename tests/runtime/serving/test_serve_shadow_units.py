@@ -249,3 +249,18 @@ def test_tap_replies_before_it_queues_and_never_for_failures() -> None:
         return events
 
     assert asyncio.run(run()) == ["reply queued=0", "reply queued=1", "reply queued=1", "dropped=1 queued=1"]
+
+
+def test_queued_bytes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shadow, "QUEUE_BYTES", 10)
+
+    async def run() -> tuple[int, int]:
+        s = Shadow("http://127.0.0.1:9", percent=100, queue=100, timeout=1, connections=1, retry_seconds=1)
+        s.attach(CollectorRegistry(), "m", "binary", "label")
+        for _ in range(3):
+            s.offer(b"/v2/models/m/infer", b"123456", False, {"label": np.array([1])})
+        queued, dropped = len(s._queue), s.counters.outcomes["dropped"]
+        await s.close()
+        return queued, dropped
+
+    assert asyncio.run(run()) == (1, 2)

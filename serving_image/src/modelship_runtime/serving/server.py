@@ -437,15 +437,6 @@ async def _reap_forever(app: App) -> None:
         app.reap()
 
 
-def _attach_shadow(app: App) -> None:
-    """The model is loaded (or failed): the shadow learns its name, task and output, and starts."""
-    assert app.shadow is not None
-    dp = app.dp
-    names = dp.model.output_names if dp.model is not None else []
-    task, output = shadow.prediction_output(dp.metadata, names)
-    app.shadow.attach(dp.metrics.registry, dp.name, task, output)
-
-
 async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file: str | None = None) -> int:
     """Runs one server process until SIGTERM/SIGINT; returns the exit code."""
     loop = asyncio.get_running_loop()
@@ -464,8 +455,9 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     # Once loaded, what exists lives for good: keep it out of the collector's
     # full passes, which would otherwise stall the loop for milliseconds.
     loading.add_done_callback(lambda _: gc.freeze())
-    if app.shadow is not None:
-        loading.add_done_callback(lambda _: _attach_shadow(app))
+    mirror = app.shadow
+    if mirror is not None:  # mirroring starts once the model's name, task and outputs are known
+        loading.add_done_callback(lambda _: mirror.attach_to(dp))
     await stop.wait()
     was = dp.state
     dp.begin_stopping()

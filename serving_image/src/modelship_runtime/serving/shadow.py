@@ -61,6 +61,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .batcher import Array, Feed
+from .dataplane import DataPlane
 
 log = logging.getLogger("modelship.serve")
 
@@ -425,6 +426,12 @@ class Shadow:
             self._tick()
             log.info("Started mirroring %g%% of inference requests to the shadow at %s (queue %d, %d connections)",
                      self.percent, self.url, self.capacity, self.connections)
+
+    def attach_to(self, dp: DataPlane) -> None:
+        """``attach`` with what the data plane loaded (or failed to load)."""
+        names = dp.model.output_names if dp.model is not None else []
+        task, output = prediction_output(dp.metadata, names)
+        self.attach(dp.metrics.registry, dp.name, task, output)
 
     async def close(self) -> None:
         """Stops mirroring: what waits is abandoned (a copy nobody waits for), connections close."""

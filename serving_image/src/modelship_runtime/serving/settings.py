@@ -104,7 +104,8 @@ class ServeSettings(BaseSettings):
     def _shadow_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        from .shadow import parse_url  # here: shadow imports the data plane, which imports this module
+        # Imported here: shadow imports the data plane, which imports this module.
+        from .shadow import parse_url
 
         parse_url(value)  # raises ValueError with the reason
         return value.strip()

@@ -181,17 +181,21 @@ def compare(stable: Array, shadow: list[Any], classifier: bool) -> Tally:
     Raises :class:`MalformedAnswer` when the shadow's answer does not fit.
     Plain Python: at the usual few rows per request it beats numpy's fixed costs.
     """
-    mine = stable.reshape(-1).tolist()
+    mine = stable.ravel().tolist()
     if len(shadow) != len(mine):
         raise MalformedAnswer(f"{len(shadow)} predictions for {len(mine)} values")
     rows = stable.shape[0] if stable.ndim else 1
     per_row = len(mine) // rows if rows else 1
     if classifier:
+        if per_row == 1:
+            agree = 0
+            for a, b in zip(mine, shadow):  # noqa: B905  (lengths checked above)
+                # The usual case first: the same label of the same type needs no checks.
+                if (a == b and type(a) is type(b)) or _same_label(a, b):
+                    agree += 1
+            return Tally(agree=agree, disagree=rows - agree)
         same = [_same_label(a, b) for a, b in zip(mine, shadow, strict=True)]
-        if per_row > 1:
-            agree = sum(all(same[i * per_row : (i + 1) * per_row]) for i in range(rows))
-        else:
-            agree = sum(same)
+        agree = sum(all(same[i * per_row : (i + 1) * per_row]) for i in range(rows))
         return Tally(agree=agree, disagree=rows - agree)
     abs_diff = total = squares = 0.0
     for a, b in zip(mine, shadow, strict=True):
@@ -302,6 +306,7 @@ class _Connection(asyncio.Protocol):
         self.deadline = 0.0  # the oldest copy in flight times out then
         self.used = False  # an earlier exchange succeeded: the shadow may have closed it while idle
         self.got_bytes = False
+        self.paused = False
         self.body: list[bytes] = []
 
     # -- asyncio ---------------------------------------------------------------
@@ -359,11 +364,20 @@ class _Connection(asyncio.Protocol):
         self.inflight.extend(copies)
         self.deadline = now + self.shadow.timeout
         self.got_bytes = False
+        # The answers are read in bulk at the next flush or tick, not one wake-up each.
+        self.transport.pause_reading()
+        self.paused = True
         self.transport.write(b"".join(
             b"POST %s%s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"modelship-shadow: 1\r\n\r\n%s" % (t.prefix, c.path, t.host_header, len(c.body), c.body)
             for c in copies
         ))
+
+    def collect(self) -> None:
+        """Reads the answers that arrived meanwhile (on the loop's next turn)."""
+        if self.paused and self.open:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]  # open: not None
 
     def close(self) -> None:
         if self.transport is not None:
@@ -489,6 +503,8 @@ class Shadow:
     def _pump(self) -> None:
         """Hands waiting copies to idle connections; opens connections up to the pool size."""
         self._flush = None
+        for conn in self._open:
+            conn.collect()
         queue = self._queue
         ready = self._ready
         now = time.monotonic()
@@ -561,6 +577,7 @@ class Shadow:
         """Times out connections whose oldest copy waits too long (checked a few times per timeout)."""
         now = time.monotonic()
         for conn in list(self._open):
+            conn.collect()
             if conn.inflight and now >= conn.deadline:
                 # The copies behind the late one wait on it: all of them time out.
                 self._finish("timeout", len(conn.inflight))

@@ -14,8 +14,9 @@ that finds ``MODELSHIP_SHADOW_QUEUE`` copies waiting is dropped (counted).
 Copies wait a few milliseconds for company and leave together, pipelined in
 one write on one of a few keep-alive connections (``MODELSHIP_SHADOW_CONNECTIONS``)
 driven by callbacks on the server's own event loop: no thread and no task per
-copy, since on a small pod the socket write and wake-up are most of a copy's
-cost. A copy not answered within ``MODELSHIP_SHADOW_TIMEOUT_SECONDS`` of
+copy. Reading pauses after a send and resumes at the next flush, so the
+answers are read in bulk rather than with one wake-up each: on a small pod
+socket writes and wake-ups are most of a copy's cost. A copy not answered within ``MODELSHIP_SHADOW_TIMEOUT_SECONDS`` of
 leaving is a ``timeout`` (so are the copies queued behind it on that
 connection, which is closed). When the shadow's name does not resolve or its
 connection is refused, copies count as ``unavailable`` for

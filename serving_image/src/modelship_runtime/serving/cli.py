@@ -46,6 +46,12 @@ FLAGS: list[tuple[str, str, Any]] = [
     ("--idle-timeout-seconds", "idle_timeout_seconds", float),
     ("--cache-dir", "cache_dir", str),
     ("--log-level", "log_level", str),
+    ("--shadow-url", "shadow_url", str),
+    ("--shadow-percent", "shadow_percent", float),
+    ("--shadow-queue", "shadow_queue", int),
+    ("--shadow-timeout-seconds", "shadow_timeout_seconds", float),
+    ("--shadow-connections", "shadow_connections", int),
+    ("--shadow-retry-seconds", "shadow_retry_seconds", float),
 ]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import binary, codec, grpc_server, openapi, v1, v2
+from . import binary, codec, grpc_server, openapi, shadow, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -67,7 +67,8 @@ def error_response(exc: ServeError) -> Response:
 
 
 class Request:
-    __slots__ = ("body", "endpoint", "header_length", "keep_alive", "method", "protocol", "start", "url")
+    __slots__ = ("body", "endpoint", "header_length", "keep_alive", "method", "mirrored", "protocol", "start",
+                 "url")
 
     def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float,
                  header_length: int = -1) -> None:
@@ -80,6 +81,7 @@ class Request:
         self.endpoint = ""
         # Inference-Header-Content-Length (binary tensor extension); -1: absent.
         self.header_length = header_length
+        self.mirrored = False  # a copy from a stable (Modelship-Shadow header): never mirrored again
 
 
 # A handler answers at once (a Response) or later through its reply callback (None).
@@ -99,6 +101,7 @@ class App:
         self._openapi: tuple[str, bytes] | None = None
         self._infer_url = b""  # the last plain infer URL seen, for the hot path
         self._infer_name = ""
+        self.shadow = shadow.from_settings(settings)  # None: mirroring off
 
     # -- routing -----------------------------------------------------------
 
@@ -198,7 +201,11 @@ class App:
         dp = self.dp
         feed, outputs, request_id, binary_out = v2.decode_request(dp, req.body, req.header_length)
         if binary_out is None:
-            dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+            done = _replier(reply, lambda result: v2.encode_response(dp, result, request_id))
+            # JSON requests are mirrored (the copy leaves after the answer); binary ones are not.
+            if self.shadow is not None and not req.mirrored and req.header_length < 0:
+                done = self.shadow.tap(req.url, req.body, False, done)
+            dp.infer(feed, outputs, done)
         else:
             dp.infer(feed, outputs, _replier(reply, lambda result: _binary_response(
                 *v2.encode_binary_response(dp, result, request_id, binary_out))))
@@ -218,7 +225,10 @@ class App:
             self._only(method, b"POST")
             dp.check_model(target[: -len(":predict")])
             feed, want_proba = v1.decode_request(dp, req.body)
-            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba)))
+            done = _replier(reply, lambda result: v1.encode_response(dp, result, want_proba))
+            if self.shadow is not None and not req.mirrored:
+                done = self.shadow.tap(req.url, req.body, True, done)  # the copy leaves after the answer
+            dp.infer(feed, None, done)
             return None
         if ":" in target:
             raise NotFound(f"no such verb: {target[:200]} (KServe v1 here has :predict)")
@@ -309,6 +319,7 @@ class HttpProtocol(asyncio.Protocol):
         self.start = 0.0
         self.too_large = False
         self.header_length = -1
+        self.mirrored = False
         self.last_seen = time.monotonic()
 
     # -- asyncio -----------------------------------------------------------
@@ -360,6 +371,7 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.header_length = -1
+        self.mirrored = False
         self.start = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
@@ -382,6 +394,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.header_length = binary.parse_header_length(value)
             except BadRequest:
                 self.header_length = binary.INVALID_HEADER_LENGTH  # a 400 when handled, not a broken connection
+        elif len(name) == 16 and name.lower() == shadow.HEADER:
+            self.mirrored = True
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -395,6 +409,7 @@ class HttpProtocol(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start,
                       self.header_length)
+        req.mirrored = self.mirrored
         self.pending.append(req)
         if len(self.pending) > MAX_PIPELINED and self.transport is not None and not self.paused:
             self.paused = True
@@ -480,6 +495,9 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     # Once loaded, what exists lives for good: keep it out of the collector's
     # full passes, which would otherwise stall the loop for milliseconds.
     loading.add_done_callback(lambda _: gc.freeze())
+    mirror = app.shadow
+    if mirror is not None:  # mirroring starts once the model's name, task and outputs are known
+        loading.add_done_callback(lambda _: mirror.attach_to(dp))
     await stop.wait()
     was = dp.state
     dp.begin_stopping()
@@ -499,6 +517,8 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     app.close_idle()
     for c in list(app.connections):
         c.close()
+    if app.shadow is not None:
+        await app.shadow.close()
     if not loading.done():
         log.info("Stopped before the model finished loading")
     else:

@@ -181,25 +181,16 @@ RELEASE_NAMESPACE = "modelship-system"
 POD_SELECTOR = "app.kubernetes.io/name=modelship,app.kubernetes.io/instance=modelship"
 
 
-def split_reference(ref: str) -> tuple[str, str]:
-    """docker.io/modelship/operator:0.1.0-abc → (docker.io/modelship/operator, 0.1.0-abc)."""
-    repository, _, tag = ref.rpartition(":")
-    return repository, tag
-
-
 def chart_values(images: dict[str, str], s3: S3, **extra: Any) -> dict[str, Any]:
     """Helm values that point the chart at this stack's images and S3 store."""
-    def image(name: str) -> dict[str, str]:
-        repository, tag = split_reference(images[name])
-        return {"repository": repository, "tag": tag}
+    from modelship.images import helm_values  # what `make images` writes for a user's install
 
     values: dict[str, Any] = {
-        "image": {**image("operator"), "pullPolicy": "Never"},
-        "trainer": {"image": image("trainer")},
-        "serving": {"image": image("serving")},
+        **helm_values(images),
         "artifacts": {"store": f"s3://{BUCKET}/artifacts",
                       "s3": {"endpointUrl": s3.endpoint, "credentialsSecret": SECRET}},
     }
+    values["image"]["pullPolicy"] = "Never"
     for key, value in extra.items():
         values[key] = value
     return values

@@ -75,6 +75,11 @@ class OperatorSettings(BaseSettings):
         description="Test-only: pass the Model annotation modelship.io/test-canary-env to canary pods.",
     )
     scrape_timeout_seconds: float = Field(default=3.0, gt=0, description="Timeout of a pod /metrics scrape.")
+    scrape_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="Most bytes read from one serving pod's /metrics or artifact metadata; a larger answer "
+        "is refused (logged) and never held in memory.",
+    )
     prometheus_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of a DriftMonitor's query to Prometheus (source prometheus)."
     )

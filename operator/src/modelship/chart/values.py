@@ -350,6 +350,10 @@ class Values(_Values):
     history_limit: int = Field(default=10, ge=1, description="Versions kept in Model.status.history (`MODELSHIP_HISTORY_LIMIT`).")
     scrape_timeout_seconds: float = Field(
         default=3.0, gt=0, description="Timeout of the operator's scrape of a serving pod (`MODELSHIP_SCRAPE_TIMEOUT_SECONDS`).")
+    scrape_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="Most bytes the operator reads from one serving pod's /metrics or artifact metadata; a larger "
+        "answer is refused with a logged reason (`MODELSHIP_SCRAPE_MAX_BYTES`).")
     allow_test_faults: bool = Field(
         default=False,
         description="Test only: pass a Model's modelship.io/test-canary-env annotation to canary pods "
@@ -421,6 +425,7 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "webhook_token": "webhook.tokenSecret",
     "allow_test_faults": "allowTestFaults",
     "scrape_timeout_seconds": "scrapeTimeoutSeconds",
+    "scrape_max_bytes": "scrapeMaxBytes",
     "resync_seconds": "resyncSeconds",
     "prometheus_timeout_seconds": "prometheus.timeoutSeconds",
     "prometheus_bearer_token_file": "prometheus.bearerTokenSecret",

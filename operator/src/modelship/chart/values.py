@@ -143,11 +143,19 @@ class SecretKey(_Values):
     key: str = Field(default="token", description="Key in the Secret holding the token.")
 
 
+class WebhookTokenSecret(_Values):
+    name: str = Field(
+        default="",
+        description="An existing Secret in the release namespace holding the token; empty means the chart "
+        "generates one in `<fullname>-webhook-token` on install and keeps it across upgrades and uninstalls.")
+    key: str = Field(default="token", pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret holding the token.")
+
+
 class Webhook(_Values):
-    token_secret: SecretKey = Field(
-        default_factory=SecretKey,
-        description="Bearer token the Alertmanager webhook requires (`MODELSHIP_WEBHOOK_TOKEN`, from a Secret "
-        "in the release namespace).",
+    token_secret: WebhookTokenSecret = Field(
+        default_factory=WebhookTokenSecret,
+        description="Bearer token the Alertmanager webhook requires (`MODELSHIP_WEBHOOK_TOKEN`, from a Secret in "
+        "the release namespace); posts without it get 401. Alertmanager sends it with `http_config.authorization`.",
     )
 
 

@@ -44,7 +44,13 @@ class OperatorSettings(BaseSettings):
     )
     artifact_store: str = Field(
         default="s3://modelship/artifacts",
-        description="Default artifact prefix; each TrainingJob writes under <store>/<namespace>/<name>/.",
+        description="Default artifact prefix; each TrainingJob writes under <store>/<namespace>/ only "
+        "(<name>-<uid>/ by default).",
+    )
+    allowed_output_prefixes: list[str] = Field(
+        default_factory=list,
+        description="More prefixes TrainingJobs may write under besides artifact_store, each confined to "
+        "<prefix>/<namespace>/ too (a JSON list in the environment).",
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint passed to trainer and serving pods as AWS_ENDPOINT_URL."

@@ -128,7 +128,15 @@ class Artifacts(_Values):
     store: str = Field(
         default="s3://modelship/artifacts", pattern=r"^(s3|file)://",
         description="Default artifact prefix (`MODELSHIP_ARTIFACT_STORE`): s3://bucket/prefix, or file:///<mountPath>/... "
-        "with a PVC. Each TrainingJob writes under <store>/<namespace>/<name>/.",
+        "with a PVC. Each TrainingJob writes under <store>/<namespace>/ only (its own <name>-<uid>/ by default), "
+        "and never over an existing artifact.",
+    )
+    allowed_output_prefixes: list[str] = Field(
+        default_factory=list,
+        description="More prefixes (s3://... or file://...) a TrainingJob's outputUri may name besides `store` "
+        "(`MODELSHIP_ALLOWED_OUTPUT_PREFIXES`); each is confined to <prefix>/<namespace>/ as `store` is. Any other "
+        "outputUri fails the TrainingJob with InvalidSpec.",
+        json_schema_extra={"items": {"type": "string", "pattern": "^(s3|file)://"}, "uniqueItems": True},
     )
     s3: S3 = Field(default_factory=S3, description="S3 access for trainer and serving pods.")
     pvc: ArtifactPvc = Field(default_factory=ArtifactPvc, description="A PVC store for file:// artifacts.")
@@ -420,6 +428,7 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "trainer_image": "trainer.image",
     "serving_image": "serving.image",
     "artifact_store": "artifacts.store",
+    "allowed_output_prefixes": "artifacts.allowedOutputPrefixes",
     "s3_endpoint_url": "artifacts.s3.endpointUrl",
     "s3_credentials_secret": "artifacts.s3.credentialsSecret",
     "artifact_pvc": "artifacts.pvc",

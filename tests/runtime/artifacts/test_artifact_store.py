@@ -43,7 +43,7 @@ def _roundtrip(uri: str, tmp_path: Path) -> None:
         store.read_model(uri, expected_sha256="0" * 64)
     # Write-once: the same model again is fine; another one is refused and changes nothing.
     assert store.write_artifact(uri, model, _metadata()) == digest
-    with pytest.raises(store.ArtifactExists, match="already holds another model.*write-once"):
+    with pytest.raises(store.ArtifactExists, match=r"already holds another model.*write-once"):
         store.write_artifact(uri, model + b"2", _metadata())
     assert store.read_metadata(uri).model_sha256 == digest
     assert store.read_model(uri) == model

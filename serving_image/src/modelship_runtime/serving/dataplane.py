@@ -54,6 +54,10 @@ class DataPlane:
         self.metrics = Metrics(self.name)
         self.threads = settings.threads or max(1, cpu_limit() // settings.workers)
         self._rng = random.Random()
+        # Inputs that may carry null/NaN: what the artifact's graph imputes (metadata.json), or all
+        # with --allow-missing (for a bare model the operator knows nothing about).
+        self.imputed: frozenset[str] = frozenset()
+        self.missing_category = ""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -102,6 +106,9 @@ class DataPlane:
             return
         model = OnnxModel(local.model_path, self.threads)
         self._check_metadata(model)
+        if self.metadata is not None:
+            self.imputed = frozenset(self.metadata.imputed_inputs) & set(model.input_by_name)
+            self.missing_category = self.metadata.missing_category
         if self.metadata is not None:
             drift = DriftCounters(self.name, self.metadata)
             if drift.enabled:
@@ -202,12 +209,24 @@ class DataPlane:
                 features=[{"name": f.name, "type": str(f.type), "dtype": f.dtype} for f in md.features],
                 classes=md.classes,
                 output_roles={o.name: o.role for o in md.outputs},
+                imputed_inputs=sorted(self.imputed),
                 drift_histograms=self.drift is not None,
             )
         out["parameters"] = params
         return out
 
     # -- inference ---------------------------------------------------------
+
+    def accepts_missing(self, name: str) -> bool:
+        """Whether input ``name`` may carry null/NaN: its graph imputes it (or --allow-missing)."""
+        return self.settings.allow_missing or name in self.imputed
+
+    def columns_of(self, name: str) -> list[str] | None:
+        """The feature of each column of input ``name`` in tensor mode (for messages), else None."""
+        md = self.metadata
+        if md is not None and md.input_mode == "tensor" and md.tensor_input == name:
+            return [f.name for f in md.features]
+        return None
 
     def input_spec(self, name: str) -> TensorSpec:
         model = self.serving_model()

@@ -38,8 +38,9 @@ class ServeSettings(BaseSettings):
     max_rows: int = Field(default=65536, ge=1, description="Most rows in one request (400 above).")
     allow_missing: bool = Field(
         default=False,
-        description="Accept null/NaN in numeric inputs (set when the model's pipeline imputes); "
-        "otherwise they are rejected with 400.",
+        description="Accept null/NaN in every input. Not needed for a Modelship artifact: its metadata.json "
+        "lists the inputs its graph imputes, and those accept nulls by themselves; this is for a bare "
+        "ONNX model known to handle them. Otherwise nulls are refused with 400.",
     )
     threads: int | None = Field(
         default=None, ge=1,

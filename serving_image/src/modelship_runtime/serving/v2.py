@@ -60,7 +60,10 @@ def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, list[str] | None, 
         size = math.prod(shape)
         if size > dp.settings.max_rows * 4096:
             raise BadRequest(f"input {name!r}: shape {shape} is too large")
-        arr = coerce(tensor["data"], spec, f"input {name!r}", dp.settings.allow_missing)
+        columns = dp.columns_of(name)
+        arr = coerce(tensor["data"], spec, f"input {name!r}", dp.accepts_missing(name),
+                     missing_category=dp.missing_category,
+                     columns=columns if columns and shape and shape[-1] == len(columns) else None)
         if arr.size != size:
             raise BadRequest(f"input {name!r}: shape {shape} needs {size} values, data has {arr.size}")
         feed[name] = arr.reshape(shape)

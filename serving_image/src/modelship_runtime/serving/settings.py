@@ -60,6 +60,16 @@ class ServeSettings(BaseSettings):
         description="Close a keep-alive connection idle this long, or one that takes this long to send "
         "a request (slow clients must not hold sockets forever).",
     )
+    load_retry_max_seconds: float = Field(
+        default=30.0, gt=0.0,
+        description="Longest wait between two attempts to fetch the model while the store cannot be read "
+        "(the wait starts at 0.5 s and doubles).",
+    )
+    load_deadline_seconds: float = Field(
+        default=300.0, ge=0.0,
+        description="After this long without a loaded model (the store still unreadable), liveness answers "
+        "503 so the kubelet restarts the pod; readiness says why all along. 0: never.",
+    )
     cache_dir: str | None = Field(
         default=None, description="Writable directory for downloaded artifacts (default: $TMPDIR)."
     )

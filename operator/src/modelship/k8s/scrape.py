@@ -45,7 +45,7 @@ def fetch(pod: Obj, timeout: float, port: int = SERVING_PORT, path: str = "/metr
                 log.warning("Refused %s of pod %s (%s): it declares %s bytes, over the cap of %d "
                             "(MODELSHIP_SCRAPE_MAX_BYTES)", path, name, ip, declared, limit)
                 return None
-            data = response.read(limit + 1)  # never more than the cap plus one byte, whatever is sent
+            data: bytes = response.read(limit + 1)  # never more than the cap plus one byte, whatever is sent
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         log.info("Could not read %s of pod %s (%s): %s", path, name, ip, exc)
         return None

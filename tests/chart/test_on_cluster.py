@@ -108,7 +108,10 @@ def test_webhook_token_is_generated_once_and_kept(cluster: Any) -> None:
         helm_cmd("upgrade", "--install", release, str(helm.CHART), *[a for s in [*sets, *extra] for a in ("--set", s)])
 
     try:
-        install()
+        notes = helm_cmd("upgrade", "--install", release, str(helm.CHART),
+                         *[a for s in sets for a in ("--set", s)]).split("NOTES:", 1)[1]
+        assert f"Secret {ns}/tok-modelship-webhook-token, key token (generated on install" in notes
+        assert f"kubectl -n {ns} get secret tok-modelship-webhook-token" in notes and "get 401" in notes
         first = token()
         assert len(first) == 48
         install("reconcileSeconds=3")

@@ -16,7 +16,6 @@ from modelship.api import crdgen
 from modelship.builders.serving import PORT as SERVING_PORT
 from modelship.chart import helm, lint
 from modelship.chart import rbac as chart_rbac
-from modelship.localcluster import versions
 from modelship.settings import OperatorSettings
 
 Obj = dict[str, Any]
@@ -178,14 +177,6 @@ def test_an_existing_token_secret_is_used_and_none_generated(renders: dict[str, 
     assert env(render)["MODELSHIP_WEBHOOK_TOKEN"]["valueFrom"] == {
         "secretKeyRef": {"name": "am-token", "key": "bearer"}}
 
-
-def test_notes_say_how_to_read_the_token(helm_bin: Path) -> None:
-    res = helm.run("install", "modelship", str(helm.CHART), "--namespace", helm.NAMESPACE, "--dry-run=client",
-                   "--kube-version", versions.KUBERNETES)
-    notes = res.stdout.split("NOTES:", 1)[1]
-    assert "Secret modelship-system/modelship-webhook-token, key token (generated on install" in notes
-    assert "kubectl -n modelship-system get secret modelship-webhook-token" in notes
-    assert "get 401" in notes
 
 
 def test_namespaced_render(renders: dict[str, helm.Render]) -> None:

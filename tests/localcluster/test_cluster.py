@@ -329,7 +329,10 @@ def test_api_server_answers_on_the_node_address_only(local_cluster: Any) -> None
         pytest.skip("a cluster this session did not start (KUBECONFIG): its API server is not ours to check")
     node_ip = local_cluster.node_ip
     assert node_ip != "127.0.0.1", "the node address should be the host's primary, non-loopback address"
-    assert _listeners(6443) == [node_ip]
+    assert _listeners(6443) == [node_ip], (
+        f"kube-apiserver listens on {_listeners(6443)}, not only {node_ip}"
+        + ("" if local_cluster.started_here else " (this session reused a cluster it did not start: was it "
+           "started by code before the API server was bound to the node address?)"))
     kc = yaml.safe_load(local_cluster.kubeconfig.read_text())
     assert kc["clusters"][0]["cluster"]["server"] == f"https://{node_ip}:6443"
 

@@ -194,7 +194,8 @@ class ModelSpec(Spec):
     artifact_store: str | None = Field(
         default=None,
         pattern=r"^(file|s3)://.+",
-        description="Where this Model's artifacts go; the operator's default when unset.",
+        description="Where this Model's artifacts go (under <artifactStore>/<namespace>/); the operator's default "
+        "when unset. It must be the operator's store or one of its allowed output prefixes.",
     )
     serving: Serving = Field(default_factory=Serving, description="Serving pods.")
     rollout: Rollout = Field(default_factory=Rollout, description="Canary or Recreate rollout.")

@@ -340,7 +340,9 @@ class TrainingJobSpec(TrainingTemplate):
     output_uri: str | None = Field(
         default=None,
         pattern=r"^(file|s3)://.+",
-        description="Artifact directory (file:// or s3://); the operator's store default when unset.",
+        description="Artifact directory (file:// or s3://), inside <store>/<namespace>/ or an allowed prefix's "
+        "<prefix>/<namespace>/ (else the run fails with InvalidSpec); default <store>/<namespace>/<name>-<uid>/. "
+        "Artifacts are write-once: a different model is never written over an existing one.",
     )
     champion_uri: str | None = Field(
         default=None,

@@ -21,6 +21,7 @@ from modelship.controllers.context import Context
 from modelship.k8s import events
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import COMPLETE, FAILED, Reason, condition, merge_conditions
+from modelship.logic.outputs import confine_output
 from modelship.logic.trainingjob import compute_status, is_finished
 from modelship.metrics import API_WRITES
 
@@ -28,11 +29,19 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 
 
-def output_uri(spec: TrainingJobSpec, store: str, namespace: str, name: str) -> str:
-    """Where the artifact goes: the spec's outputUri, else <store>/<namespace>/<name>/."""
-    if spec.output_uri:
-        return spec.output_uri
-    return f"{store.rstrip('/')}/{namespace}/{name}/"
+def fail_invalid_spec(ctx: Context, body: Body, current: TrainingJobStatus, message: str, now: datetime) -> None:
+    """Failed with reason InvalidSpec, for good (a TrainingJob's spec is immutable), and a Warning Event
+    (issue 22: for an outputUri outside the namespace's artifact locations)."""
+    generation = body["metadata"].get("generation")
+    failed = current.model_copy(update={
+        "phase": TrainingPhase.FAILED, "reason": Reason.INVALID_SPEC, "message": message,
+        "observed_generation": generation,
+        "conditions": merge_conditions(current.conditions, [
+            condition(FAILED, True, Reason.INVALID_SPEC, message, generation=generation),
+            condition(COMPLETE, False, Reason.INVALID_SPEC, "", generation=generation)], now),
+    })
+    if write_status(ctx.kube, body, failed.wire()):
+        events.post(ctx.kube, body, Reason.INVALID_SPEC, message, warning=True)
 
 
 def reconcile(ctx: Context, body: Body) -> None:
@@ -45,27 +54,25 @@ def reconcile(ctx: Context, body: Body) -> None:
     try:
         spec = TrainingJobSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        message = spec_problems(exc)
-        failed = current.model_copy(update={
-            "phase": TrainingPhase.FAILED, "reason": Reason.INVALID_SPEC, "message": message,
-            "observed_generation": generation,
-            "conditions": merge_conditions(current.conditions, [
-                condition(FAILED, True, Reason.INVALID_SPEC, message, generation=generation),
-                condition(COMPLETE, False, Reason.INVALID_SPEC, "", generation=generation)], now),
-        })
-        if write_status(ctx.kube, body, failed.wire()):
-            events.post(ctx.kube, body, Reason.INVALID_SPEC, message, warning=True)
+        fail_invalid_spec(ctx, body, current, spec_problems(exc), now)
         return
 
     job = ctx.kube.get("batch/v1", "Job", namespace, name)
     if job is None and current.phase in (None, TrainingPhase.PENDING):
+        # Issue 22: outputs confined to <store>/<namespace>/ (logic.outputs decides; this is the only call site).
+        output = confine_output(spec.output_uri, store=ctx.settings.artifact_store,
+                                allowed_prefixes=ctx.settings.allowed_output_prefixes,
+                                namespace=namespace, name=name, uid=meta.get("uid"))
+        if output.uri is None:
+            fail_invalid_spec(ctx, body, current, output.problem or "spec.outputUri is not allowed", now)
+            return
         env = PodEnvironment.from_settings(ctx.settings)
         _, created_cm = ctx.kube.create_or_get(build_spec_configmap(name, namespace, spec, body))
         if created_cm:
             API_WRITES.labels("create", "ConfigMap").inc()
         job, created = ctx.kube.create_or_get(build_training_job(
             name, namespace, spec, image=ctx.settings.trainer_image,
-            output_uri=output_uri(spec, ctx.settings.artifact_store, namespace, name),
+            output_uri=output.uri,
             owner=body, environment=env,
         ))
         if created:

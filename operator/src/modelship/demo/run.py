@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -125,11 +124,10 @@ def run_host_demo(workdir: Path) -> int:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MODELSHIP_ALLOW_MISSING": "true"}
     server = subprocess.Popen(
         [str(BIN / "modelship-serve"), "--model-uri", artifact, "--model-name", "loans", "--host", "127.0.0.1",
          "--port", str(port), "--expected-sha256", summary["artifact"]["sha256"]],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
         with stage("Serving: modelship-serve checks the sha256, loads model.onnx, warms up"):

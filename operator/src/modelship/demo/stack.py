@@ -49,6 +49,23 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 class S3:
     endpoint: str
     client: Any
+    server: Any = None  # the ThreadedMotoServer, for stop() and start()
+
+    def stop(self) -> None:
+        """Take the store down (its port refuses connections); what it holds stays in this process."""
+        if self.server is not None:
+            self.server.stop()
+            self.server._server.server_close()  # moto's stop() leaves the socket open: connections would hang
+            self.server = None
+
+    def start(self) -> None:
+        """Bring the store back on the same address, with the same buckets and objects."""
+        from moto.server import ThreadedMotoServer
+
+        if self.server is None:
+            host, _, port = self.endpoint.removeprefix("http://").rpartition(":")
+            self.server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+            self.server.start()
 
     def put(self, key: str, data: bytes) -> str:
         self.client.put_object(Bucket=BUCKET, Key=key, Body=data)
@@ -75,10 +92,11 @@ def s3_server(host: str) -> Iterator[S3]:
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"], region_name=KEYS["AWS_DEFAULT_REGION"])
     client.create_bucket(Bucket=BUCKET)
+    store = S3(endpoint, client, server)
     try:
-        yield S3(endpoint, client)
+        yield store
     finally:
-        server.stop()
+        store.stop()
 
 
 def operator_env(base: dict[str, str], images: dict[str, str], s3: S3, **extra: str) -> dict[str, str]:
@@ -181,25 +199,16 @@ RELEASE_NAMESPACE = "modelship-system"
 POD_SELECTOR = "app.kubernetes.io/name=modelship,app.kubernetes.io/instance=modelship"
 
 
-def split_reference(ref: str) -> tuple[str, str]:
-    """docker.io/modelship/operator:0.1.0-abc → (docker.io/modelship/operator, 0.1.0-abc)."""
-    repository, _, tag = ref.rpartition(":")
-    return repository, tag
-
-
 def chart_values(images: dict[str, str], s3: S3, **extra: Any) -> dict[str, Any]:
     """Helm values that point the chart at this stack's images and S3 store."""
-    def image(name: str) -> dict[str, str]:
-        repository, tag = split_reference(images[name])
-        return {"repository": repository, "tag": tag}
+    from modelship.images import helm_values  # what `make images` writes for a user's install
 
     values: dict[str, Any] = {
-        "image": {**image("operator"), "pullPolicy": "Never"},
-        "trainer": {"image": image("trainer")},
-        "serving": {"image": image("serving")},
+        **helm_values(images),
         "artifacts": {"store": f"s3://{BUCKET}/artifacts",
                       "s3": {"endpointUrl": s3.endpoint, "credentialsSecret": SECRET}},
     }
+    values["image"]["pullPolicy"] = "Never"
     for key, value in extra.items():
         values[key] = value
     return values

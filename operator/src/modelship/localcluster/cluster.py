@@ -94,7 +94,7 @@ def _summary(ctx: Context, elapsed: float) -> None:
     p = ctx.paths
     line(f"Local cluster up in {elapsed:.1f}s: node {ctx.node} at {ctx.node_ip} "
          f"(cgroup v{ctx.cgroup_version}, restrict_oom_score_adj={not ctx.cap_sys_resource})")
-    line(f"  API https://{ctx.node_ip}:6443 (all addresses), etcd https://127.0.0.1:2379, kubelet :10250, "
+    line(f"  API {ctx.api_url} (the node's address only), etcd https://127.0.0.1:2379, kubelet :10250, "
          f"containerd {p.containerd_sock}, DNS 10.96.0.10, pods 10.244.0.0/24, services 10.96.0.0/16")
     line(f"  KUBECONFIG={p.kubeconfig}")
     line(f"  node address in {p.node_ip_file} (host services for pods listen there, not on 127.0.0.1)")

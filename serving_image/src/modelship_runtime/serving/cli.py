@@ -44,6 +44,8 @@ FLAGS: list[tuple[str, str, Any]] = [
     ("--drain-seconds", "drain_seconds", float),
     ("--shutdown-timeout-seconds", "shutdown_timeout_seconds", float),
     ("--idle-timeout-seconds", "idle_timeout_seconds", float),
+    ("--load-retry-max-seconds", "load_retry_max_seconds", float),
+    ("--load-deadline-seconds", "load_deadline_seconds", float),
     ("--cache-dir", "cache_dir", str),
     ("--log-level", "log_level", str),
     ("--shadow-url", "shadow_url", str),

@@ -6,7 +6,10 @@ inference handler answers with a future that the batcher resolves (no task
 per request). Responses leave in request order (pipelining is allowed).
 
 Lifecycle: the socket listens at once (liveness answers while the model
-loads in a thread); readiness follows the data plane's state. On SIGTERM
+loads in a thread); readiness follows the data plane's state. A store that
+cannot be read is retried with backoff; past ``load_deadline_seconds``
+without a model, liveness answers 503 so the kubelet restarts the pod
+instead of leaving it unready for good. On SIGTERM
 readiness turns false at once, connections are still accepted for
 ``drain_seconds`` (endpoints need time to drop the pod), then the listener
 closes, in-flight requests finish, idle connections close and the process
@@ -153,7 +156,11 @@ class App:
             req.endpoint = parts[1]
             self._only(method, b"GET")
             if parts[1] == "live":
-                return json_response(200, {"live": True})
+                if dp.live:
+                    return json_response(200, {"live": True})
+                return json_response(503, {"live": False, "reason": f"no model after "
+                                           f"{dp.settings.load_deadline_seconds:g} s (MODELSHIP_LOAD_DEADLINE_SECONDS): "
+                                           f"{dp.reason}"})
             if dp.ready:
                 return json_response(200, {"ready": True})
             return json_response(503, {"ready": False, "reason": dp.reason})

@@ -42,8 +42,9 @@ class ServeSettings(BaseSettings):
     max_rows: int = Field(default=65536, ge=1, description="Most rows in one request (400 above).")
     allow_missing: bool = Field(
         default=False,
-        description="Accept null/NaN in numeric inputs (set when the model's pipeline imputes); "
-        "otherwise they are rejected with 400.",
+        description="Accept null/NaN in every input. Not needed for a Modelship artifact: its metadata.json "
+        "lists the inputs its graph imputes, and those accept nulls by themselves; this is for a bare "
+        "ONNX model known to handle them. Otherwise nulls are refused with 400.",
     )
     threads: int | None = Field(
         default=None, ge=1,
@@ -62,6 +63,16 @@ class ServeSettings(BaseSettings):
         default=75.0, gt=0.0,
         description="Close a keep-alive connection idle this long, or one that takes this long to send "
         "a request (slow clients must not hold sockets forever).",
+    )
+    load_retry_max_seconds: float = Field(
+        default=30.0, gt=0.0,
+        description="Longest wait between two attempts to fetch the model while the store cannot be read "
+        "(the wait starts at 0.5 s and doubles).",
+    )
+    load_deadline_seconds: float = Field(
+        default=300.0, ge=0.0,
+        description="After this long without a loaded model (the store still unreadable), liveness answers "
+        "503 so the kubelet restarts the pod; readiness says why all along. 0: never.",
     )
     cache_dir: str | None = Field(
         default=None, description="Writable directory for downloaded artifacts (default: $TMPDIR)."

@@ -49,6 +49,14 @@ PEER_PACKAGES = {
     "mlserver": ["mlserver==1.7.1", "uvloop<0.22", f"onnxruntime=={ort.__version__}", "numpy<3"],
     "kserve": ["kserve==0.21.0", f"onnxruntime=={ort.__version__}", "numpy<3"],
 }
+# The bounds README states, asserted at the end once the table is printed: against each peer
+# (MLServer, KServe) in the same run, and against the limits measured in the same run.
+MIN_VS_PEERS = {1: 3, 32: 2}  # batch → modelship-serve req/s over each peer's, every model and conns
+MAX_P99_VS_MLSERVER_BATCH1 = 0.5  # at most half MLServer's p99 at batch 1
+MIN_SHARE_OF_HTTP_FLOOR = 0.2  # logistic, batch 1
+MIN_SHARE_OF_IN_PROCESS_1024 = 0.2  # forest rows/s at batch 1024 over HTTP vs onnxruntime in-process
+MAX_DRIFT_US_PER_ROW = 10  # drift histograms' counting cost at batch 1
+MIN_LIVE_DRIFT_RATIO = 0.7  # req/s with drift histograms over without, batch 1 and 32
 BATCHES = (1, 32)
 CONNECTIONS = (8, 64)
 THREADS = str(min(2, os.cpu_count() or 1))
@@ -293,8 +301,7 @@ def report(runs: list[Run], limits: dict[tuple[str, int], float], drift: dict[st
 
 @pytest.mark.slow
 def test_serving_benchmark(tmp_path: Path) -> None:
-    if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (make apt-tools)")
+    assert shutil.which("wrk"), "wrk is not installed (make apt-tools)"
     load_before = os.getloadavg()
     models = {
         "logistic": serve_models.build_logistic(tmp_path / "logistic"),
@@ -307,6 +314,8 @@ def test_serving_benchmark(tmp_path: Path) -> None:
     python = sys.executable
     env = {"MODELSHIP_DRAIN_SECONDS": "0"}
     peers = {peer: python_ for peer in PEERS if (python_ := ensure_venv(peer)) is not None}
+    for peer in ("mlserver", "kserve"):  # the figures are ratios against both: no peer, no figure
+        assert peer in peers, f"{peer} could not be set up (see above) or BENCH_PEERS left it out"
 
     with ExitStack() as stack:
         floor_port = free_port()
@@ -376,3 +385,24 @@ def test_serving_benchmark(tmp_path: Path) -> None:
     out.write_text(table + "\n")
     print(f"\nWrote {out}")
     assert all(r.errors == 0 for r in runs if r.server.startswith("modelship")), "modelship-serve answered errors"
+    by = {(r.model, r.server, r.batch, r.connections): r for r in runs}
+    for model in models:
+        for batch in BATCHES:
+            for conns in CONNECTIONS:
+                ours = by[(model, "modelship-serve", batch, conns)]
+                for peer in ("mlserver", "kserve"):
+                    theirs = by[(model, peer, batch, conns)]
+                    assert ours.rps >= MIN_VS_PEERS[batch] * theirs.rps, (
+                        f"{model} batch {batch} conns {conns}: {ours.rps:.0f} req/s, {peer} {theirs.rps:.0f}")
+                if batch == 1:
+                    ml = by[(model, "mlserver", batch, conns)]
+                    assert ours.p99_ms <= MAX_P99_VS_MLSERVER_BATCH1 * ml.p99_ms, (
+                        f"{model} conns {conns}: p99 {ours.p99_ms:.2f} ms, MLServer {ml.p99_ms:.2f} ms")
+    for conns in CONNECTIONS:
+        share = by[("logistic", "modelship-serve", 1, conns)].rps / by[("logistic", "http-floor", 1, conns)].rps
+        assert share >= MIN_SHARE_OF_HTTP_FLOOR, f"{share:.0%} of the HTTP floor at {conns} conns"
+    assert forest_1024.rows >= MIN_SHARE_OF_IN_PROCESS_1024 * limits[("forest", 1024)] * 1024
+    assert drift["us per row at batch 1"] <= MAX_DRIFT_US_PER_ROW
+    assert without is not None and without32 is not None
+    assert with_drift.rps / without.rps >= MIN_LIVE_DRIFT_RATIO
+    assert with32.rps / without32.rps >= MIN_LIVE_DRIFT_RATIO

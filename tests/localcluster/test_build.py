@@ -75,6 +75,10 @@ def test_a_cold_build_prints_each_component_its_time_and_what_is_left(
     assert "2 to build" in err[3] and err[3].endswith(": b, c")
     assert err[4].startswith(" ✓ Building b v1 [1/2] (") and err[4].endswith("· 1/2 built; left: c")
     assert err[5].startswith(" ✓ Building c v1 [2/2] (") and err[5].endswith("· 2/2 built; nothing left")
+    # What was built is recorded with its time (the cold build's figures, which make bench reads).
+    times = build.build_times()
+    assert sorted(times) == ["b", "c"] and times["b"]["version"] == "v1"
+    assert isinstance(times["c"]["seconds"], float) and times["c"]["cpus"]
 
 
 def test_the_build_holds_the_build_lock_and_a_second_build_waits(

@@ -14,6 +14,7 @@ build prints a line per component with its time and what is left.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -198,6 +199,28 @@ def record_debian_versions() -> Path:
     return dest
 
 
+def times_record() -> Path:
+    return paths.cache_root() / "build-times.json"
+
+
+def record_time(target: Target, seconds: float) -> None:
+    """Keep how long `target` took to build (the cold build's figures; `make bench` reads them)."""
+    record = build_times()
+    record[target.name] = {"version": target.version, "seconds": round(seconds, 1),
+                           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "load": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+    times_record().parent.mkdir(parents=True, exist_ok=True)
+    times_record().write_text(json.dumps(record, indent=1) + "\n")
+
+
+def build_times() -> dict[str, dict[str, object]]:
+    """target name → {version, seconds, finished, load, cpus} of its last build in this cache."""
+    try:
+        return dict(json.loads(times_record().read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def preflight(todo: list[Target]) -> None:
     if not detect.is_root():
         raise StepFailed("the local cluster runs host processes as root: run as root (e.g. sudo)")
@@ -219,8 +242,10 @@ def ensure_target(name: str) -> Path:
             if not target.output.exists():  # another build may have made it while we waited
                 log = paths.cache_root() / "logs" / "build.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
+                started = time.monotonic()
                 with step(f"Building {target.name} {target.version} ({target.package})"):
                     _run_go(find_go(), target, log)
+                record_time(target, time.monotonic() - started)
     return target.output
 
 
@@ -250,8 +275,10 @@ def _build(wanted: list[Target], with_images: bool) -> int:
              f"40 min on 2 cores; Go's output goes to {log}): {', '.join(t.name for t in todo)}")
     for i, target in enumerate(todo, 1):
         left = [t.name for t in todo[i:]]
+        started = time.monotonic()
         with step(f"Building {target.name} {target.version} [{i}/{len(todo)}]", note=progress(i, todo)):
             _run_go(go, target, log, after=f"then {', '.join(left)}" if left else "the last one")
+        record_time(target, time.monotonic() - started)
     with step("Building the pause binary (gcc -static)"):
         build_pause(go)
     if with_images:

@@ -172,7 +172,7 @@ def test_no_bench_skips(path: str) -> None:
 
 def test_the_checks_catch_what_they_are_for() -> None:
     bad = rows(["Asserted by `benches/x.py::test_y`", "", "| figure | bound |", "|---|---|",
-                "| a | ≤ 3 s (1 h) |", "| b | ≥ 2.5× |"])
+                "| a | ≤ 3 s (1 h) |", "| b | ≥ 2.5x |"])
     assert [r.tests for r in bad] == [(("benches/x.py", "test_y"),)] * 2
     assert bound_numbers("≤ 3,600 s (1 h); 1e-12") == [3600.0, 1e-12]
     tree = ast.parse("L = 12\nK = L + 1.5\ndef f():\n    g()\ndef g():\n    assert K\ndef h():\n    pass\n")

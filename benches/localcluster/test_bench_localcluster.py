@@ -32,7 +32,7 @@ POD_READY_MAX_S = 5
 DEPLOYMENT_AVAILABLE_MAX_S = 30  # 20 replicas
 CLUSTER_IP_MIN_SHARE = 0.7  # requests/s through the ClusterIP over straight to the pod IP
 DOWN_MAX_S = 30
-COLD_BUILD_MAX_S = 3600  # every binary from the Go module proxy, one after another
+COLD_BUILD_MAX_S = 5400  # every binary from the Go module proxy, one after another, on 2 shared cores
 IMPORT_STEP = "Starting containerd and loading images"
 
 

@@ -16,7 +16,8 @@ import pytest
 from modelship.demo import stack
 from modelship.demo.stack import OperatorProcess
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(240)]
+# The timeout covers the wait for the machine's cluster-session lock (up to an hour) too.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600 + 240)]
 
 ROOT = Path(__file__).resolve().parents[2]  # benches/operator → repo root
 LEASE = "modelship-operator"

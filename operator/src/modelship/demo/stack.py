@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -279,8 +280,20 @@ class ChartOperator:
                 return pod
         return None
 
-    def _leads(self, pod: dict[str, Any]) -> bool:
-        return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
+    def _leads(self, pod: dict[str, Any], strict: bool = False) -> bool:
+        """Whether the pod's operator reports modelship_leader 1. An unreadable /metrics counts
+        as "not leading" unless ``strict``: then only a refused connection does (the operator
+        serves /metrics before it campaigns and until it exits, so nothing listening means no
+        process that could lead), and anything else (a timeout, a reset) raises: a sampler
+        must not guess."""
+        if not strict:
+            return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
+        try:
+            return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", timeout=2)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                return False
+            raise
 
     def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None,
              timeout: float = 5) -> str:
@@ -327,14 +340,15 @@ class ChartOperator:
                 continue
         return None
 
-    def leaders(self, exclude: tuple[str, ...] = ()) -> list[str]:
+    def leaders(self, exclude: tuple[str, ...] = (), strict: bool = False) -> list[str]:
         """Names of the pods whose operator says it leads, read one after another (``exclude``:
-        pods not to ask, e.g. one whose process is frozen and would only time out)."""
+        pods not to ask, e.g. one whose process is frozen and would only time out). ``strict``:
+        a running pod whose /metrics cannot be read raises instead of counting as a follower."""
         running = [p for p in self.pods() if (p.get("status") or {}).get("podIP")
                    and (p.get("status") or {}).get("phase") == "Running"]  # a leader need not be Ready yet
         return [p["metadata"]["name"] for p in running
                 if p["metadata"]["name"] not in exclude
-                and self._leads(p)]
+                and self._leads(p, strict)]
 
     def kill(self) -> None:
         """kill -9 every operator process of the release (from the host, as a crash would)."""

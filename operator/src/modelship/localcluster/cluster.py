@@ -50,9 +50,9 @@ def up(p: ClusterPaths, detach: bool, retain: bool = False) -> int:
     t0 = time.monotonic()
     with step("Checking root, ports and that no other local cluster runs"):
         preflight(p)
-    if not build.all_built(for_up=True) or not all(images.has_image(n) for n in (
+    if not build.all_built("cluster") or not all(images.has_image(n) for n in (
             images.PAUSE_IMAGE, images.COREDNS_IMAGE, images.LOCAL_PATH_IMAGE, images.HELPER_IMAGE)):
-        build.build(with_images=True)
+        build.build(with_images=True, purpose="cluster")
         t0 = time.monotonic()
     p.data.mkdir(parents=True, exist_ok=True)
     p.run.mkdir(parents=True, exist_ok=True)

@@ -183,6 +183,14 @@ class Search(Spec):
     random_iterations: int = Field(default=20, ge=1, le=10000, description="Settings drawn per candidate (random).")
     holdout_ratio: float = Field(default=0.2, gt=0.0, lt=0.9, description="Share kept out for the gates.")
     seed: int = Field(default=42, ge=0, description="Seed for splits and estimators: runs are reproducible.")
+    parallelism: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Pods scoring the search at once. 1 runs the whole training in one pod; N > 1 runs "
+        "the cells (parameter setting x CV fold) as one Indexed Job of N pods, each with this "
+        "TrainingJob's resources, then one refit pod. The result is the same as with 1.",
+    )
 
 
 class Metric(StrEnum):

@@ -17,11 +17,9 @@ combines a best-so-far.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from modelship.api.trainingjob import TrainingJobSpec
@@ -39,20 +37,6 @@ PARTIAL_SETTINGS = 60
 
 def default_scores_uri(output_uri: str) -> str:
     return store.join(output_uri, SCORES_DIR) + "/"
-
-
-def process_age_seconds() -> float | None:
-    """Seconds since this process started (Linux), so start-up counts in the overhead."""
-    try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_iso(text: str) -> float | None:
@@ -103,6 +87,9 @@ def share_summary(report: scores.ShareReport, metric: str) -> dict[str, Any]:
         # [setting, sum of fold scores, folds] in scikit-learn's sign (higher is better).
         "partial": [[s, round(total, 12), n] for s, total, n in partial],
         "startToFirstCellSeconds": report.start_to_first_cell_seconds,
+        "startedAt": report.started_at,
+        "firstCellAt": report.first_cell_at,
+        "searchEndAt": report.finished_at,
         "wallSeconds": report.wall_seconds,
         "cpuSeconds": report.cpu_seconds,
         "passed": True,
@@ -111,13 +98,12 @@ def share_summary(report: scores.ShareReport, metric: str) -> dict[str, Any]:
 
 def run_share(
     spec: TrainingJobSpec, output_uri: str | None, index: int, shares: int, scores_uri: str | None,
-    log: Log = train._stderr, process_age: float | None = None,
+    log: Log = train._stderr,
 ) -> dict[str, Any]:
     """Score share ``index`` of ``shares`` and write it once under ``scores_uri``; returns the summary."""
     if not 0 <= index < shares:
         raise SpecError(f"--index {index}: a search of {shares} shares has indexes 0 to {shares - 1}")
-    age0 = process_age if process_age is not None else (process_age_seconds() or 0.0)
-    t0, cpu0, wall0 = time.monotonic(), time.process_time(), time.time()
+    cpu0 = time.process_time()
     p, allowed, _, folds, header = _prepared_search(spec, output_uri, shares, log)
     target = scores_uri or default_scores_uri(p.uri)
     header = header.model_copy(update={"index": index})
@@ -129,7 +115,7 @@ def run_share(
     mine = cells.share(cells.enumerate_cells(len(allowed), len(folds)), index, shares)
     log(f"Scoring share {index} of {shares}: {len(mine)} of {len(allowed) * len(folds)} cells "
         f"({len(allowed)} settings x {len(folds)} folds)")
-    first_cell = time.monotonic()
+    first_cell, first_cell_at = time.monotonic(), time.time()
     results, skipped = cells.evaluate(
         mine, [s.pipeline for s in allowed], p.X_train, p.y_train, folds, p.score_fn, p.weights,
         deadline=first_cell + spec.search.max_seconds,
@@ -137,10 +123,11 @@ def run_share(
     report = header.model_copy(update={
         "cells": scores.cells_of(results),
         "skipped": [(c.setting, c.fold) for c in skipped],
-        "started_at": _iso(wall0 - age0),
-        "finished_at": _iso(time.time()),
-        "start_to_first_cell_seconds": round(age0 + first_cell - t0, 3),
-        "wall_seconds": round(age0 + time.monotonic() - t0, 3),
+        "started_at": train.iso_ms(p.started_wall - p.process_age),
+        "first_cell_at": train.iso_ms(first_cell_at),
+        "finished_at": train.iso_ms(time.time()),
+        "start_to_first_cell_seconds": round(p.process_age + first_cell - p.started, 3),
+        "wall_seconds": round(p.process_age + time.monotonic() - p.started, 3),
         "cpu_seconds": round(time.process_time() - cpu0, 3),
         "versions": train._versions(),
     })

@@ -50,7 +50,8 @@ class ShareReport(_Wire):
     cells: list[ScoredCell] = Field(default_factory=list)
     skipped: list[tuple[int, int]] = Field(default_factory=list, description="(setting, fold) left for time.")
     max_seconds: int | None = None
-    started_at: str = ""
+    started_at: str = ""  # wall clock of the process start, first cell and end (ms, UTC)
+    first_cell_at: str = ""
     finished_at: str = ""
     start_to_first_cell_seconds: float | None = None
     wall_seconds: float = 0.0

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,11 +100,13 @@ class Prepared:
     start_time: str
     cpu0: float
     started_wall: float
+    process_age: float = 0.0  # seconds the process had run when prepare() began
 
 
 def prepare(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Prepared:
     """Load and check the data, split off the holdout and plan the settings (spec errors up front)."""
     started, start_time, cpu0, started_wall = time.monotonic(), _now(), time.process_time(), time.time()
+    age = process_age_seconds()
     uri = output_uri or spec.output_uri
     if not uri:
         raise SpecError("no artifact location: pass --output URI or set spec.outputUri")
@@ -153,19 +157,41 @@ def prepare(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -
         spec=spec, uri=uri, loaded=loaded, prep=prep, task=task, classification=classification, metric=metric,
         X_train=X_train, X_hold=X_hold, y_train=y_train, y_hold=y_hold, s_hold=s_hold, weights=weights,
         settings=settings, score_fn=search.scorer(metric, prep.classes),
-        started=started, start_time=start_time, cpu0=cpu0, started_wall=started_wall,
+        started=started, start_time=start_time, cpu0=cpu0, started_wall=started_wall, process_age=age,
     )
 
 
 def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Result:
     """Train, check and write the artifact; the summary mirrors TrainingJob status keys."""
     p = prepare(spec, output_uri, log)
-    t0 = time.monotonic()
+    t0, first_cell_at = time.monotonic(), time.time()
     found = search.run(p.settings, p.X_train, p.y_train, spec.search, p.score_fn, p.classification, p.weights)
+    search_end_at = time.time()
     log_search(found, len(p.settings), time.monotonic() - t0, log)
     result = finish(p, found, log)
-    result.summary["search"] = search_summary(spec, found, len(p.settings), shares=1)
+    result.summary["search"] = {
+        **search_summary(spec, found, len(p.settings), shares=1),
+        # Wall clock (ms) of this process's start, its first cell and its last: what the
+        # fan-out bench compares with a search's shares.
+        "startedAt": iso_ms(p.started_wall - p.process_age),
+        "firstCellAt": iso_ms(first_cell_at),
+        "searchEndAt": iso_ms(search_end_at),
+    }
     return result
+
+
+def iso_ms(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def process_age_seconds() -> float:
+    """Seconds since this process started (Linux /proc; 0 elsewhere): start-up counts as overhead."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def search_summary(spec: TrainingJobSpec, found: search.SearchResult, planned: int, shares: int) -> dict[str, Any]:

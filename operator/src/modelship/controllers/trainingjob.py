@@ -38,14 +38,16 @@ def observe(ctx: Context, body: Body) -> Observation:
         return Observation(body=body, settings=settings, now=now)
     jobs: dict[str, Body] = {}
     pods: dict[str, list[Body]] = {}
-    for job_name in (name, search_job_name(name)):
+    fanned_out = ((body.get("spec") or {}).get("search") or {}).get("parallelism", 1) != 1
+    for job_name in (name, search_job_name(name)) if fanned_out else (name,):
         job = ctx.kube.get("batch/v1", "Job", namespace, job_name)
         if job is not None:
             jobs[job_name] = job
         found = ctx.kube.list("v1", "Pod", namespace, selector=f"batch.kubernetes.io/job-name={job_name}")
         if found:
             pods[job_name] = found
-    configmap = ctx.kube.get("v1", "ConfigMap", namespace, spec_configmap_name(name)) is not None
+    # The ConfigMap is made before any Job, so a Job there means it is too.
+    configmap = bool(jobs) or ctx.kube.get("v1", "ConfigMap", namespace, spec_configmap_name(name)) is not None
     return Observation(body=body, settings=settings, now=now, jobs=jobs, pods=pods, configmap=configmap)
 
 

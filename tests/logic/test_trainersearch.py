@@ -213,6 +213,9 @@ def test_fanout_oom_names_the_models_memory_limit() -> None:
     assert st.reason == "OOMKilled"
     assert "spec.training.resources.limits.memory of Model loans" in (st.message or "")
     assert "256Mi" in (st.message or "")
+    by_hand = compute_fanout_status(TrainingJobStatus(), 1, SPEC, NAMES, job(active=2),
+                                    [pod(1, "Failed", 137, "", "OOMKilled")], None, [], NOW)
+    assert "spec.resources.limits.memory of TrainingJob loans-1," in (by_hand.message or "")
 
 
 def test_recomputing_a_steady_search_changes_nothing() -> None:

@@ -169,7 +169,8 @@ def compute_fanout_status(
     oom = trainersearch.oom_killed(search_pods)
     failure = trainersearch.search_failure(search_job, search_pods, search_name)
     if oom is not None and not trainersearch.is_complete(search_job):
-        conds = _failed(fields, OOM_REASON, trainersearch.oom_message(oom[0], model, search_name), generation)
+        # refit_name is the TrainingJob's own name (the refit Job is named after it).
+        conds = _failed(fields, OOM_REASON, trainersearch.oom_message(oom[0], model, refit_name), generation)
         fields["completion_time"] = oom[1].finished_at or None
     elif failure is not None:
         reason, message, _ = failure

@@ -49,7 +49,8 @@ def test_training_job(validate: Validate, owner: dict[str, Any]) -> None:
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 900, 3600)
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
-    assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [2, 3, 4, 137]
+    assert rules[1]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [143]  # deleted: SIGTERM
+    assert rules[2]["action"] == "FailJob" and rules[2]["onExitCodes"]["values"] == [2, 3, 4, 137]
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
     assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3"]
@@ -94,7 +95,8 @@ def test_search_job_is_one_indexed_job_with_per_index_retries(validate: Validate
     assert s["activeDeadlineSeconds"] == 120 + SEARCH_GRACE_SECONDS
     rules = s["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "Ignore" and rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
-    assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [2, 3, 137]
+    assert rules[1]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [143]
+    assert rules[2]["action"] == "FailJob" and rules[2]["onExitCodes"]["values"] == [2, 3, 137]
     c = s["template"]["spec"]["containers"][0]
     scores = f"s3://a/ml/iris-3/search/{owner['metadata']['uid']}/"
     assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3/",

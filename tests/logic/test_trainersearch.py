@@ -90,14 +90,16 @@ def test_best_so_far(case: str, summaries: list[dict[str, Any]], want: float | N
 def test_index_outcomes_from_pods_and_the_jobs_indexes() -> None:
     pods = [
         pod(0, "Succeeded", 0, share_summary(0, [[0, 1.8, 2]], done=5)),
-        pod(1, "Failed", 143, "", "Error", name="a"),  # deleted while running: retried alone
+        pod(1, "Failed", 5, json.dumps({"reason": "StoreError"}), "Error", finished="2026-11-23T11:58:00Z",
+            name="a"),  # a transient store error: retried alone, counted
+        pod(1, "Failed", 143, "", "Error", name="b"),  # deleted while running (SIGTERM): replaced, not counted
         pod(1, "Running"),
         pod(2, "Failed", 1, json.dumps({"reason": "StoreError", "message": "s3 down"}), "Error", disrupted=True),
     ]
     indexes, summaries = ts.index_outcomes(3, job(active=2, completed="0"), pods)
     assert [(i.phase, i.failures, i.reason, i.cells) for i in indexes] == [
         (IndexPhase.SUCCEEDED, 0, None, 5),
-        (IndexPhase.RUNNING, 1, "Terminated", None),
+        (IndexPhase.RUNNING, 1, "Terminated", None),  # the last attempt's reason
         (IndexPhase.PENDING, 0, "Disrupted", None),  # a disruption is not the trainer's failure
     ]
     assert list(summaries) == [0]

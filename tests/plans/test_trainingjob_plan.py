@@ -88,11 +88,13 @@ def test_fanned_out_run_creates_the_refit_only_after_every_index_succeeded() -> 
     running = plan(world(b, first, jobs={"loans-1-search": {"status": {"active": 2}}}, pods=running_pods))
     assert running.status.phase == TrainingPhase.RUNNING and running.to_create(world(b, first)) == []
     assert running.status.search is not None and running.status.search.progress == "0/6"
-    # Index 1 was lost with its node: retried alone, an Event says so.
-    retried = {"loans-1-search": [pod(0, "Running", None), pod(1, "Failed", 143, reason="Error"),
+    # Index 1 failed (the store hiccuped): retried alone, an Event says so.
+    retried = {"loans-1-search": [pod(0, "Running", None),
+                                  pod(1, "Failed", 5, json.dumps({"reason": "StoreError"}), reason="Error"),
                                   pod(1, "Running", None)]}
     r2 = plan(world(b, running, jobs={"loans-1-search": {"status": {"active": 2}}}, pods=retried))
     assert [e.reason for e in r2.events] == ["IndexFailed"] and "Index 1" in r2.events[0].message
+    assert "(StoreError); retried alone" in r2.events[0].message
     summary = {"cellsDone": 3, "cellsTotal": 6, "metric": "accuracy", "partial": [[0, 0.9, 1]]}  # fold 0 or 1
     done_pods = {"loans-1-search": [pod(i, "Succeeded", 0, json.dumps(summary)) for i in (0, 1)]}
     searched = plan(world(b, r2, jobs={"loans-1-search": done_job(completedIndexes="0-1")}, pods=done_pods))

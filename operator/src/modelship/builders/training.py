@@ -66,6 +66,8 @@ def build_spec_configmap(
 DISRUPTION_CONDITION = "DisruptionTarget"
 # A container killed by SIGKILL: the kernel's OOM killer (its reason says OOMKilled).
 KILLED_EXIT_CODE = 137
+# The trainer's exit on SIGTERM: its pod was deleted or its node drained.
+TERMINATED_EXIT_CODE = 143
 # The search Job's hard deadline: search.maxSeconds (each share's own clock) plus
 # this much for pod start, data loading and the setting in flight at the bound.
 SEARCH_GRACE_SECONDS = 300
@@ -89,11 +91,14 @@ def scores_uri(output_uri: str, owner: Mapping[str, Any] | None) -> str:
 
 
 def pod_failure_policy(fail_job_codes: tuple[int, ...]) -> Obj:
-    """Disruptions are not the trainer's fault (Ignore: no retry counted); permanent failures fail
-    the whole Job at once (FailJob): a bad spec or bad data fails the same way everywhere, and a pod
-    killed for memory would be killed again with the same limit."""
+    """Disruptions are not the trainer's fault (Ignore: replaced, no retry counted), whether Kubernetes
+    marks them (eviction, preemption, node lost) or the pod was deleted (the trainer exits 143 on
+    SIGTERM); permanent failures fail the whole Job at once (FailJob): a bad spec or bad data fails
+    the same way everywhere, and a pod killed for memory would be killed again with the same limit."""
     return {"rules": [
         {"action": "Ignore", "onPodConditions": [{"type": DISRUPTION_CONDITION, "status": "True"}]},
+        {"action": "Ignore",
+         "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [TERMINATED_EXIT_CODE]}},
         {"action": "FailJob",
          "onExitCodes": {"containerName": "trainer", "operator": "In", "values": list(fail_job_codes)}},
     ]}

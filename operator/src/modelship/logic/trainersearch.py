@@ -30,6 +30,7 @@ Obj = dict[str, Any]
 CONTAINER = "trainer"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 OOM_REASON = "OOMKilled"
+TERMINATED_EXIT_CODE = 143
 DISRUPTED = "Disrupted"
 # Exit codes of modelship-train (modelship_runtime.training.cli) → reasons.
 EXIT_REASONS = {
@@ -142,15 +143,22 @@ def pod_index(pod: Obj) -> int | None:
 
 
 def disrupted(pod: Obj) -> bool:
-    return any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    """Not the trainer's failure: Kubernetes marked it (eviction, preemption, node lost) or the pod
+    was deleted (the trainer exits 143 on SIGTERM). The Job's podFailurePolicy ignores both."""
+    if any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+           for c in (pod.get("status") or {}).get("conditions") or []):
+        return True
+    term = last_termination([pod])
+    return term is not None and term.code == TERMINATED_EXIT_CODE
 
 
 def failure_reason(pod: Obj) -> str:
     """Why a failed pod failed, as a status reason."""
+    term = last_termination([pod])
+    if term is not None and term.code == TERMINATED_EXIT_CODE:
+        return "Terminated"
     if disrupted(pod):
         return DISRUPTED
-    term = last_termination([pod])
     if term is None:
         return "PodFailed"
     if term.oom_killed:

@@ -7,7 +7,8 @@ once. ``--phase all`` (the default) is the single-process trainer.
 
 Exit codes: 0 artifact written and every gate passed; 1 internal error;
 2 bad spec (or usage); 3 bad data; 4 artifact written but a gate failed;
-5 a store (dataset source, artifact output, champion) could not be used.
+5 a store (dataset source, artifact output, champion) could not be used;
+143 SIGTERM (the pod is being deleted; no artifact).
 stdout gets one JSON line (the summary); stderr says what happened and what
 to fix; the same summary, cut under 4 KiB, goes to /dev/termination-log when
 that path is writable, where Kubernetes shows it to the operator.
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections import Counter
@@ -35,6 +38,7 @@ from modelship_runtime.training.errors import (
     GATE_FAILED_EXIT,
     GATE_FAILED_REASON,
     SpecError,
+    Terminated,
     TrainingError,
 )
 
@@ -100,6 +104,10 @@ def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
         _err(f"Warning ({n}x) {text}")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM: the pod is being deleted or its node drained")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelship-train", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--spec", required=True, help="TrainingJob spec file (YAML or JSON)")
@@ -127,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary: dict[str, Any]
     code = 0
+    # Python signal handlers live in the main thread (tests may call main() elsewhere).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     with warnings.catch_warnings(record=True) as caught:
         # Library warnings (convergence, deprecations) are reported, never fatal.
         warnings.simplefilter("always")
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary["reason"] = GATE_FAILED_REASON
                 summary["message"] = "; ".join(f"{g['name']}: {g['message']}" for g in failed)
                 _err(f"Error: gates failed: {summary['message']}")
-        except TrainingError as exc:
+        except (TrainingError, Terminated) as exc:
             code = exc.exit_code
             summary = {"passed": False, "reason": exc.reason, "message": str(exc)}
             _err(f"Error ({exc.reason}): {exc}")
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = {"passed": False, "reason": "InternalError", "message": f"{type(exc).__name__}: {exc}"}
             _err(traceback.format_exc())
             _err(f"Error (InternalError): {type(exc).__name__}: {exc}; this is a bug, please report it")
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
     _report_warnings(list(caught))
     summary["exitCode"] = code
     line = json.dumps(summary, separators=(",", ":"), default=str)

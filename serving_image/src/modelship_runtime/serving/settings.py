@@ -8,6 +8,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .shadow_url import parse_url
+
 
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELSHIP_", extra="ignore", protected_namespaces=())
@@ -123,8 +125,5 @@ class ServeSettings(BaseSettings):
     def _shadow_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        # Imported here: shadow imports the data plane, which imports this module.
-        from .shadow import parse_url
-
         parse_url(value)  # raises ValueError with the reason
         return value.strip()

@@ -50,7 +50,6 @@ import logging
 import math
 import re
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .batcher import Array, Feed
 from .dataplane import DataPlane
+from .shadow_url import parse_url
 
 log = logging.getLogger("modelship.serve")
 
@@ -82,30 +82,6 @@ _VERSIONED = re.compile(rb"/versions/[^/?]+/infer")
 
 class MalformedAnswer(ValueError):
     """The shadow answered something that cannot be compared with the stable's answer."""
-
-
-@dataclass(frozen=True)
-class Target:
-    host: str
-    port: int
-    prefix: bytes  # a path prefix of the base URL, without the trailing slash
-    host_header: bytes
-
-
-def parse_url(url: str) -> Target:
-    """``http://name[:port][/prefix]`` → where copies go. Raises ValueError with the reason."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme != "http":
-        raise ValueError(f"the shadow URL must start with http:// (got {url!r})")
-    if not parts.hostname:
-        raise ValueError(f"the shadow URL has no host name (got {url!r})")
-    if parts.query or parts.fragment:
-        raise ValueError(f"the shadow URL takes no query or fragment (got {url!r})")
-    try:
-        port = parts.port or 80
-    except ValueError as exc:
-        raise ValueError(f"the shadow URL has a bad port: {exc}") from None
-    return Target(parts.hostname, port, parts.path.rstrip("/").encode(), parts.netloc.encode("idna"))
 
 
 def shadow_path(url: bytes) -> bytes:

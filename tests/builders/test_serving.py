@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from builders.conftest import Validate
-from modelship.api.model import Autoscaling, GatewayRef, Serving
+from modelship.api.model import Autoscaling, DisruptionBudget, GatewayRef, Serving
 from modelship.builders.common import PodEnvironment
 from modelship.builders.monitoring import ALERT, build_prometheus_rule, drift_expr
 from modelship.builders.routing import (
@@ -17,7 +17,7 @@ from modelship.builders.routing import (
     build_service,
     service_url,
 )
-from modelship.builders.serving import Drain, build_serving_deployment
+from modelship.builders.serving import Drain, build_pdb, build_serving_deployment
 
 SHA = "ab" * 32
 
@@ -111,3 +111,59 @@ def test_prometheus_rule(validate: Validate, owner: dict[str, Any]) -> None:
     assert "{{ $value" in r["annotations"]["description"]
     assert rule["metadata"]["ownerReferences"][0]["kind"] == "Model"
     assert drift_expr('a"b', "m", 0.1) == 'max by (namespace, model) (modelship_drift_score{namespace="a\\"b",model="m"}) >= 0.1'
+
+
+REVISION_PODS = {"matchLabels": {"modelship.io/model": "iris", "modelship.io/revision": "iris-0123456789"}}
+DEFAULT_SPREAD = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                   "labelSelector": REVISION_PODS}]
+
+
+@pytest.mark.parametrize(("constraints", "expected"), [
+    # unset: the revision's pods spread over nodes, preferred (a single node still schedules them)
+    (None, DEFAULT_SPREAD),
+    # [] turns spreading off: no field at all
+    ([], None),
+    # a zone spread, required; the revision's pods are counted when no selector is given
+    ([{"topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule", "minDomains": 2}],
+     [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+       "minDomains": 2, "labelSelector": REVISION_PODS}]),
+    # a selector of the user's own is kept as written
+    ([{"topologyKey": "kubernetes.io/hostname", "maxSkew": 2, "labelSelector": {"matchLabels": {"team": "a"}},
+       "matchLabelKeys": ["pod-template-hash"], "nodeTaintsPolicy": "Honor"}],
+     [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+       "labelSelector": {"matchLabels": {"team": "a"}}, "matchLabelKeys": ["pod-template-hash"],
+       "nodeTaintsPolicy": "Honor"}]),
+])
+def test_topology_spread(validate: Validate, owner: dict[str, Any], constraints: list[dict[str, Any]] | None,
+                         expected: list[dict[str, Any]] | None) -> None:
+    serving = Serving.model_validate({"topologySpreadConstraints": constraints})
+    d = _deployment(owner, serving=serving)
+    validate(d)
+    assert d["spec"]["template"]["spec"].get("topologySpreadConstraints") == expected
+
+
+@pytest.mark.parametrize(("budget", "expected"), [
+    ({}, {"maxUnavailable": 1}),
+    ({"maxUnavailable": 2}, {"maxUnavailable": 2}),
+    ({"maxUnavailable": "25%"}, {"maxUnavailable": "25%"}),
+    ({"minAvailable": 1}, {"minAvailable": 1}),
+    ({"minAvailable": "50%"}, {"minAvailable": "50%"}),
+    ({"minAvailable": 0}, {"minAvailable": 0}),
+])
+def test_pdb(validate: Validate, owner: dict[str, Any], budget: dict[str, Any], expected: dict[str, Any]) -> None:
+    pdb = build_pdb("iris", "ml", "iris-0123456789", DisruptionBudget.model_validate(budget), owner)
+    validate(pdb)
+    assert pdb["metadata"]["name"] == "iris" and pdb["metadata"]["namespace"] == "ml"
+    assert pdb["metadata"]["ownerReferences"][0]["kind"] == "Model"
+    assert pdb["spec"] == {"selector": REVISION_PODS, "unhealthyPodEvictionPolicy": "AlwaysAllow", **expected}
+
+
+@pytest.mark.parametrize("budget", [
+    {"minAvailable": 1, "maxUnavailable": 1},  # one or the other
+    {"maxUnavailable": -1},
+    {"minAvailable": "half"},
+    {"maxUnavailable": "50"},
+])
+def test_pdb_refuses_bad_budgets(budget: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        DisruptionBudget.model_validate(budget)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from modelship.api.model import Serving
 from modelship.api.trainingjob import Candidate, Dataset, TrainingTemplate
 from modelship.logic import revision as r
 
@@ -60,3 +61,16 @@ def test_spec_hash_follows_the_template_not_its_spelling() -> None:
     c = a.model_copy(update={"backoff_limit": 3})
     assert r.spec_hash(c) != r.spec_hash(a)
     assert r.dns_label("---") == "x"
+
+
+@pytest.mark.parametrize(("spread", "same_as_unset"), [
+    (None, True),  # unset: nothing added, so existing revision names stay
+    ([], False),  # spreading turned off is a different pod template
+    ([{"topologyKey": "topology.kubernetes.io/zone"}], False),
+])
+def test_topology_spread_is_part_of_the_revision(spread: list[dict[str, str]] | None, same_as_unset: bool) -> None:
+    def name(serving: Serving) -> str:
+        return r.revision_name("iris", SHA, r.serving_template("img:1", None, 64, 2.0, extra=r.placement(serving)))
+
+    unset = r.revision_name("iris", SHA, r.serving_template("img:1", None, 64, 2.0))
+    assert (name(Serving.model_validate({"topologySpreadConstraints": spread})) == unset) is same_as_unset

@@ -1,4 +1,12 @@
-"""A serving revision's Deployment, and the timing that makes its pods stop without failed requests.
+"""A serving revision's Deployment and PodDisruptionBudget, and the timing that makes its pods stop
+without failed requests.
+
+Placement: a revision's pods spread over nodes by default (a topology spread
+on ``kubernetes.io/hostname``, maxSkew 1, ScheduleAnyway: preferred, so a
+single-node cluster still schedules them), as users of KServe and Argo
+Rollouts expect from replicas that should survive a node; ``serving.
+topologySpreadConstraints`` replaces it. ``build_pdb`` keeps voluntary
+evictions (a drain) from taking the stable revision below its budget.
 
 Shutdown of a serving pod: the kubelet runs the preStop sleep while
 endpoints controllers and kube-proxy drop the pod; then SIGTERM makes the
@@ -16,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelship.api.model import Serving
+from modelship.api.model import DisruptionBudget, Serving
 from modelship.builders.common import (
     MODEL_LABEL,
     REVISION_LABEL,
@@ -31,6 +39,7 @@ from modelship.builders.common import (
 )
 
 PORT = 8080
+HOSTNAME_KEY = "kubernetes.io/hostname"
 SERVING_DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -50,6 +59,45 @@ class Drain:
 
 def serving_labels(model: str, revision: str) -> dict[str, str]:
     return {MODEL_LABEL: model, REVISION_LABEL: revision, "app.kubernetes.io/name": "modelship-serving"}
+
+
+def revision_selector(model: str, revision: str) -> dict[str, str]:
+    return {MODEL_LABEL: model, REVISION_LABEL: revision}
+
+
+def topology_spread(serving: Serving, selector: Mapping[str, str]) -> list[Obj]:
+    """The pods' topologySpreadConstraints: the Model's (a constraint without a labelSelector
+    counts the revision's pods), or one spreading the revision over nodes."""
+    if serving.topology_spread_constraints is None:
+        return [{"maxSkew": 1, "topologyKey": HOSTNAME_KEY, "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": {"matchLabels": dict(selector)}}]
+    out = []
+    for constraint in serving.topology_spread_constraints:
+        wire = constraint.wire()
+        wire.setdefault("labelSelector", {"matchLabels": dict(selector)})
+        out.append(wire)
+    return out
+
+
+def build_pdb(model: str, namespace: str, revision: str, budget: DisruptionBudget,
+              owner: Mapping[str, Any] | None) -> Obj:
+    """PodDisruptionBudget ``<model>`` over the pods of ``revision`` (the stable one).
+
+    ``unhealthyPodEvictionPolicy: AlwaysAllow``: pods that are not ready may always be evicted,
+    so a broken revision never blocks a node drain. With neither bound set, maxUnavailable is 1.
+    """
+    spec: Obj = {"selector": {"matchLabels": revision_selector(model, revision)},
+                 "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    if budget.min_available is not None:
+        spec["minAvailable"] = budget.min_available
+    else:
+        spec["maxUnavailable"] = budget.max_unavailable if budget.max_unavailable is not None else 1
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(model, namespace, {MODEL_LABEL: model}, owner),
+        "spec": spec,
+    }
 
 
 def _probe(path: str, period: int, failures: int) -> Obj:
@@ -121,6 +169,8 @@ def build_serving_deployment(
     }
     if env.env_from():
         container["envFrom"] = env.env_from()
+    constraints = topology_spread(serving, revision_selector(model, revision))
+    spread: Obj = {"topologySpreadConstraints": constraints} if constraints else {}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -129,7 +179,7 @@ def build_serving_deployment(
             "replicas": replicas,
             "revisionHistoryLimit": 1,
             "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": {MODEL_LABEL: model, REVISION_LABEL: revision}},
+            "selector": {"matchLabels": revision_selector(model, revision)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
@@ -145,6 +195,7 @@ def build_serving_deployment(
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": drain.grace_period,
                     "securityContext": pod_security_context(),
+                    **spread,
                     "containers": [container],
                     "volumes": [tmp_volume(), *env.volumes(read_only=True)],
                 },

@@ -29,6 +29,7 @@ from modelship.builders.routing import (
     revision_service_name,
 )
 from modelship.builders.serving import build_serving_deployment
+from modelship.controllers.disruption import ensure_pdb
 from modelship.controllers.metrics import API_WRITES, MODELS_BY_PHASE, ROLLOUTS
 from modelship.controllers.runtime import Context
 from modelship.k8s import events
@@ -209,6 +210,9 @@ def apply(ctx: Context, body: Body, spec: ModelSpec, p: Plan, deployments: dict[
             API_WRITES.labels("create", "Service").inc()
 
     ensure_hpa(ctx, body, spec, p.status.stable_revision)
+    # Issue 23 (kind helper): the stable revision's PodDisruptionBudget (spec.serving.podDisruptionBudget);
+    # one call, to be ported onto the reshaped controller.
+    ensure_pdb(ctx, body, spec, p.status.stable_revision)
 
     record_images(ctx, namespace, p)
     for reason, message, warning in p.events:

@@ -39,6 +39,7 @@ from modelship.logic.conditions import (
 )
 from modelship.logic.gates import TrainingResult, check_gates
 from modelship.logic.revision import (
+    placement,
     revision_name,
     serving_template,
     short_hash,
@@ -100,7 +101,8 @@ def template_of(spec: ModelSpec, default_image: str) -> dict[str, Any]:
     serving = spec.serving
     resources = serving.resources.wire() if serving.resources else None
     return serving_template(serving.image or default_image, resources, serving.max_batch_size,
-                            serving.max_batch_delay_ms)
+                            serving.max_batch_delay_ms,
+                            extra=placement(serving))  # issue 23: a spread change is a new revision
 
 
 def _entry(history: list[HistoryEntry], **match: Any) -> HistoryEntry | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from modelship.api.model import Serving
+
 MAX_LABEL = 63
 HASH_LENGTH = 10
 # What Kubernetes appends to a Job's name for its pods ("-" + 5 characters).
@@ -66,6 +68,14 @@ def serving_template(
     if extra:
         template["extra"] = dict(extra)
     return template
+
+
+def placement(serving: Serving) -> dict[str, Any] | None:
+    """Pod placement that is part of the template: the Model's own topology spread, when set (unset
+    adds nothing, so a Model that never set it keeps its revision names)."""
+    if serving.topology_spread_constraints is None:
+        return None
+    return {"topologySpreadConstraints": [c.wire() for c in serving.topology_spread_constraints]}
 
 
 def revision_hash(artifact_sha256: str, template: Mapping[str, Any]) -> str:

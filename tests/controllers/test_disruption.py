@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from modelship.api.model import ModelSpec
-from modelship.controllers.disruption import ensure_pdb
+from modelship.controllers.disruption import PDB, ensure_pdb
 from modelship.controllers.runtime import Context
+from modelship.k8s.client import resource
 from modelship.settings import OperatorSettings
 
 UID = "0f0e0d0c-0000-4000-8000-000000000001"
@@ -87,3 +88,7 @@ def test_ensure_pdb(case: str, existing: dict[str, Any] | None, budget: dict[str
     kube.writes.clear()
     ensure_pdb(ctx, BODY, _spec(budget), stable)
     assert kube.writes == []
+
+
+def test_the_client_knows_the_resource() -> None:
+    assert resource(*PDB).base("ml") == "/apis/policy/v1/namespaces/ml/poddisruptionbudgets"

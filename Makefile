@@ -31,10 +31,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian tools the tests use: command:package (load generators, promtool,
+# Debian tools the tests use: command:package (load generators: wrk, hey, h2load for gRPC; promtool,
 # Alertmanager). A policy-rc.d keeps package scripts from starting services
 # (prometheus, prometheus-alertmanager) here; the tests start their own.
-APT_TOOLS := wrk:wrk hey:hey promtool:prometheus prometheus-alertmanager:prometheus-alertmanager
+APT_TOOLS := wrk:wrk hey:hey h2load:nghttp2-client promtool:prometheus prometheus-alertmanager:prometheus-alertmanager
 apt-tools:
 	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "Installing$$missing from Debian"; \

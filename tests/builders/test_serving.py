@@ -54,6 +54,8 @@ def test_deployment(validate: Validate, owner: dict[str, Any]) -> None:
     assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/path"] == "/metrics"
     assert d["spec"]["replicas"] == 2
     assert c["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 8081}
+    assert env["MODELSHIP_PORT"] == "8080" and env["MODELSHIP_GRPC_PORT"] == "8081"
 
 
 def test_grace_period_covers_prestop_drain_and_shutdown(validate: Validate, owner: dict[str, Any]) -> None:
@@ -73,6 +75,10 @@ def test_services(validate: Validate, owner: dict[str, Any]) -> None:
     s = build_service("iris", "ml", owner)
     validate(s)
     assert s["spec"]["selector"] == {"modelship.io/model": "iris"}
+    ports = {p["name"]: p for p in s["spec"]["ports"]}
+    assert (ports["http"]["port"], ports["http"]["targetPort"]) == (80, "http")
+    assert (ports["grpc"]["port"], ports["grpc"]["targetPort"], ports["grpc"]["appProtocol"]) == (
+        8081, "grpc", "kubernetes.io/h2c")
     r = build_revision_service("iris", "ml", "canary", "iris-abc", owner)
     validate(r)
     assert r["metadata"]["name"] == "iris-canary"

@@ -74,3 +74,35 @@ def test_empty_text() -> None:
     assert parse_samples("") == []
     assert drift_counts([], REFS) == {}
     np.testing.assert_equal(request_counters([]).requests, 0.0)
+
+
+GRPC_TEXT = """\
+# TYPE modelship_requests counter
+modelship_requests_total{model="m",protocol="v2",endpoint="infer",code="200"} 7.0
+modelship_requests_total{model="m",protocol="grpc",endpoint="infer",code="200"} 5.0
+modelship_requests_total{model="m",protocol="grpc",endpoint="infer",code="400"} 2.0
+modelship_requests_total{model="m",protocol="grpc",endpoint="infer",code="500"} 1.0
+modelship_requests_total{model="m",protocol="grpc",endpoint="ready",code="200"} 30.0
+modelship_requests_total{model="m",protocol="grpc",endpoint="model_metadata",code="200"} 2.0
+# TYPE modelship_request_duration_seconds histogram
+modelship_request_duration_seconds_bucket{model="m",protocol="v2",le="0.001"} 6.0
+modelship_request_duration_seconds_bucket{model="m",protocol="v2",le="+Inf"} 7.0
+modelship_request_duration_seconds_count{model="m",protocol="v2"} 7.0
+modelship_request_duration_seconds_sum{model="m",protocol="v2"} 0.01
+modelship_request_duration_seconds_bucket{model="m",protocol="grpc",le="0.001"} 3.0
+modelship_request_duration_seconds_bucket{model="m",protocol="grpc",le="+Inf"} 8.0
+modelship_request_duration_seconds_count{model="m",protocol="grpc"} 8.0
+modelship_request_duration_seconds_sum{model="m",protocol="grpc"} 0.02
+"""
+
+
+def test_grpc_calls_count_with_rest_for_canary_analysis() -> None:
+    """modelship-serve counts gRPC calls with protocol="grpc" and REST-equivalent codes:
+    the analysis sums them with REST (health and metadata calls left out), 5xx as errors."""
+    from modelship.logic.analysis import window
+
+    c = request_counters(parse_samples(GRPC_TEXT))
+    assert c.by_code == {"200": 12.0, "400": 2.0, "500": 1.0}
+    assert c.latency == {0.001: 9.0, math.inf: 15.0}
+    stats = window(None, {"pod": c})
+    assert (stats.requests, stats.errors) == (15.0, 1.0)

@@ -31,10 +31,12 @@ class Server:
     def __init__(self, uri: str, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = log
         full_env = {**os.environ, "MODELSHIP_DRAIN_SECONDS": "0.2", **(env or {})}
         cmd = [sys.executable, "-m", "modelship_runtime.serving.cli", "--model-uri", uri,
-               "--host", "127.0.0.1", "--port", str(self.port), *args]
+               "--host", "127.0.0.1", "--port", str(self.port), "--grpc-port", str(self.grpc_port), *args]
         self._log_file = log.open("wb") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self._log_file, stderr=self._log_file)
         self.http = requests.Session()

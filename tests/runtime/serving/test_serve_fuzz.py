@@ -99,3 +99,144 @@ def test_schemathesis_finds_no_server_error(request: pytest.FixtureRequest, tmp_
     assert server.proc.poll() is None
     assert server.get("/v2/health/ready").status_code == 200
     assert server.rss_kib() - rss_before < 40 * 1024
+
+
+# -- the binary tensor extension and gRPC ---------------------------------------------
+
+binary_params = st.fixed_dictionaries({}, optional={
+    "binary_data_size": st.integers(min_value=-5, max_value=400) | json_scalars,
+    "binary_data": st.booleans() | json_scalars,
+})
+binary_tensors = st.fixed_dictionaries(
+    {"name": st.sampled_from(["input", "age", "city", "visits", "zz"]), "shape": shapes, "datatype": datatypes},
+    optional={"parameters": binary_params | json_values, "data": numbers},
+)
+binary_docs = st.fixed_dictionaries(
+    {"inputs": st.lists(binary_tensors, max_size=3)},
+    optional={"outputs": st.lists(st.fixed_dictionaries({"name": st.sampled_from(["label", "probabilities", "x"])},
+                                                        optional={"parameters": binary_params | json_values}),
+                                  max_size=2),
+              "parameters": st.fixed_dictionaries({}, optional={"binary_data_output": json_scalars})},
+)
+header_lengths = st.one_of(st.none(), st.integers(min_value=-3, max_value=2000).map(str),
+                           st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=6),
+                           st.just("0"), st.just("1e3"), st.just("99999999999999999999"))
+
+
+@pytest.mark.slow
+def test_binary_extension_bodies_never_5xx(logistic: Any, mixed: Any) -> None:
+    import json
+
+    rss_before = logistic.rss_kib()
+
+    @settings(max_examples=200, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(doc=binary_docs, blob=st.binary(max_size=300), length=header_lengths, honest=st.booleans())
+    def check(doc: Any, blob: bytes, length: str | None, honest: bool) -> None:
+        head = json.dumps(doc).encode()
+        if honest and length is not None:
+            length = str(len(head))
+        headers = {} if length is None else {"Inference-Header-Content-Length": length}
+        for server, model in ((logistic, "logistic"), (mixed, "mixed")):
+            r = server.post(f"/v2/models/{model}/infer", data=head + blob, headers=headers)
+            assert r.status_code < 500, (doc, length, r.status_code, r.text)
+            if r.status_code != 200:
+                assert "error" in r.json()
+
+    check()
+    assert logistic.proc.poll() is None and mixed.proc.poll() is None
+    assert logistic.rss_kib() - rss_before < 20 * 1024
+
+
+GRPC_CRASH_CODES = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DATA_LOSS"}
+
+
+@pytest.mark.slow
+def test_grpc_garbage_and_truncated_protobufs_are_invalid_argument(logistic: Any, mixed: Any) -> None:
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2 as pb
+
+    good = pb.ModelInferRequest(model_name="logistic")
+    good.inputs.add(name="input", datatype="FP32", shape=[2, 30])
+    good.raw_input_contents.append(np.ones((2, 30), np.float32).tobytes())
+    wire = good.SerializeToString()
+    requests_ = st.builds(
+        lambda model, tensors, raw, outputs: pb.ModelInferRequest(
+            model_name=model, inputs=tensors, raw_input_contents=raw,
+            outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs]),
+        st.sampled_from(["logistic", "mixed", "", "zz"]),
+        st.lists(st.builds(
+            lambda name, datatype, shape, f32, i64, s: pb.ModelInferRequest.InferInputTensor(
+                name=name, datatype=datatype, shape=shape,
+                contents=pb.InferTensorContents(fp32_contents=f32, int64_contents=i64, bytes_contents=s)),
+            st.sampled_from(["input", "age", "city", "visits", "zz"]), datatypes,
+            st.lists(st.integers(min_value=-3, max_value=70), max_size=3),
+            st.lists(st.floats(width=32), max_size=70), st.lists(st.integers(-(2**63), 2**63 - 1), max_size=4),
+            st.lists(st.binary(max_size=5), max_size=4)), max_size=3),
+        st.lists(st.binary(max_size=260), max_size=3),
+        st.lists(st.sampled_from(["label", "probabilities", "x"]), max_size=2),
+    )
+
+    with grpc.insecure_channel(logistic.grpc_target) as ch1, grpc.insecure_channel(mixed.grpc_target) as ch2:
+        stubs = [ch.unary_unary("/inference.GRPCInferenceService/ModelInfer") for ch in (ch1, ch2)]
+
+        def status(stub: Any, data: bytes) -> str:
+            try:
+                stub(data, timeout=10)
+            except grpc.RpcError as exc:
+                return str(exc.code().name)
+            return "OK"
+
+        for cut in range(0, len(wire), 7):
+            assert status(stubs[0], wire[:cut]) in {"OK", "INVALID_ARGUMENT", "NOT_FOUND"}, cut
+
+        @settings(max_examples=200, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(garbage=st.binary(max_size=300), request=requests_, flip=st.integers(0, 10_000))
+        def check(garbage: bytes, request: Any, flip: int) -> None:
+            structured = request.SerializeToString()
+            mutated = bytearray(wire)
+            mutated[flip % len(mutated)] ^= 1 + flip % 255
+            for stub in stubs:
+                for data in (garbage, structured, bytes(mutated)):
+                    code = status(stub, data)
+                    assert code not in GRPC_CRASH_CODES, (code, data[:80])
+
+        check()
+    assert logistic.proc.poll() is None and mixed.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_http2_frame_garbage_never_takes_the_server_down(logistic: Any) -> None:
+    import socket
+    import struct
+
+    import grpc
+
+    from modelship_runtime.serving import h2, hpack
+
+    request_block = hpack.encode_indexed(3) + hpack.encode_literal(b":path", b"/inference.GRPCInferenceService/ServerLive")
+    frames_ = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 255), st.sampled_from([0, 1, 2, 3, 5, 2**31 - 1]),
+                                 st.binary(max_size=40) | st.just(request_block)), max_size=8)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(frames=frames_, preface=st.booleans())
+    def check(frames: list[tuple[int, int, int, bytes]], preface: bool) -> None:
+        wire = (h2.PREFACE if preface else b"") + b"".join(
+            struct.pack(">I", len(p))[1:] + bytes((k, f)) + struct.pack(">I", s) + p for k, f, s, p in frames)
+        with socket.create_connection(("127.0.0.1", logistic.grpc_port), timeout=5) as s:
+            s.sendall(wire)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(2)
+            try:
+                while s.recv(65536):
+                    pass
+            except (TimeoutError, ConnectionResetError):
+                pass
+
+    check()
+    assert logistic.proc.poll() is None
+    with grpc.insecure_channel(logistic.grpc_target) as channel:
+        live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")(b"", timeout=10)
+        assert live == b"\x08\x01"

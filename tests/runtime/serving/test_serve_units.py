@@ -123,7 +123,7 @@ def test_codec_converts_what_fits() -> None:
 def test_batcher_joins_concurrent_requests_and_keeps_a_bad_one_apart() -> None:
     calls: list[int] = []
 
-    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(feed: dict[str, np.ndarray], small: bool) -> dict[str, np.ndarray]:
         x = feed["x"]
         calls.append(len(x))
         if (x < 0).any():
@@ -174,3 +174,19 @@ def test_an_empty_category_is_missing_as_in_the_trainers_reference() -> None:
     counter.add(np.array(["north", "", None, "east", "south", ""], dtype=object))
     assert counter.counts.tolist() == [1, 1, 1] and counter.missing == 3
     assert categorical_bin_counts(["north", "", None, "east"], ["north", "south"]).tolist() == [1, 0, 1]
+
+
+def test_batcher_runs_short_calls_inline_by_the_median_not_the_mean() -> None:
+    """One call the kernel preempted must not send every later call through the thread."""
+    seen: list[bool] = []
+    b = Batcher(lambda feed, small: seen.append(small) or feed, max_batch_size=64, max_delay_seconds=0.0,
+                batchable=True, on_batch=lambda *a: None)
+    b.prime(20e-6)
+    assert b.expected_seconds(1) == 20e-6
+    assert b.expected_seconds(64) == 20e-6 * 64  # nothing measured at 64 rows yet: scaled up
+    for seconds in (30e-6, 0.05, 25e-6, 22e-6):
+        b._times[1].append(seconds)
+    assert b.expected_seconds(1) < 1e-4
+    b._times[7] = b._times[1].__class__([2e-3, 3e-3, 2.5e-3], maxlen=7)
+    assert b.expected_seconds(100) == 2.5e-3 and b.expected_seconds(127) == 2.5e-3
+    b.close()

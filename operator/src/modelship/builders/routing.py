@@ -7,10 +7,12 @@ from typing import Any
 
 from modelship.api.model import Autoscaling, GatewayRef
 from modelship.builders.common import MODEL_LABEL, REVISION_LABEL, Obj, metadata
-from modelship.builders.serving import PORT
+from modelship.builders.serving import GRPC_PORT, PORT
 from modelship.logic.revision import child_name
 
 SERVICE_PORT = 80
+# gRPC keeps its number on the Service (KServe's convention); h2c tells proxies it is HTTP/2.
+SERVICE_GRPC_PORT = GRPC_PORT
 
 
 def _service(name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str],
@@ -22,7 +24,11 @@ def _service(name: str, namespace: str, labels: Mapping[str, str], selector: Map
         "spec": {
             "type": "ClusterIP",
             "selector": dict(selector),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": SERVICE_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                 "appProtocol": "kubernetes.io/h2c"},
+            ],
         },
     }
 
@@ -112,6 +118,6 @@ def build_httproute(
 
 
 __all__ = [
-    "PORT", "SERVICE_PORT", "build_hpa", "build_httproute", "build_revision_service", "build_service",
+    "GRPC_PORT", "PORT", "SERVICE_GRPC_PORT", "SERVICE_PORT", "build_hpa", "build_httproute", "build_revision_service", "build_service",
     "revision_service_name", "service_url",
 ]

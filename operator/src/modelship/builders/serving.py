@@ -40,6 +40,8 @@ from modelship.builders.common import (
 
 PORT = 8080
 HOSTNAME_KEY = "kubernetes.io/hostname"
+# OIP v2 gRPC (inference.GRPCInferenceService), cleartext HTTP/2.
+GRPC_PORT = 8081
 SERVING_DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -139,6 +141,7 @@ def build_serving_deployment(
         {"name": "MODELSHIP_MODEL_URI", "value": model_uri},
         {"name": "MODELSHIP_MODEL_NAME", "value": model},
         {"name": "MODELSHIP_PORT", "value": str(PORT)},
+        {"name": "MODELSHIP_GRPC_PORT", "value": str(GRPC_PORT)},
         {"name": "MODELSHIP_MAX_BATCH_SIZE", "value": str(serving.max_batch_size)},
         {"name": "MODELSHIP_MAX_BATCH_DELAY_MS", "value": f"{serving.max_batch_delay_ms:g}"},
         {"name": "MODELSHIP_DRAIN_SECONDS", "value": f"{drain.drain_seconds:g}"},
@@ -156,7 +159,10 @@ def build_serving_deployment(
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["modelship-serve"],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "env": variables,
         "resources": resources(serving.resources, SERVING_DEFAULT_RESOURCES),
         "securityContext": container_security_context(),

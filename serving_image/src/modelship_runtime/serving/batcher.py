@@ -7,10 +7,14 @@ that arrive while a call runs share the next one: batching grows with load
 and costs nothing when idle. A delay > 0 lets a batch that is not full wait
 that long for company.
 
-Calls that take long (tens of microseconds and up) run on one dedicated
+Calls that take long (hundreds of microseconds and up) run on one dedicated
 thread, since onnxruntime releases the GIL and the loop can keep parsing
 meanwhile; tiny calls run inline, where a thread hop would cost more than the
-call. The choice follows a moving average of measured call times.
+call. The choice follows the median of the last few call times measured for
+batches of about the same size (a power-of-two bucket of rows): a median, not
+an average, because on a busy machine one call the kernel preempted takes
+milliseconds, and an average would send every later call through the thread,
+where the hand-over itself then keeps the measured times high.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,19 +41,34 @@ INLINE_SECONDS = 500e-6
 Reply = Callable[[Feed | BaseException], None]
 
 
-@dataclass
 class _Job:
-    feed: Feed
-    rows: int
-    signature: tuple[Any, ...]
-    reply: Reply
-    enqueued: float = field(default_factory=time.perf_counter)
+    __slots__ = ("_signature", "enqueued", "feed", "reply", "rows")
+
+    def __init__(self, feed: Feed, rows: int, reply: Reply, enqueued: float) -> None:
+        self.feed = feed
+        self.rows = rows
+        self.reply = reply
+        self.enqueued = enqueued
+        self._signature: tuple[Any, ...] | None = None
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        """What must agree for jobs to share a call (computed only when they might)."""
+        if self._signature is None:
+            self._signature = tuple([(k, v.dtype.str, v.shape[1:]) for k, v in self.feed.items()])
+        return self._signature
+
+
+# What on_batch gets for one onnxruntime call: inputs, outputs, rows, requests, seconds.
+_Stats = tuple[Feed, Feed, int, int, float]
+# Recent call times kept per bucket of rows; their median decides inline or thread.
+_SAMPLES = 7
 
 
 class Batcher:
     def __init__(
         self,
-        run: Callable[[Feed], Feed],
+        run: Callable[[Feed, bool], Feed],
         *,
         max_batch_size: int,
         max_delay_seconds: float,
@@ -67,7 +85,8 @@ class Batcher:
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
-        self._avg = 0.0
+        # bucket (rows.bit_length()) -> recent call times, newest last
+        self._times: dict[int, deque[float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelship-infer")
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -83,8 +102,7 @@ class Batcher:
         """
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        signature = tuple([(k, v.dtype.str, v.shape[1:]) for k, v in feed.items()])
-        job = _Job(feed, rows, signature, reply)
+        job = _Job(feed, rows, reply, time.perf_counter() if self.max_delay > 0 else 0.0)
         self._queue.append(job)
         self._queued_rows += rows
         if self._queued_rows >= self.max_batch_size and self._timer is not None:
@@ -93,9 +111,22 @@ class Batcher:
             self._scheduled = False
         self._kick()
 
-    def prime(self, seconds: float) -> None:
-        """Seeds the moving average with a measured call (the warm-up)."""
-        self._avg = seconds
+    def prime(self, seconds: float, rows: int = 1) -> None:
+        """Seeds the estimate with a measured call (the warm-up)."""
+        self._times[rows.bit_length()] = deque([seconds], maxlen=_SAMPLES)
+
+    def expected_seconds(self, rows: int) -> float:
+        """The median of recent calls of about ``rows`` rows; else the nearest smaller
+        bucket's, scaled up; 0 when nothing is known yet."""
+        bucket = rows.bit_length()
+        times = self._times.get(bucket)
+        if times:
+            return sorted(times)[len(times) // 2]
+        for smaller in range(bucket - 1, 0, -1):
+            times = self._times.get(smaller)
+            if times:
+                return sorted(times)[len(times) // 2] * (1 << (bucket - smaller))
+        return 0.0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
@@ -119,45 +150,66 @@ class Batcher:
                 self._timer = self._loop.call_later(self.max_delay - waited, self._flush)
                 return
         batch = self._take()
-        if self._avg < INLINE_SECONDS:
-            self._finish(batch, self._execute(batch))
+        if self.expected_seconds(sum(j.rows for j in batch)) < INLINE_SECONDS:
+            stats: list[_Stats] = []
+            self._finish(batch, self._execute(batch, True, stats))
             self._kick()
+            self._report(stats)
             return
         self._running = True
-        done = self._loop.run_in_executor(self._pool, self._execute, batch)
-        done.add_done_callback(lambda f: self._after_thread(batch, f))
+        stats = []
+        done = self._loop.run_in_executor(self._pool, self._execute, batch, False, stats)
+        done.add_done_callback(lambda f: self._after_thread(batch, f, stats))
 
-    def _after_thread(self, batch: list[_Job], done: asyncio.Future[list[Feed | BaseException]]) -> None:
+    def _after_thread(self, batch: list[_Job], done: asyncio.Future[list[Feed | BaseException]],
+                      stats: list[_Stats]) -> None:
         self._running = False
         self._finish(batch, done.result())
-        self._kick()
+        # The next call starts before this one's statistics are counted, so the
+        # inference thread is not idle while the loop counts drift.
+        if not self._scheduled and self._queue:
+            self._flush()
+        else:
+            self._kick()
+        self._report(stats)
+
+    def _report(self, stats: list[_Stats]) -> None:
+        for s in stats:
+            try:
+                self._on_batch(*s)
+            except Exception:  # statistics must never fail a prediction
+                log.exception("Failed to record a batch's statistics")
 
     def _take(self) -> list[_Job]:
         q = self._queue
         first = q.popleft()
         batch = [first]
         rows = first.rows
-        if self.batchable:
-            while q and q[0].signature == first.signature and rows + q[0].rows <= self.max_batch_size:
+        if self.batchable and q:
+            signature = first.signature
+            while q and rows + q[0].rows <= self.max_batch_size and q[0].signature == signature:
                 job = q.popleft()
                 batch.append(job)
                 rows += job.rows
         self._queued_rows -= rows
         return batch
 
-    def _execute(self, batch: list[_Job]) -> list[Feed | BaseException]:
-        """Runs the batch (on the loop or the inference thread); one result per job."""
+    def _execute(self, batch: list[_Job], inline: bool, stats: list[_Stats]) -> list[Feed | BaseException]:
+        """Runs the batch (inline on the loop, or on the inference thread); one result per job.
+
+        What ``on_batch`` is to see goes to ``stats``: it runs on the loop after the replies.
+        """
         if len(batch) == 1:
-            return [self._call(batch[0].feed, batch[0].rows, 1)]
+            return [self._call(batch[0].feed, batch[0].rows, 1, inline, stats)]
         feed = {k: np.concatenate([j.feed[k] for j in batch]) for k in batch[0].feed}
         total = sum(j.rows for j in batch)
-        result = self._call(feed, total, len(batch))
+        result = self._call(feed, total, len(batch), inline, stats)
         if isinstance(result, BaseException) or any(
             v.ndim == 0 or v.shape[0] != total for v in result.values()
         ):
             # One bad request must not fail its neighbours, and outputs that
             # are not per-row cannot be split: run each on its own.
-            return [self._call(j.feed, j.rows, 1) for j in batch]
+            return [self._call(j.feed, j.rows, 1, inline, stats) for j in batch]
         out: list[Feed | BaseException] = []
         start = 0
         for j in batch:
@@ -166,15 +218,19 @@ class Batcher:
             start = end
         return out
 
-    def _call(self, feed: Feed, rows: int, requests: int) -> Feed | BaseException:
+    def _call(self, feed: Feed, rows: int, requests: int, inline: bool, stats: list[_Stats]) -> Feed | BaseException:
         t0 = time.perf_counter()
         try:
-            result = self._run(feed)
+            result = self._run(feed, inline)
         except Exception as exc:
             return exc
         seconds = time.perf_counter() - t0
-        self._avg = seconds if self._avg == 0.0 else 0.9 * self._avg + 0.1 * seconds
-        self._on_batch(feed, result, rows, requests, seconds)
+        bucket = rows.bit_length()
+        times = self._times.get(bucket)
+        if times is None:
+            times = self._times[bucket] = deque(maxlen=_SAMPLES)
+        times.append(seconds)
+        stats.append((feed, result, rows, requests, seconds))
         return result
 
     @staticmethod

@@ -31,6 +31,7 @@ FLAGS: list[tuple[str, str, Any]] = [
     ("--model-name", "model_name", str),
     ("--host", "host", str),
     ("--port", "port", int),
+    ("--grpc-port", "grpc_port", int),
     ("--workers", "workers", int),
     ("--max-batch-size", "max_batch_size", int),
     ("--max-batch-delay-ms", "max_batch_delay_ms", float),
@@ -49,7 +50,7 @@ FLAGS: list[tuple[str, str, Any]] = [
 def parse(argv: Sequence[str] | None = None) -> ServeSettings:
     parser = argparse.ArgumentParser(
         prog="modelship-serve",
-        description="Serve one ONNX model over Open Inference Protocol v2 and KServe v1 REST. "
+        description="Serve one ONNX model over Open Inference Protocol v2 (REST and gRPC) and KServe v1 REST. "
         "Every flag can also be set as MODELSHIP_<FLAG> (e.g. MODELSHIP_MODEL_URI).",
     )
     fields = ServeSettings.model_fields
@@ -85,8 +86,8 @@ def run_one(settings: ServeSettings, reuse_port: bool = False) -> int:
 
 def run_workers(settings: ServeSettings) -> int:
     """Forks N processes (before any model or thread exists) sharing the port."""
-    if settings.port == 0:
-        log.error("Refused --workers %d with port 0: workers must share a fixed port", settings.workers)
+    if settings.port == 0 or settings.grpc_port == 0:
+        log.error("Refused --workers %d with port 0: workers must share fixed ports", settings.workers)
         return 2
     children: list[int] = []
     for _ in range(settings.workers):

@@ -8,6 +8,7 @@ the message says which input and why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -19,6 +20,18 @@ from .model import TensorSpec
 
 Array = npt.NDArray[Any]
 _FLOAT_SOURCES = frozenset("fiu")
+# Set by the server, which turns numpy's floating-point warnings off for the whole
+# process (results are checked explicitly): a casting overflow then needs no
+# ``np.errstate`` (1.5 us per request) to stay quiet.
+QUIET = False
+_NULL = contextlib.nullcontext()
+
+
+def quiet_numpy() -> None:
+    """Turns numpy's overflow/invalid warnings off in this thread's context, for good."""
+    global QUIET
+    np.seterr(over="ignore", invalid="ignore")
+    QUIET = True
 
 
 def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False) -> Array:
@@ -33,13 +46,14 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
     if target.kind == "f":
         if kind not in _FLOAT_SOURCES:
             arr = _floats_with_missing(arr, where, allow_missing, spec)
-        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: refused below
-            out = arr.astype(target, copy=False)
-            flat = out.ravel()
-            # A dot product is finite when every value is (and small enough): one
-            # cheap pass; only a non-finite result needs the exact check.
-            finite = math.isfinite(float(flat.dot(flat))) or bool(np.isfinite(flat).all())
-        if not allow_missing and not finite:
+        if QUIET:
+            out = arr.astype(target, copy=False)  # out-of-range values become inf: refused below
+            ok = finite(out)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = arr.astype(target, copy=False)
+                ok = finite(out)
+        if not allow_missing and not ok:
             raise BadRequest(
                 f"{where}: contains NaN, infinity or a value outside the {spec.datatype} range; "
                 "this model does not accept missing values"
@@ -57,6 +71,16 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
             raise BadRequest(f"{where}: BOOL needs true/false, got {_describe(arr)}")
         return arr
     raise BadRequest(f"{where}: unsupported datatype {spec.datatype}")
+
+
+def finite(arr: Array) -> bool:
+    """No NaN or infinity in a float array.
+
+    A sum is finite when every value is (and the sum does not overflow): one
+    numpy call; only a non-finite sum needs the exact check.
+    """
+    with np.errstate(over="ignore", invalid="ignore") if not QUIET else _NULL:
+        return math.isfinite(arr.sum()) or bool(np.isfinite(arr).all())
 
 
 def _floats_with_missing(arr: Array, where: str, allow_missing: bool, spec: TensorSpec) -> Array:

@@ -58,6 +58,7 @@ class _NumericBlock:
         self.padded = np.full((len(names), max(width, 1)), np.inf)
         for j, e in enumerate(edges):
             self.padded[j, : len(e)] = e
+        self.padded_by_rank = np.ascontiguousarray(self.padded.T)  # [edge rank, feature]
         sizes = np.array([len(e) + 1 for e in edges], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.total_bins = int(sizes.sum())
@@ -66,22 +67,29 @@ class _NumericBlock:
         self.missing = np.zeros(len(names), dtype=np.int64)
 
     def add(self, x: Array) -> None:
-        """x: [rows, features] float64."""
+        """x: [rows, features] float64.
+
+        A value's bin is the number of its feature's edges below it (``searchsorted``
+        with ``side="left"``). Few rows: one broadcast comparison against the padded
+        edge matrix. Many rows: one comparison of the whole block per edge rank
+        (a dozen passes over contiguous memory), not a call per feature.
+        """
         if x.size * self.padded.shape[1] <= _BROADCAST_LIMIT:
-            # Few rows: one broadcast comparison beats a call per feature.
-            flat = ((x[:, :, None] > self.padded[None, :, :]).sum(axis=2) + self.offsets).ravel()
-            order = x
+            index = (x[:, :, None] > self.padded[None, :, :]).sum(axis=2)
         else:
-            order = np.ascontiguousarray(x.T)
-            flat = np.concatenate([np.searchsorted(e, order[j], side="left") + self.offsets[j]
-                                   for j, e in enumerate(self.edges)])
+            index = np.zeros(x.shape, dtype=np.uint8 if len(self.padded_by_rank) < 255 else np.int64)
+            above = np.empty(x.shape, dtype=np.bool_)
+            for edge_row in self.padded_by_rank:
+                np.greater(x, edge_row, out=above)
+                index += above
+        flat = (index + self.offsets).ravel()
         finite = np.isfinite(x)
         if finite.all():
             self.sums += x.sum(axis=0)
         else:
-            nan = np.isnan(order)
+            nan = np.isnan(x)
             if nan.any():
-                self.missing += nan.sum(axis=0 if order is x else 1)
+                self.missing += nan.sum(axis=0)
                 flat = flat[~nan.ravel()]
             self.sums += np.where(finite, x, 0.0).sum(axis=0)
         self.counts += np.bincount(flat, minlength=self.total_bins)

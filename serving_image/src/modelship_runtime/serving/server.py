@@ -30,7 +30,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import openapi, v1, v2
+from . import binary, codec, grpc_server, openapi, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -43,16 +43,19 @@ REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not
            503: b"Service Unavailable"}
 JSON = b"application/json"
 TEXT = b"text/plain; version=0.0.4; charset=utf-8"
+OCTETS = b"application/octet-stream"
+INFERENCE_HEADER = b"inference-header-content-length"
 MAX_PIPELINED = 64
 
 
 class Response:
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes, content_type: bytes = JSON) -> None:
+    def __init__(self, status: int, body: bytes, content_type: bytes = JSON, headers: bytes = b"") -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers  # extra header lines, each ending in CRLF
 
 
 def json_response(status: int, doc: Any) -> Response:
@@ -64,9 +67,10 @@ def error_response(exc: ServeError) -> Response:
 
 
 class Request:
-    __slots__ = ("body", "endpoint", "keep_alive", "method", "protocol", "start", "url")
+    __slots__ = ("body", "endpoint", "header_length", "keep_alive", "method", "protocol", "start", "url")
 
-    def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float) -> None:
+    def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float,
+                 header_length: int = -1) -> None:
         self.method = method
         self.url = url
         self.body = body
@@ -74,6 +78,8 @@ class Request:
         self.start = start
         self.protocol = ""
         self.endpoint = ""
+        # Inference-Header-Content-Length (binary tensor extension); -1: absent.
+        self.header_length = header_length
 
 
 # A handler answers at once (a Response) or later through its reply callback (None).
@@ -87,7 +93,8 @@ class App:
     def __init__(self, dp: DataPlane, settings: ServeSettings) -> None:
         self.dp = dp
         self.settings = settings
-        self.connections: set[HttpProtocol] = set()
+        # HTTP/1.1 and HTTP/2 (gRPC) connections alike: busy, finish(), stale(), close().
+        self.connections: set[Any] = set()
         self.closing = False
         self._openapi: tuple[str, bytes] | None = None
         self._infer_url = b""  # the last plain infer URL seen, for the hot path
@@ -189,8 +196,12 @@ class App:
 
     def _infer(self, req: Request, reply: ReplyTo) -> Result:
         dp = self.dp
-        feed, outputs, request_id = v2.decode_request(dp, req.body)
-        dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+        feed, outputs, request_id, binary_out = v2.decode_request(dp, req.body, req.header_length)
+        if binary_out is None:
+            dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id)))
+        else:
+            dp.infer(feed, outputs, _replier(reply, lambda result: _binary_response(
+                *v2.encode_binary_response(dp, result, request_id, binary_out))))
         return None
 
     def _v1(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
@@ -243,22 +254,29 @@ class App:
         for c in list(self.connections):
             if not c.busy:
                 c.close()
+            else:
+                c.finish()
 
     def reap(self) -> None:
         """Closes connections silent for the idle timeout (idle, or stuck mid-request)."""
         limit = time.monotonic() - self.settings.idle_timeout_seconds
         for c in list(self.connections):
-            if c.last_seen < limit and not c.waiting and not c.pending:
+            if c.stale(limit):
                 c.close()
 
 
-def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes]) -> Callable[[Feed | BaseException], None]:
+def _binary_response(body: bytes, header_length: int) -> Response:
+    return Response(200, body, OCTETS, b"inference-header-content-length: %d\r\n" % header_length)
+
+
+def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes | Response]) -> Callable[[Feed | BaseException], None]:
     """Turns an inference result (or its exception) into a response for ``reply``."""
 
     def done(result: Feed | BaseException) -> None:
         if not isinstance(result, BaseException):
             try:
-                reply(Response(200, encode(result)))
+                out = encode(result)
+                reply(out if type(out) is Response else Response(200, out))  # type: ignore[arg-type]
             except ServeError as e:
                 reply(error_response(e))
             except Exception as e:
@@ -290,6 +308,7 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.start = 0.0
         self.too_large = False
+        self.header_length = -1
         self.last_seen = time.monotonic()
 
     # -- asyncio -----------------------------------------------------------
@@ -322,6 +341,12 @@ class HttpProtocol(asyncio.Protocol):
     def busy(self) -> bool:
         return self.waiting or self.in_message or bool(self.pending)
 
+    def stale(self, limit: float) -> bool:
+        return self.last_seen < limit and not self.waiting and not self.pending
+
+    def finish(self) -> None:
+        """Shutting down: nothing to do, the connection closes after its response (``_write``)."""
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -334,6 +359,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.too_large = False
+        self.header_length = -1
         self.start = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
@@ -351,6 +377,11 @@ class HttpProtocol(asyncio.Protocol):
             if too_large:
                 self.too_large = True
                 raise httptools.HttpParserError("body too large")
+        elif len(name) == 31 and name.lower() == INFERENCE_HEADER:
+            try:
+                self.header_length = binary.parse_header_length(value)
+            except BadRequest:
+                self.header_length = binary.INVALID_HEADER_LENGTH  # a 400 when handled, not a broken connection
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -362,7 +393,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.in_message = False
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start)
+        req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start,
+                      self.header_length)
         self.pending.append(req)
         if len(self.pending) > MAX_PIPELINED and self.transport is not None and not self.paused:
             self.paused = True
@@ -393,9 +425,9 @@ class HttpProtocol(asyncio.Protocol):
     def _write(self, req: Request, resp: Response) -> None:
         keep = req.keep_alive and not (self.app.closing and not self.pending)
         body = resp.body
-        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s\r\n" % (
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s%s\r\n" % (
             resp.status, REASONS.get(resp.status, b"Unknown"), resp.content_type, len(body),
-            b"" if keep else b"connection: close\r\n",
+            resp.headers, b"" if keep else b"connection: close\r\n",
         )
         if self.transport is not None:
             self.transport.write(head + body)
@@ -427,6 +459,7 @@ async def _reap_forever(app: App) -> None:
 async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file: str | None = None) -> int:
     """Runs one server process until SIGTERM/SIGINT; returns the exit code."""
     loop = asyncio.get_running_loop()
+    codec.quiet_numpy()  # inputs are checked explicitly; numpy's warnings would only cost time
     dp = DataPlane(settings)
     app = App(dp, settings)
     server = await loop.create_server(
@@ -434,6 +467,11 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     )
     port = server.sockets[0].getsockname()[1]
     log.info("Listening on http://%s:%d (model %s from %s)", settings.host, port, dp.name, settings.model_uri)
+    servers = [server]
+    if settings.grpc_port >= 0:
+        grpc = await grpc_server.listen(dp, settings, app.connections, reuse_port=reuse_port)
+        servers.append(grpc)
+        log.info("Listening for gRPC on %s:%d", settings.host, grpc.sockets[0].getsockname()[1])
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -451,7 +489,8 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     )
     await asyncio.sleep(settings.drain_seconds)
     reaper.cancel()
-    server.close()
+    for s in servers:
+        s.close()
     app.closing = True
     app.close_idle()
     deadline = loop.time() + settings.shutdown_timeout_seconds

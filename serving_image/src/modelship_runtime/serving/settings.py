@@ -21,6 +21,10 @@ class ServeSettings(BaseSettings):
     )
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free port).")
+    grpc_port: int = Field(
+        default=8081, ge=-1, le=65535,
+        description="gRPC port (OIP v2 inference.GRPCInferenceService; 0: any free port, -1: no gRPC).",
+    )
     workers: int = Field(
         default=1, ge=1, le=256,
         description="Processes sharing the port through SO_REUSEPORT (for use outside Kubernetes).",

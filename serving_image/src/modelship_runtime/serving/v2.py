@@ -1,4 +1,8 @@
-"""Open Inference Protocol v2 (REST): translation between JSON and the data plane."""
+"""Open Inference Protocol v2 (REST): translation between JSON and the data plane.
+
+With the binary tensor data extension (``binary``) inputs may arrive as raw
+blobs after the JSON and outputs may leave that way; the checks are the same.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,15 @@ import numpy as np
 import orjson
 
 from .batcher import Feed
+from .binary import (
+    INVALID_HEADER_LENGTH,
+    BinaryOutputs,
+    Blobs,
+    split_body,
+    tensor_from_bytes,
+    tensor_to_bytes,
+    wants_binary,
+)
 from .codec import coerce
 from .dataplane import DataPlane
 from .errors import BadRequest
@@ -28,7 +41,18 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from None
 
 
-def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, list[str] | None, Any]:
+def decode_request(
+    dp: DataPlane, body: bytes, header_length: int = -1
+) -> tuple[Feed, list[str] | None, Any, BinaryOutputs | None]:
+    """A request body to (feed, requested outputs, id, outputs wanted as blobs).
+
+    ``header_length``: the ``Inference-Header-Content-Length`` header (-1: none).
+    """
+    blobs: Blobs | None = None
+    if header_length != -1:
+        if header_length == INVALID_HEADER_LENGTH:
+            raise BadRequest("Inference-Header-Content-Length must be a non-negative integer")
+        body, blobs = split_body(body, header_length)
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise BadRequest("the request must be a JSON object with an 'inputs' list")
@@ -36,6 +60,7 @@ def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, list[str] | None, 
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
     feed: Feed = {}
+    allow = dp.settings.allow_missing
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise BadRequest(f"inputs[{i}] must be an object with name, shape, datatype and data")
@@ -53,27 +78,47 @@ def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, list[str] | None, 
         shape = tensor.get("shape")
         if not _valid_shape(shape):
             raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
-        if "data" not in tensor:
-            raise BadRequest(f"input {name!r} has no data")
-        if isinstance(tensor.get("parameters"), dict) and tensor["parameters"].get("binary_data_size") is not None:
-            raise BadRequest("binary tensor data is not supported; send data as JSON")
         size = math.prod(shape)
         if size > dp.settings.max_rows * 4096:
             raise BadRequest(f"input {name!r}: shape {shape} is too large")
-        arr = coerce(tensor["data"], spec, f"input {name!r}", dp.settings.allow_missing)
+        params = tensor.get("parameters")
+        if params is not None:
+            if not isinstance(params, dict):
+                raise BadRequest(f"input {name!r}: 'parameters' must be an object")
+            binary_size = params.get("binary_data_size")
+            if binary_size is not None:
+                where = f"input {name!r}"
+                if "data" in tensor:
+                    raise BadRequest(f"{where} has both data and binary_data_size; send one")
+                if blobs is None:
+                    raise BadRequest(
+                        f"{where} has binary_data_size but the request has no "
+                        "Inference-Header-Content-Length header"
+                    )
+                feed[name] = tensor_from_bytes(blobs.take(binary_size, where), spec, shape, where, allow)
+                continue
+        if "data" not in tensor:
+            raise BadRequest(f"input {name!r} has no data")
+        arr = coerce(tensor["data"], spec, f"input {name!r}", allow)
         if arr.size != size:
             raise BadRequest(f"input {name!r}: shape {shape} needs {size} values, data has {arr.size}")
         feed[name] = arr.reshape(shape)
+    if blobs is not None and blobs.left:
+        raise BadRequest(f"{blobs.left} bytes of binary data follow the inputs' binary_data_size")
     outputs = doc.get("outputs")
     names: list[str] | None = None
+    wanted: list[Any] = []
     if outputs is not None:
         if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
             raise BadRequest("'outputs' must be a list of objects with a 'name'")
         names = [o["name"] for o in outputs]
+        wanted = [(o["name"], o.get("parameters")) for o in outputs]
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")
-    return feed, names, request_id
+    doc_params = doc.get("parameters")
+    binary_out = wants_binary(doc_params, wanted) if doc_params is not None or wanted else None
+    return feed, names, request_id, binary_out
 
 
 def _valid_shape(shape: Any) -> TypeGuard[list[int]]:
@@ -104,3 +149,30 @@ def encode_response(dp: DataPlane, result: Feed, request_id: Any) -> bytes:
         doc["id"] = request_id
     doc["outputs"] = outputs
     return orjson.dumps(doc, option=_NUMPY)
+
+
+def encode_binary_response(dp: DataPlane, result: Feed, request_id: Any, binary_out: BinaryOutputs) -> tuple[bytes, int]:
+    """The binary extension's response: (body, length of its JSON header)."""
+    model = dp.model
+    assert model is not None
+    outputs = []
+    blobs = []
+    for name, arr in result.items():
+        spec = model.output_by_name[name]
+        datatype = "BYTES" if arr.dtype == object else spec.datatype
+        out: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+        if binary_out is True or (binary_out is not False and name in binary_out):
+            blob = tensor_to_bytes(arr)
+            blobs.append(blob)
+            out["parameters"] = {"binary_data_size": len(blob)}
+        elif arr.dtype == object:
+            out["data"] = [v if isinstance(v, str) else str(v) for v in arr.ravel().tolist()]
+        else:
+            out["data"] = np.ascontiguousarray(arr).ravel()
+        outputs.append(out)
+    doc: dict[str, Any] = {"model_name": dp.name, "model_version": dp.version}
+    if request_id is not None:
+        doc["id"] = request_id
+    doc["outputs"] = outputs
+    header = orjson.dumps(doc, option=_NUMPY)
+    return header + b"".join(blobs), len(header)

@@ -44,6 +44,8 @@ def test_training_job(validate: Validate, owner: dict[str, Any]) -> None:
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 900, 3600)
     assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4]
+    # Disruptions (drain, eviction, a lost node) are retried without counting as failures.
+    assert spec["podFailurePolicy"]["rules"][1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
     assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3"]

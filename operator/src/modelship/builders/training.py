@@ -103,11 +103,13 @@ def build_training_job(
             "backoffLimit": spec.backoff_limit,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-            # Bad spec (2), bad data (3) and failed gates (4) fail the same way on a retry.
-            "podFailurePolicy": {"rules": [{
-                "action": "FailJob",
-                "onExitCodes": {"containerName": "trainer", "operator": "In", "values": list(PERMANENT_EXIT_CODES)},
-            }]},
+            # Bad spec (2), bad data (3) and failed gates (4) fail the same way on a retry. A pod lost
+            # with its node (drained, evicted, its node gone) is run again without using up backoffLimit.
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob",
+                 "onExitCodes": {"containerName": "trainer", "operator": "In", "values": list(PERMANENT_EXIT_CODES)}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {

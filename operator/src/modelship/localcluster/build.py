@@ -32,6 +32,7 @@ class Target:
     ldflags: str = ""
     tags: tuple[str, ...] = ()  # Go build tags
     for_up: bool = True  # a running cluster needs it (helm and prometheus are tools beside it)
+    group: str = "local"  # "kind": built for `make e2e-kind` only (ensure_group), not by `local build`
 
 
 def _kube_ldflags() -> str:
@@ -48,6 +49,15 @@ def targets() -> list[Target]:
         Target(name, paths.kube_bin(name), f"k8s.io/kubernetes/cmd/{name}", _kube_ldflags())
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
     ]
+    # kind's node image: kubeadm beside the binaries above; kind itself; crictl (`kind load` asks the node's CRI).
+    kind = [
+        Target("kubeadm", paths.kube_bin("kubeadm"), "k8s.io/kubernetes/cmd/kubeadm", _kube_ldflags(),
+               for_up=False, group="kind"),
+        Target("kind", paths.kind_bin(), f"sigs.k8s.io/kind@{versions.KIND}", for_up=False, group="kind"),
+        Target("crictl", paths.crictl_bin(), f"sigs.k8s.io/cri-tools/cmd/crictl@{versions.CRI_TOOLS}",
+               f"-X sigs.k8s.io/cri-tools/pkg/version.Version={versions.CRI_TOOLS.lstrip('v')}",
+               for_up=False, group="kind"),
+    ]
     return [
         Target("etcd", paths.etcd_bin(), "go.etcd.io/etcd/server/v3"),
         *kube,
@@ -62,6 +72,7 @@ def targets() -> list[Target]:
                f"github.com/prometheus/prometheus/cmd/prometheus@{versions.PROMETHEUS}",
                f"-X github.com/prometheus/common/version.Version={prometheus_release()}",
                tags=versions.PROMETHEUS_TAGS, for_up=False),
+        *kind,
     ]
 
 
@@ -169,8 +180,8 @@ def preflight() -> None:
 
 
 def all_built(for_up: bool = False) -> bool:
-    """Everything built; `for_up` skips what a running cluster does not need (helm, prometheus)."""
-    needed = [t for t in targets() if t.for_up or not for_up]
+    """Everything `local build` builds; `for_up` skips what a running cluster does not need (helm, prometheus)."""
+    needed = [t for t in targets() if t.group == "local" and (t.for_up or not for_up)]
     return all(t.output.exists() for t in needed) and paths.pause_bin().exists()
 
 
@@ -185,6 +196,15 @@ def ensure_target(name: str) -> Path:
     return target.output
 
 
+def ensure_group(group: str) -> dict[str, Path]:
+    """Every target of ``group`` (e.g. "kind"), built when missing; name -> binary."""
+    out = {}
+    for target in targets():
+        if target.group == group:
+            out[target.name] = ensure_target(target.name)
+    return out
+
+
 def build(with_images: bool = True) -> int:
     start = time.monotonic()
     with step("Checking root, disk and Go"):
@@ -196,6 +216,8 @@ def build(with_images: bool = True) -> int:
     log = paths.cache_root() / "logs" / "build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     for target in targets():
+        if target.group != "local":
+            continue
         if target.output.exists():
             line(f" ✓ {target.name} {target.output} (cached)")
             continue

@@ -285,6 +285,32 @@ def test_ha_render(renders: dict[str, helm.Render]) -> None:
     assert dep["spec"]["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
 
 
+def _anti_affinity(r: helm.Render) -> Obj | None:
+    spec = operator_deployment(r)["spec"]["template"]["spec"]
+    return (spec.get("affinity") or {}).get("podAntiAffinity")
+
+
+def test_replicas_prefer_different_nodes(renders: dict[str, helm.Render], helm_bin: Path) -> None:
+    # Two replicas: preferred on different nodes by default (a one-node cluster still runs both).
+    soft = _anti_affinity(renders["ha"])
+    assert soft is not None
+    term = soft["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == operator_deployment(renders["ha"])["spec"]["selector"]["matchLabels"]
+    # One replica: nothing to spread.
+    assert _anti_affinity(renders["default"]) is None
+    hard = _anti_affinity(helm.template(sets=["replicas=2", "podAntiAffinity=hard"]))
+    assert hard is not None and hard["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == \
+        "kubernetes.io/hostname"
+    assert _anti_affinity(helm.template(sets=["replicas=2", "podAntiAffinity=none"])) is None
+    # An affinity of the user's own replaces it.
+    own = helm.template(sets=["replicas=2", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                              ".nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                              "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                              ".nodeSelectorTerms[0].matchExpressions[0].operator=Exists"])
+    assert _anti_affinity(own) is None
+
+
 def test_without_leader_election_one_pod_never_overlaps(helm_bin: Path) -> None:
     r = helm.template(sets=["leaderElection.enabled=false"])
     assert operator_deployment(r)["spec"]["strategy"] == {"type": "Recreate"}

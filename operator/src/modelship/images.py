@@ -141,7 +141,7 @@ def build(names: list[str] | None = None, root: Path = ROOT, force: bool = False
 
 
 def dockerfiles() -> dict[str, tuple[str, str | None]]:
-    """name → (Dockerfile, target), for builders other than ours (`docker build` in make e2e-kind)."""
+    """name → (Dockerfile, target), for builders other than ours (e.g. `docker build --target`)."""
     return {name: (image.dockerfile, image.target) for name, image in IMAGES.items()}
 
 

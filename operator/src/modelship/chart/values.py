@@ -398,7 +398,12 @@ class Values(_Values):
         "election and Recreate without it.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of the operator pods.")
     tolerations: list[K8sObject] = Field(default_factory=list, description="Tolerations of the operator pods.")
-    affinity: K8sObject = Field(default_factory=dict, description="Affinity of the operator pods.")
+    affinity: K8sObject = Field(
+        default_factory=dict, description="Affinity of the operator pods; when set, podAntiAffinity is not applied.")
+    pod_anti_affinity: Literal["soft", "hard", "none"] = Field(
+        default="soft",
+        description="With replicas > 1 and no `affinity`: keep the replicas on different nodes, preferred (soft) "
+        "or required (hard, replicas stay Pending without enough nodes), or none.")
     topology_spread_constraints: list[K8sObject] = Field(
         default_factory=list, description="topologySpreadConstraints of the operator pods.")
     priority_class_name: str = Field(default="", description="priorityClassName of the operator pods.")

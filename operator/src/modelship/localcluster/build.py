@@ -50,7 +50,7 @@ class Target:
     version: str  # what the line says is being built
     ldflags: str = ""
     tags: tuple[str, ...] = ()  # Go build tags
-    needed_by: str = "cluster"  # cluster (a running cluster), chart (helm), tests (prometheus)
+    needed_by: str = "cluster"  # cluster (a running cluster), chart (helm), tests (prometheus), kind (e2e-kind only)
 
 
 def _kube_ldflags() -> str:
@@ -67,6 +67,15 @@ def targets() -> list[Target]:
         Target(name, paths.kube_bin(name), f"k8s.io/kubernetes/cmd/{name}", versions.KUBERNETES, _kube_ldflags())
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
     ]
+    # kind's node image: kubeadm beside the binaries above; kind itself; crictl (`kind load` asks the node's CRI).
+    kind = [
+        Target("kubeadm", paths.kube_bin("kubeadm"), "k8s.io/kubernetes/cmd/kubeadm", versions.KUBERNETES,
+               _kube_ldflags(), needed_by="kind"),
+        Target("kind", paths.kind_bin(), f"sigs.k8s.io/kind@{versions.KIND}", versions.KIND, needed_by="kind"),
+        Target("crictl", paths.crictl_bin(), f"sigs.k8s.io/cri-tools/cmd/crictl@{versions.CRI_TOOLS}",
+               versions.CRI_TOOLS, f"-X sigs.k8s.io/cri-tools/pkg/version.Version={versions.CRI_TOOLS.lstrip('v')}",
+               needed_by="kind"),
+    ]
     return [
         Target("etcd", paths.etcd_bin(), "go.etcd.io/etcd/server/v3", versions.ETCD),
         *kube,
@@ -82,6 +91,7 @@ def targets() -> list[Target]:
                f"github.com/prometheus/prometheus/cmd/prometheus@{versions.PROMETHEUS}", prometheus_release(),
                f"-X github.com/prometheus/common/version.Version={prometheus_release()}",
                tags=versions.PROMETHEUS_TAGS, needed_by="tests"),
+        *kind,
     ]
 
 
@@ -232,6 +242,11 @@ def preflight(todo: list[Target]) -> None:
 def all_built(purpose: str = "all") -> bool:
     """Everything `purpose` needs is built (`cluster`: what `local up` runs)."""
     return all(t.output.exists() for t in select(purpose)) and paths.pause_bin().exists()
+
+
+def ensure_group(group: str) -> dict[str, Path]:
+    """Every target needed by ``group`` (e.g. "kind", for `make e2e-kind` only), built when missing."""
+    return {t.name: ensure_target(t.name) for t in targets() if t.needed_by == group}
 
 
 def ensure_target(name: str) -> Path:

@@ -24,9 +24,20 @@ def running(p: ClusterPaths) -> list[str]:
     return [n for n in PROCESSES if procs.running_pid(p, n) is not None]
 
 
+def refuse_beside_docker() -> None:
+    """dockerd rewrites the host's iptables (FORWARD policy DROP, its own NAT chains), which
+    breaks the node's networking: the two never run at once (`make e2e-kind` stops its own)."""
+    pids = detect.dockerd_pids()
+    if pids:
+        raise StepFailed(f"dockerd is running (pid {', '.join(map(str, pids))}): Docker rewrites iptables and "
+                         "must not run beside the local cluster; stop it first (`make e2e-kind` stops the "
+                         "dockerd it started when it ends)")
+
+
 def preflight(p: ClusterPaths) -> None:
     if not detect.is_root():
         raise StepFailed("the local cluster runs host processes as root: run as root (e.g. sudo)")
+    refuse_beside_docker()
     alive = running(p)
     if alive:
         raise StepFailed(f"a local cluster is already running from {p.data} ({', '.join(alive)}); "
@@ -48,7 +59,7 @@ def load_paths(data_dir: str | None, kubeconfig: str | None = None) -> ClusterPa
 
 def up(p: ClusterPaths, detach: bool, retain: bool = False) -> int:
     t0 = time.monotonic()
-    with step("Checking root, ports and that no other local cluster runs"):
+    with step("Checking root, ports, that no other local cluster and no dockerd runs"):
         preflight(p)
     if not build.all_built("cluster") or not all(images.has_image(n) for n in (
             images.PAUSE_IMAGE, images.COREDNS_IMAGE, images.LOCAL_PATH_IMAGE, images.HELPER_IMAGE)):

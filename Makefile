@@ -88,9 +88,12 @@ cluster-build: venv
 images: venv
 	$(PY) -m modelship.cli images build
 
-# The same end-to-end suite on kind (needs Docker and kind; not part of `make test`).
+# The same end-to-end suite on a 3-node kind cluster (not part of `make test`): Docker from
+# Debian, kind from its Go module, its base and node images built here (no registry), the
+# cluster deleted, dockerd stopped and the host checked clean at the end. As root; it holds the
+# local cluster's machine lock throughout (the two never run at once).
 e2e-kind: venv apt-tools cluster-build
-	PY=$(PY) scripts/e2e-kind.sh
+	$(PY) -m modelship.cli kind e2e -- $(PYTEST_ARGS)
 
 demo: venv
 	$(PY) -m modelship.cli demo

@@ -2,8 +2,12 @@
 
 Run with ``make bench`` (``pytest benches -s``). Data: 100k rows x 30 numeric
 features (``make_classification``); the end-to-end trainer run uses the first
-20k. Prints two tables; asserts only that the ONNX answers match, so the
-numbers are read, not gated.
+20k. Prints two tables and asserts the bounds README states: ONNX answers
+match scikit-learn's; one row through ONNX is at least ONE_ROW_MIN_SPEEDUP
+times faster than scikit-learn (its per-call validation dominates), a 100k
+batch at least BATCH_MIN_RATIO as fast (the same arithmetic on both sides);
+the whole trainer finishes each model within TRAINER_MAX_S with an ONNX delta
+under the parity gate.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ ROWS, FEATURES = 100_000, 30
 # the bench in minutes on 2 cores.
 TRAINER_ROWS = 20_000
 SINGLE_ROW_CALLS = 300
+ONE_ROW_MIN_SPEEDUP = 10
+BATCH_MIN_RATIO = 0.5
+TRAINER_MAX_S = 120
+MAX_ONNX_DELTA = 1e-4  # the parity gate's default
 MODELS: dict[str, dict[str, Any]] = {
     "LogisticRegression": {},
     "RandomForest": {"n_estimators": 50, "max_depth": 10},
@@ -88,7 +96,7 @@ def _measure(name: str, params: dict[str, Any], matrix: np.ndarray[Any, Any], y:
     names = [o.name for o in converted.outputs]
     one = matrix[:1]
     proba_onnx = sess.run(names, {convert.TENSOR_INPUT: matrix})[1]
-    assert np.max(np.abs(proba_onnx - pipeline.predict_proba(matrix))) <= 1e-4
+    assert np.max(np.abs(proba_onnx - pipeline.predict_proba(matrix))) <= MAX_ONNX_DELTA
     sk_single = _per_call_us(lambda: pipeline.predict_proba(one), SINGLE_ROW_CALLS)
     ox_single = _per_call_us(lambda: sess.run(names, {convert.TENSOR_INPUT: one}), SINGLE_ROW_CALLS)
     sk_batch = _best_of(lambda: pipeline.predict_proba(matrix))
@@ -109,6 +117,11 @@ def test_bench_prediction_speed(data: tuple[pd.DataFrame, pd.Series]) -> None:
     for name, fit_s, conv_s, size, sks, oxs, skb, oxb in rows:
         print(f"{name:22} {fit_s:7.2f} {conv_s:9.2f} {size / 1024:9.0f} | {sks:11.1f} {oxs:13.1f} {sks / oxs:5.1f}x | "
               f"{skb:9.3f} {oxb:11.3f} {skb / oxb:5.1f}x")
+    print(f"bounds: 1 row ONNX >= {ONE_ROW_MIN_SPEEDUP}x scikit-learn, 100k rows >= {BATCH_MIN_RATIO}x; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    for name, _fit, _conv, _size, sks, oxs, skb, oxb in rows:
+        assert sks / oxs >= ONE_ROW_MIN_SPEEDUP, f"{name}: one row through ONNX only {sks / oxs:.1f}x faster"
+        assert skb / oxb >= BATCH_MIN_RATIO, f"{name}: a 100k batch through ONNX at {skb / oxb:.2f}x scikit-learn"
 
 
 def test_bench_trainer_end_to_end(data: tuple[pd.DataFrame, pd.Series], tmp_path: Path,
@@ -145,3 +158,7 @@ def test_bench_trainer_end_to_end(data: tuple[pd.DataFrame, pd.Series], tmp_path
         print("-" * len(head))
         for name, wall, cpu, score, delta in rows:
             print(f"{name:22} {wall:7.1f} {cpu:7.1f} {score:9.4f} {delta:11.2e}")
+        print(f"bounds: wall <= {TRAINER_MAX_S} s, ONNX delta <= {MAX_ONNX_DELTA}")
+    for name, wall, _cpu, _score, delta in rows:
+        assert wall <= TRAINER_MAX_S, f"{name}: the trainer took {wall:.0f} s"
+        assert delta <= MAX_ONNX_DELTA, f"{name}: ONNX delta {delta:.2e}"

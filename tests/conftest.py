@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -14,21 +14,36 @@ import pytest
 # data dir, left running). Which of them run:
 #   MODELSHIP_CLUSTER_TESTS=1 (or all; what `make test` sets), or KUBECONFIG set: every cluster test;
 #   MODELSHIP_CLUSTER_TESTS=local: tests/localcluster only;
-#   unset: none (skipped with a note).
+#   unset, empty or 0: none (skipped with a note).
+# Any other value is a usage error: a typo must not skip every cluster test while pytest exits 0.
+
+CLUSTER_TESTS_VALUES = {"": "", "0": "", "1": "all", "all": "all", "local": "local"}
 
 
-def _cluster_scope() -> str:
-    value = os.environ.get("MODELSHIP_CLUSTER_TESTS", "")
-    if value in ("1", "all") or os.environ.get("KUBECONFIG"):
+def cluster_scope(environ: Mapping[str, str]) -> str:
+    """Which cluster tests run: "all", "local" or "" (none); ValueError on an unknown value."""
+    value = environ.get("MODELSHIP_CLUSTER_TESTS", "")
+    if value not in CLUSTER_TESTS_VALUES:
+        known = ", ".join(repr(v) for v in CLUSTER_TESTS_VALUES)
+        raise ValueError(f"MODELSHIP_CLUSTER_TESTS={value!r} is not one of {known} "
+                         "(1 or all: every cluster test; local: tests/localcluster; empty or 0: none)")
+    if value != "0" and environ.get("KUBECONFIG"):
         return "all"
-    return "local" if value == "local" else ""
+    return CLUSTER_TESTS_VALUES[value]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        cluster_scope(os.environ)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The clean-shutdown test stops the session's cluster: it runs last.
     last = [i for i in items if i.name == "test_clean_shutdown_leaves_nothing"]
     items[:] = [i for i in items if i not in last] + last
-    scope = _cluster_scope()
+    scope = cluster_scope(os.environ)
     if scope == "all":
         return
     reason = ("cluster test: MODELSHIP_CLUSTER_TESTS=local runs tests/localcluster only; =1 runs all"

@@ -65,3 +65,60 @@ def test_every_copied_path_is_hashed(name: str) -> None:
     for source in _copied(ROOT / image.dockerfile):
         source = source.rstrip("/")
         assert any(source == i or source.startswith(i + "/") for i in image.inputs), (name, source)
+
+
+# --- The Helm values `make images` writes (issue 22, item 13) -------------------
+
+REFS = {"operator": "docker.io/modelship/operator:0.1.0-aaaaaaaaaa",
+        "trainer": "docker.io/modelship/trainer:0.1.0-bbbbbbbbbb",
+        "serving": "registry.example:5000/team/serving:0.1.0-cccccccccc"}
+
+
+def _chart_images(values: dict[str, object]) -> dict[str, str]:
+    """The references the chart makes of ``values`` (its modelship.image helper: repository:tag)."""
+    from modelship.chart.values import Values
+
+    v = Values.model_validate(values)
+    return {name: f"{image.repository}:{image.tag}"
+            for name, image in (("operator", v.image), ("trainer", v.trainer.image), ("serving", v.serving.image))}
+
+
+def test_values_file_names_exactly_the_built_references(tmp_path: Path) -> None:
+    import yaml
+
+    path = images.write_values(REFS, tmp_path / "out" / "images-values.yaml")
+    assert _chart_images(yaml.safe_load(path.read_text())) == REFS
+
+
+def test_set_flags_say_the_same(tmp_path: Path) -> None:
+    flags = images.set_flags(REFS)
+    assert flags[::2] == ["--set"] * (len(flags) // 2)
+    values: dict[str, object] = {}
+    for pair in flags[1::2]:
+        key, _, value = pair.partition("=")
+        node = values
+        *parents, last = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})  # type: ignore[assignment]
+        node[last] = value
+    assert _chart_images(values) == REFS
+
+
+def test_images_values_command_writes_the_current_references(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    path = tmp_path / "v.yaml"
+    assert images.main(["values", "--values-file", str(path)]) == 0
+    refs = images.references()
+    assert len(set(refs.values())) == 3  # three tags: one TAG for all could never be right
+    assert _chart_images(yaml.safe_load(path.read_text())) == refs
+    out = capsys.readouterr().out
+    assert f"-f {path}" in out
+    assert " ".join(images.set_flags(refs)) in out
+
+
+def test_helm_doc_installs_with_the_written_values() -> None:
+    doc = (ROOT / "docs" / "helm.md").read_text()
+    assert "TAG" not in doc, "docs/helm.md still installs the local images with one TAG"
+    assert "-f out/images-values.yaml" in doc

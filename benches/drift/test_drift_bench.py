@@ -28,6 +28,11 @@ REFERENCE_ROWS = 1_000_000
 CURRENT_ROWS = 100_000
 EVIDENTLY = "evidently==0.7.23"
 HERE = Path(__file__).resolve().parent
+# The bounds README states: ours at least this many times faster than Evidently on the same
+# bins, the same values, and the live path's PSI on counts within this many seconds.
+MIN_SPEEDUP = 10
+MAX_PSI_DIFFERENCE = 1e-12
+LIVE_PSI_MAX_S = 0.005
 
 
 def _venv() -> Path:
@@ -90,7 +95,7 @@ def test_drift_psi_vs_evidently(tmp_path: Path) -> None:
     try:
         python = _venv()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Evidently could not be installed in its venv: {exc}")
+        pytest.fail(f"Evidently, the peer of this bench, could not be installed in its venv: {exc}")
     data = tmp_path / "data.npz"
     np.savez(data, reference=reference, current=current)
     run = subprocess.run([str(python), str(HERE / "evidently_psi.py"), str(data)],
@@ -109,5 +114,8 @@ def test_drift_psi_vs_evidently(tmp_path: Path) -> None:
         f"  live path (training-quantile bins): count {CURRENT_ROWS:,} rows {count_s * 1000:.1f} ms, "
         f"PSI on counts {psi_s * 1e6:.0f} us"
     )
-    assert diff <= 1e-12
-    assert ratio >= 10
+    print(f"  load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; bounds: >= {MIN_SPEEDUP}x, "
+          f"difference <= {MAX_PSI_DIFFERENCE}, live PSI <= {LIVE_PSI_MAX_S * 1000:.0f} ms")
+    assert diff <= MAX_PSI_DIFFERENCE
+    assert ratio >= MIN_SPEEDUP
+    assert psi_s <= LIVE_PSI_MAX_S

@@ -16,37 +16,54 @@ import pytest
 from modelship.demo import stack
 from modelship.demo.stack import OperatorProcess
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(240)]
+# The timeout covers the wait for the machine's cluster-session lock (up to an hour) too.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600 + 240)]
 
 ROOT = Path(__file__).resolve().parents[2]  # benches/operator → repo root
 LEASE = "modelship-operator"
 LEASE_SECONDS = 12  # the default
 
 
+MIN_SAMPLES = 50  # reads of both operators' metric over the run (about 10 a second)
+KILL_TAKEOVER_MAX_S = LEASE_SECONDS + 1.5  # README: a crashed leader is replaced within 14 s
+TERM_TAKEOVER_MAX_S = 3.5  # the Lease is released on SIGTERM
+
+
 def leads(op: OperatorProcess) -> bool:
-    """What the operator's modelship_leader metric says (a dead process does not lead)."""
+    """What the operator's modelship_leader metric says. A refused connection is a process
+    that does not lead (the operator serves /metrics before it campaigns and until it exits);
+    any other error raises: the sampler must not count what it could not read as a follower."""
     try:
         text = op.metrics()
-    except OSError:
-        return False
+    except OSError as exc:
+        if isinstance(exc, ConnectionRefusedError) or isinstance(getattr(exc, "reason", None),
+                                                                 ConnectionRefusedError):
+            return False
+        raise
     values = [line.split()[1] for line in text.splitlines() if line.startswith("modelship_leader ")]
     return values == ["1.0"]
 
 
 class Sampler(threading.Thread):
     """Reads both operators' metric as a, b, a: a overlap is counted only when a
-    led at both ends of the interval in which b was seen leading."""
+    led at both ends of the interval in which b was seen leading. A read that
+    fails is recorded and fails the bench."""
 
     def __init__(self, a: OperatorProcess, b: OperatorProcess) -> None:
         super().__init__(daemon=True)
         self.a, self.b = a, b
         self.samples = 0
         self.both: list[float] = []
+        self.errors: list[str] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.1):
-            a1, b_, a2 = leads(self.a), leads(self.b), leads(self.a)
+            try:
+                a1, b_, a2 = leads(self.a), leads(self.b), leads(self.a)
+            except OSError as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
             self.samples += 1
             if a1 and b_ and a2:
                 self.both.append(time.monotonic())
@@ -96,8 +113,9 @@ def test_one_leader_and_handover(local_cluster: Any, tmp_path: Path) -> None:
         ops[first].kill()
         after_kill = take_over(ops[other], killed, LEASE_SECONDS + 5)
         assert holder(local_cluster, namespace) == other
-        print(f"\ntakeover after kill -9 of the leader: {after_kill:.1f} s (Lease {LEASE_SECONDS} s)")
-        assert after_kill <= LEASE_SECONDS + 1.5
+        print(f"\ntakeover after kill -9 of the leader: {after_kill:.1f} s (Lease {LEASE_SECONDS} s; "
+              f"bound {KILL_TAKEOVER_MAX_S} s)")
+        assert after_kill <= KILL_TAKEOVER_MAX_S
 
         ops[first].start()  # its pod's container restarts under the same name: now a follower
         time.sleep(2.5)
@@ -108,12 +126,15 @@ def test_one_leader_and_handover(local_cluster: Any, tmp_path: Path) -> None:
         assert ops[other].proc is not None and ops[other].proc.returncode == 0, ops[other].log_tail()
         after_term = take_over(ops[first], terminated, 10)
         assert holder(local_cluster, namespace) == first
-        print(f"takeover after SIGTERM of the leader: {after_term:.1f} s (the Lease was released)")
-        assert after_term <= 3.5
+        print(f"takeover after SIGTERM of the leader: {after_term:.1f} s (the Lease was released; "
+              f"bound {TERM_TAKEOVER_MAX_S} s)")
+        assert after_term <= TERM_TAKEOVER_MAX_S
     finally:
         sampler.stop.set()
         for op in ops.values():
             op.stop()
         local_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    print(f"samples of both operators' modelship_leader: {sampler.samples}, both leading: {len(sampler.both)}")
-    assert sampler.samples > 50 and sampler.both == []
+    print(f"samples of both operators' modelship_leader: {sampler.samples}, both leading: {len(sampler.both)}, "
+          f"failed reads: {len(sampler.errors)}")
+    assert not sampler.errors, sampler.errors[:3]
+    assert sampler.samples >= MIN_SAMPLES and sampler.both == []

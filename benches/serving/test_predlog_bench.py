@@ -97,8 +97,7 @@ def writer_costs(rows: int = 50_000) -> dict[str, float]:
 
 
 def test_prediction_log_cost(tmp_path: Path) -> None:
-    if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (make apt-tools)")
+    assert shutil.which("wrk"), "wrk is not installed (make apt-tools installs Debian's wrk)"
     artifact = serve_models.build_logistic(tmp_path / "logistic")
     servers: dict[str, str] = {}
     store = tmp_path / "store"

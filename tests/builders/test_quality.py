@@ -10,6 +10,7 @@ from modelship.api.groundtruth import ProductionData
 from modelship.api.model import ModelSpec, Serving
 from modelship.api.trainingjob import TrainingJobSpec
 from modelship.builders.common import PodEnvironment
+from modelship.builders.model_training import artifact_uri
 from modelship.builders.quality import build_performance_retrain, build_quality_job
 from modelship.builders.serving import build_pod_template, build_serving_deployment, revision_name
 
@@ -48,7 +49,7 @@ def test_performance_retrain_trains_on_production_rows_against_the_champion(owne
     assert parsed.trigger == "performance" and tj["metadata"]["labels"]["modelship.io/trigger"] == "performance"
     assert parsed.dataset.production == production and parsed.dataset.uri == "s3://b/data.csv"
     assert parsed.champion_uri == "s3://b/a/ml/iris-1/"  # compared on the same holdout, even without the gate
-    assert parsed.output_uri == "s3://b/a/ml/iris-4/"
+    assert parsed.output_uri == artifact_uri("s3://b/a", "ml", "iris-4", owner["metadata"]["uid"])
     plain = build_performance_retrain(owner, spec, "iris-4", default_store="s3://b/a", production=None,
                                       champion_uri=None)
     assert "production" not in plain["spec"]["dataset"] and "championUri" not in plain["spec"]

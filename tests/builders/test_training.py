@@ -10,9 +10,13 @@ from builders.conftest import Validate
 from modelship.api.trainingjob import TrainingJobSpec
 from modelship.builders.common import PodEnvironment
 from modelship.builders.training import (
+    SEARCH_GRACE_SECONDS,
     SPEC_PATH,
+    build_search_job,
     build_spec_configmap,
     build_training_job,
+    search_deadline_seconds,
+    search_job_name,
     spec_configmap_name,
 )
 
@@ -43,7 +47,10 @@ def test_training_job(validate: Validate, owner: dict[str, Any]) -> None:
     validate(job)
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 900, 3600)
-    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4]
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    assert rules[1]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [143]  # deleted: SIGTERM
+    assert rules[2]["action"] == "FailJob" and rules[2]["onExitCodes"]["values"] == [2, 3, 4, 137]
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
     assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3"]
@@ -74,3 +81,38 @@ def test_pod_environment_from_settings() -> None:
     env = PodEnvironment.from_settings(settings)
     assert env == PodEnvironment("http://s3:9000", None, "art", "/data")
     assert PodEnvironment().env() == [] and PodEnvironment().env_from() == [] and PodEnvironment().volumes(True) == []
+
+
+def test_search_job_is_one_indexed_job_with_per_index_retries(validate: Validate, owner: dict[str, Any]) -> None:
+    spec = SPEC.model_copy(update={"search": SPEC.search.model_copy(update={"parallelism": 4, "max_seconds": 120})})
+    job = build_search_job("iris-3", "ml", spec, image="reg/trainer:1", output_uri="s3://a/ml/iris-3/", owner=owner)
+    validate(job)
+    assert job["metadata"]["name"] == "iris-3-search" == search_job_name("iris-3")
+    s = job["spec"]
+    assert (s["completionMode"], s["completions"], s["parallelism"]) == ("Indexed", 4, 4)
+    assert (s["backoffLimitPerIndex"], s["maxFailedIndexes"]) == (2, 0) and "backoffLimit" not in s
+    # maxSeconds bounds the search: the trainer's clock, and the Job's deadline with a grace.
+    assert s["activeDeadlineSeconds"] == 120 + SEARCH_GRACE_SECONDS
+    rules = s["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "Ignore" and rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
+    assert rules[1]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [143]
+    assert rules[2]["action"] == "FailJob" and rules[2]["onExitCodes"]["values"] == [2, 3, 137]
+    c = s["template"]["spec"]["containers"][0]
+    scores = f"s3://a/ml/iris-3/search/{owner['metadata']['uid']}/"
+    assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3/",
+                            "--phase", "search", "--shares", "4", "--scores", scores]
+    # Every index gets the TrainingJob's resources.
+    assert c["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    assert s["template"]["metadata"]["labels"]["modelship.io/training-phase"] == "search"
+    refit = build_training_job("iris-3", "ml", spec, image="reg/trainer:1", output_uri="s3://a/ml/iris-3/",
+                               owner=owner)
+    validate(refit)
+    assert refit["metadata"]["name"] == "iris-3"
+    assert refit["spec"]["template"]["spec"]["containers"][0]["command"][-6:] == [
+        "--phase", "refit", "--shares", "4", "--scores", scores]
+    assert refit["spec"]["activeDeadlineSeconds"] == 900
+
+
+def test_search_deadline_never_exceeds_the_training_deadline() -> None:
+    spec = SPEC.model_copy(update={"search": SPEC.search.model_copy(update={"parallelism": 2, "max_seconds": 3000})})
+    assert search_deadline_seconds(spec) == 900

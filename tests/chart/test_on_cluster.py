@@ -79,3 +79,52 @@ def test_helm_install_dry_run_prints_next_steps(cluster: Any) -> None:
     assert "examples/quickstart/model.yaml" in notes
     assert "kubectl get models" in notes
     assert "/metrics" in notes and "ServiceMonitor" in notes
+
+
+def test_webhook_token_is_generated_once_and_kept(cluster: Any) -> None:
+    """The generated webhook token survives `helm upgrade`, and `helm uninstall` + install (issue 22, item 1)."""
+    import base64
+    import json
+    import uuid
+
+    ns = f"chart-token-{uuid.uuid4().hex[:6]}"
+    release = "tok"
+    cluster.kubectl("create", "namespace", ns)
+    # Nothing cluster-wide and no pods: the CRDs stay the session's, no image is pulled.
+    sets = ["crds.enabled=false", "replicas=0", "rbac.aggregateClusterRoles=false", f"watchNamespaces={{{ns}}}"]
+
+    def helm_cmd(*args: str) -> str:
+        res = subprocess.run([str(helm.helm_bin()), *args, "--namespace", ns], env=cluster.env,
+                             capture_output=True, text=True, timeout=300, check=False)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    def token() -> str:
+        secret = json.loads(cluster.kubectl("get", "secret", "-n", ns, "tok-modelship-webhook-token",
+                                            "-o", "json").stdout)
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    def install(*extra: str) -> None:
+        helm_cmd("upgrade", "--install", release, str(helm.CHART), *[a for s in [*sets, *extra] for a in ("--set", s)])
+
+    try:
+        notes = helm_cmd("upgrade", "--install", release, str(helm.CHART),
+                         *[a for s in sets for a in ("--set", s)]).split("NOTES:", 1)[1]
+        assert f"Secret {ns}/tok-modelship-webhook-token, key token (generated on install" in notes
+        assert f"kubectl -n {ns} get secret tok-modelship-webhook-token" in notes and "get 401" in notes
+        first = token()
+        assert len(first) == 48
+        install("reconcileSeconds=3")
+        assert token() == first, "helm upgrade replaced the webhook token"
+        helm_cmd("uninstall", release, "--wait")
+        assert token() == first, "helm uninstall removed the kept Secret"
+        install()
+        assert token() == first, "a reinstall replaced the kept token"
+        deployment = json.loads(cluster.kubectl("get", "deployment", "-n", ns, "tok-modelship", "-o", "json").stdout)
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MODELSHIP_WEBHOOK_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "tok-modelship-webhook-token", "key": "token"}
+    finally:
+        subprocess.run([str(helm.helm_bin()), "uninstall", release, "--namespace", ns], env=cluster.env,
+                       capture_output=True, timeout=120, check=False)
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -4,6 +4,7 @@ CRDs equal to crds/, and objects valid for the pinned Kubernetes version."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +136,47 @@ def test_default_render(renders: dict[str, helm.Render]) -> None:
     assert e["MODELSHIP_LEASE_NAME"]["value"] == "modelship"
     assert e["MODELSHIP_LEASE_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert e["MODELSHIP_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert "MODELSHIP_WEBHOOK_TOKEN" not in e
+    assert e["MODELSHIP_WEBHOOK_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "modelship-webhook-token", "key": "token"}}
     assert operator_deployment(r)["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     kinds = {o["kind"] for o in r.objects}
     assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget",
                         "PersistentVolumeClaim", "ConfigMap"}
+
+
+# --- The webhook is authenticated by default (issue 22, item 1) ------------------
+
+
+def webhook_token(render: helm.Render) -> str:
+    secret = render.one("Secret", "modelship-webhook-token")
+    return base64.b64decode(secret["data"]["token"]).decode()
+
+
+@pytest.mark.parametrize("name", [n for n in CI_FILES if n != "namespaced"])
+def test_every_install_generates_a_kept_webhook_token(renders: dict[str, helm.Render], name: str) -> None:
+    r = renders[name]
+    secret = r.one("Secret", "modelship-webhook-token")
+    assert secret["metadata"]["namespace"] == helm.NAMESPACE
+    assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    token = webhook_token(r)
+    assert len(token) == 48 and token.isalnum()
+    assert env(r)["MODELSHIP_WEBHOOK_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "modelship-webhook-token", "key": "token"}}
+
+
+def test_without_a_cluster_each_render_draws_a_new_token(helm_bin: Path) -> None:
+    """`helm template` renders (lookup finds nothing); only an install keeps the token (tests/chart/test_on_cluster.py)."""
+    assert webhook_token(helm.template()) != webhook_token(helm.template())
+
+
+def test_an_existing_token_secret_is_used_and_none_generated(renders: dict[str, helm.Render]) -> None:
+    r = renders["namespaced"]  # webhook.tokenSecret.name: modelship-webhook
+    assert r.of_kind("Secret") == []
+    render = helm.template(sets=["webhook.tokenSecret.name=am-token", "webhook.tokenSecret.key=bearer"])
+    assert render.of_kind("Secret") == []
+    assert env(render)["MODELSHIP_WEBHOOK_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "am-token", "key": "bearer"}}
+
 
 
 def test_namespaced_render(renders: dict[str, helm.Render]) -> None:
@@ -246,6 +283,32 @@ def test_ha_render(renders: dict[str, helm.Render]) -> None:
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
     assert container(r)["image"].startswith("docker.io/modelship/operator@sha256:")
     assert dep["spec"]["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
+
+
+def _anti_affinity(r: helm.Render) -> Obj | None:
+    spec = operator_deployment(r)["spec"]["template"]["spec"]
+    return (spec.get("affinity") or {}).get("podAntiAffinity")
+
+
+def test_replicas_prefer_different_nodes(renders: dict[str, helm.Render], helm_bin: Path) -> None:
+    # Two replicas: preferred on different nodes by default (a one-node cluster still runs both).
+    soft = _anti_affinity(renders["ha"])
+    assert soft is not None
+    term = soft["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == operator_deployment(renders["ha"])["spec"]["selector"]["matchLabels"]
+    # One replica: nothing to spread.
+    assert _anti_affinity(renders["default"]) is None
+    hard = _anti_affinity(helm.template(sets=["replicas=2", "podAntiAffinity=hard"]))
+    assert hard is not None and hard["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == \
+        "kubernetes.io/hostname"
+    assert _anti_affinity(helm.template(sets=["replicas=2", "podAntiAffinity=none"])) is None
+    # An affinity of the user's own replaces it.
+    own = helm.template(sets=["replicas=2", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                              ".nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                              "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                              ".nodeSelectorTerms[0].matchExpressions[0].operator=Exists"])
+    assert _anti_affinity(own) is None
 
 
 def test_without_leader_election_one_pod_never_overlaps(helm_bin: Path) -> None:

@@ -13,22 +13,10 @@ from controllers.world import (
     fresh,
     model,
     ready_deployment,
+    reconcile_twice,
     succeed_training_job,
     writes_of,
 )
-from modelship.controllers import model as controller
-from modelship.controllers.context import Context
-
-
-def reconcile_twice(ctx: Context, name: str = "m") -> list[tuple[str, str, str]]:
-    """Reconcile until a pass writes nothing (at most two passes write); the writes made."""
-    made: list[tuple[str, str, str]] = []
-    for _ in range(2):
-        controller.reconcile(ctx, fresh(ctx, "Model", name))
-        made += writes_of(ctx)
-    controller.reconcile(ctx, fresh(ctx, "Model", name))
-    assert writes_of(ctx) == [], f"a reconcile of an unchanged world wrote (after {made})"
-    return made
 
 
 def test_a_model_trains_deploys_and_serves_and_rests_without_writes() -> None:

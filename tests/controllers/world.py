@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelship.controllers import model as controller
 from modelship.controllers.context import Context
 from modelship.k8s.fake import FakeKube, FakePods
 from modelship.settings import OperatorSettings
@@ -64,3 +65,14 @@ def ready_deployment(ctx: Context, name: str) -> None:
     kube.set_status("apps/v1", "Deployment", NS, name, {
         "observedGeneration": dep["metadata"]["generation"], "replicas": n, "readyReplicas": n,
         "availableReplicas": n, "updatedReplicas": n})
+
+
+def reconcile_twice(ctx: Context, name: str = "m") -> list[tuple[str, str, str]]:
+    """Reconcile until a pass writes nothing (at most two passes write); the writes made."""
+    made: list[tuple[str, str, str]] = []
+    for _ in range(2):
+        controller.reconcile(ctx, fresh(ctx, "Model", name))
+        made += writes_of(ctx)
+    controller.reconcile(ctx, fresh(ctx, "Model", name))
+    assert writes_of(ctx) == [], f"a reconcile of an unchanged world wrote (after {made})"
+    return made

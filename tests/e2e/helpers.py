@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import yaml
 
 from modelship.demo import data
+from modelship.demo.client import http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,38 +41,55 @@ def dataset(seed: int, rows: int = 2000, shift: data.Shift = data.NO_SHIFT) -> b
 
 
 def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Connection": "close"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
+    """POST JSON on a new connection: the demo's client (status 0 when nothing answered)."""
+    return http("POST", url, body, timeout)
 
 
 @dataclass
 class Load:
     """Continuous predictions through the Service, one new connection per request
-    (so kube-proxy spreads them over every ready pod), counting every outcome."""
+    (so kube-proxy spreads them over every ready pod), counting every outcome.
+
+    ``rate``: requests per second over all threads, paced evenly (a test that
+    bounds failed requests needs a known rate); None sends as fast as each
+    thread's request and a 20 ms pause allow."""
 
     url: str
     threads: int = 4
+    rate: float | None = None
     ok: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
+    started: float = 0.0
+    stopped: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def sent(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def achieved_rate(self) -> float:
+        """Requests per second actually sent (for a test to check the pace it asked for)."""
+        return self.sent / max(1e-9, (self.stopped or time.monotonic()) - self.started)
+
     def _run(self, seed: int) -> None:
         rows = data.instances(50, seed=seed)
+        period = self.threads / self.rate if self.rate else 0.0
+        next_at = self.started + seed * period / self.threads  # threads staggered over one period
         i = 0
         while not self._stop.is_set():
+            if period:
+                if self._stop.wait(max(0.0, next_at - time.monotonic())):
+                    break
+                next_at += period
             try:
                 code, body = post(self.url, {"instances": [rows[i % len(rows)]]})
                 good = code == 200
                 detail = f"{code} {str(body)[:120]}"
-            except Exception as exc:  # connection refused / reset / timeout: a failed request
+            except Exception as exc:  # a timeout mid-response, a reset: a failed request
                 good, detail = False, f"{type(exc).__name__}: {exc}"
             with self._lock:
                 if good:
@@ -84,9 +99,11 @@ class Load:
                     if len(self.failures) < 20:
                         self.failures.append(detail)
             i += 1
-            time.sleep(0.02)
+            if not period:
+                time.sleep(0.02)
 
     def __enter__(self) -> Load:
+        self.started = time.monotonic()
         for n in range(self.threads):
             t = threading.Thread(target=self._run, args=(n,), daemon=True)
             t.start()
@@ -97,6 +114,7 @@ class Load:
         self._stop.set()
         for t in self._workers:
             t.join(timeout=10)
+        self.stopped = time.monotonic()
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:

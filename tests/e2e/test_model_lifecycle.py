@@ -19,6 +19,15 @@ from modelship_runtime.artifacts.metadata import Metadata
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
+# The faulty canary: its pods answer this share of requests with 500, under this load through
+# the Service; the users' failed requests until the rollback must stay within the bound.
+# (Issue 18 measured 6-11 failed for such a canary at 50 req/s, with 4 replicas and a 25% step.)
+FAULTY_CANARY_ERROR_RATIO = 0.2
+FAULTY_CANARY_LOAD_RPS = 50
+FAULTY_CANARY_MAX_FAILED = 40
+# apply → Ready of the test Model (one candidate, 2,000 rows, 2 replicas) on a shared 2-core machine.
+APPLY_TO_READY_MAX_S = 120
+
 
 def status(ns: Namespace, name: str) -> dict[str, Any]:
     return dict((ns.get("model", name) or {}).get("status") or {})
@@ -55,7 +64,8 @@ def test_apply_train_serve_then_canary_promoted_under_load_with_zero_failures(
     namespace.apply(model_manifest("loans", uri))
     st = wait_phase(namespace, "loans", "Serving")
     apply_to_ready = time.monotonic() - started
-    print(f"apply → Ready: {apply_to_ready:.1f} s")
+    print(f"apply → Ready: {apply_to_ready:.1f} s (bound {APPLY_TO_READY_MAX_S} s)")
+    assert apply_to_ready <= APPLY_TO_READY_MAX_S
     assert condition(namespace.get("model", "loans"), "Ready")["status"] == "True"
     assert st["url"] == f"http://loans.{namespace.name}.svc.cluster.local"
     tj = namespace.get("trainingjob", "loans-1")
@@ -100,9 +110,9 @@ def test_faulty_canary_is_rolled_back_and_stable_keeps_serving(
     stable = st["stableRevision"]
     url = service_url(namespace, "risky")
     s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=4))
-    namespace.kubectl("annotate", "model", "risky", "--overwrite",
-                      'modelship.io/test-canary-env={"MODELSHIP_FAULT_ERROR_RATIO": "0.5"}')
-    with Load(url) as load:
+    namespace.kubectl("annotate", "model", "risky", "--overwrite", "modelship.io/test-canary-env="
+                      f'{{"MODELSHIP_FAULT_ERROR_RATIO": "{FAULTY_CANARY_ERROR_RATIO}"}}')
+    with Load(url, rate=FAULTY_CANARY_LOAD_RPS) as load:
         namespace.kubectl("annotate", "model", "risky", "modelship.io/retrain=1", "--overwrite")
         done = wait_until(
             lambda: (s := status(namespace, "risky")) and any(h["outcome"] == "RolledBack" for h in s["history"])
@@ -110,8 +120,11 @@ def test_faulty_canary_is_rolled_back_and_stable_keeps_serving(
     rolled = next(h for h in done["history"] if h["outcome"] == "RolledBack")
     assert "error ratio" in rolled["reason"], rolled
     assert done["stableRevision"] == stable and done["phase"] == "Serving"
-    print(f"load during the faulty canary: {load.ok} ok, {load.failed} failed (the canary's injected 5xx)")
-    assert load.ok > 0
+    print(f"load during the faulty canary ({FAULTY_CANARY_ERROR_RATIO:.0%} injected 5xx): {load.ok} ok, "
+          f"{load.failed} failed at {load.achieved_rate:.1f} req/s (bound {FAULTY_CANARY_MAX_FAILED} "
+          f"at {FAULTY_CANARY_LOAD_RPS} req/s)")
+    assert load.achieved_rate >= 0.8 * FAULTY_CANARY_LOAD_RPS, "the load ran slower than the bound assumes"
+    assert 0 < load.failed <= FAULTY_CANARY_MAX_FAILED, load.failures
     # After the rollback only the stable revision answers, and it answers every request.
     serving = "modelship.io/model=risky,app.kubernetes.io/name=modelship-serving"
     wait_until(lambda: len(namespace.list("pod", serving)) == 2, 120, "canary pods gone")
@@ -165,7 +178,7 @@ def test_operator_killed_during_rollouts_resumes_without_duplicates(
             operator.start()
         first = wait_phase(namespace, "sturdy", "Serving")["stableRevision"]
         s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=8))
-        with Load(service_url(namespace, "sturdy"), threads=2):  # the canary needs requests to be judged
+        with Load(service_url(namespace, "sturdy"), threads=2) as load:  # the canary needs requests to be judged
             namespace.kubectl("annotate", "model", "sturdy", "modelship.io/retrain=1", "--overwrite")
             for _ in range(2):  # and during the canary
                 time.sleep(rng.uniform(3, 15))
@@ -175,6 +188,9 @@ def test_operator_killed_during_rollouts_resumes_without_duplicates(
                               and not s.get("canaryRevision") and s, 420, "promotion after the kills")
     finally:
         operator.start()  # returns at once when an operator leads
+    print(f"load while the operator was killed twice during the canary: {load.ok} ok, {load.failed} failed")
+    assert load.failed == 0, load.failures  # the operator is not in the data path: a crash fails no request
+    assert load.ok > 50
     tjs = sorted(t["metadata"]["name"] for t in namespace.list("trainingjob"))
     assert tjs == ["sturdy-1", "sturdy-2"], tjs
     deployments = [d["metadata"]["name"] for d in namespace.list("deployment", "modelship.io/model=sturdy")]

@@ -287,3 +287,87 @@ def test_status_names_the_build_command_for_a_missing_image(local_cluster: Any, 
 
     out = wait_for("status to name the image", lambda: "modelship-test/missing:1" in (s := status()) and s, 60)
     assert "modelship local image build -t modelship-test/missing:1" in out
+
+
+# --- The API server is bound to the node's address (issue 22, item 4) ---------------
+
+
+def _listeners(port: int) -> list[str]:
+    """Local addresses holding a listening TCP socket on ``port`` (IPv4 and IPv6), from /proc/net."""
+    import ipaddress
+    from pathlib import Path
+
+    found = []
+    for table in ("tcp", "tcp6"):
+        path = Path("/proc/net") / table
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if fields[3] != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(str(ipaddress.ip_address(words)))
+    return found
+
+
+def _host_ipv4_addresses() -> set[str]:
+    import socket
+
+    from modelship.localcluster import detect
+
+    return {ip for _, name in socket.if_nameindex() if (ip := detect._iface_ipv4(name))}
+
+
+def test_api_server_answers_on_the_node_address_only(local_cluster: Any) -> None:
+    import socket
+
+    if local_cluster.data_dir is None:
+        pytest.skip("a cluster this session did not start (KUBECONFIG): its API server is not ours to check")
+    node_ip = local_cluster.node_ip
+    assert node_ip != "127.0.0.1", "the node address should be the host's primary, non-loopback address"
+    assert _listeners(6443) == [node_ip], (
+        f"kube-apiserver listens on {_listeners(6443)}, not only {node_ip}"
+        + ("" if local_cluster.started_here else " (this session reused a cluster it did not start: was it "
+           "started by code before the API server was bound to the node address?)"))
+    kc = yaml.safe_load(local_cluster.kubeconfig.read_text())
+    assert kc["clusters"][0]["cluster"]["server"] == f"https://{node_ip}:6443"
+
+    def connects(address: str) -> bool:
+        try:
+            with socket.create_connection((address, 6443), timeout=3):
+                return True
+        except OSError:
+            return False
+
+    others = (_host_ipv4_addresses() | {"127.0.0.1"}) - {node_ip}
+    assert connects(node_ip)
+    assert {a for a in others if connects(a)} == set(), f"the API server answered on {others}"
+    # TLS and HTTP on the node address, with the CA the kubeconfig embeds.
+    ca = ssl.create_default_context(cadata=base64.b64decode(
+        kc["clusters"][0]["cluster"]["certificate-authority-data"]).decode())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ca))
+    try:
+        with opener.open(f"https://{node_ip}:6443/readyz", timeout=10) as resp:
+            status = int(resp.status)
+    except urllib.error.HTTPError as err:
+        status = int(err.code)
+    assert status in (200, 401, 403)
+    # Pods still reach it: the `kubernetes` Service's endpoint is the node address.
+    slices = json.loads(local_cluster.kubectl("get", "endpointslices", "-n", "default", "-l",
+                                              "kubernetes.io/service-name=kubernetes", "-o", "json").stdout)
+    endpoints = {(a, p["port"]) for s in slices["items"] for e in s["endpoints"] for a in e["addresses"]
+                 for p in s["ports"]}
+    assert endpoints == {(node_ip, 6443)}
+
+
+def test_pods_reach_the_api_server_through_its_service(local_cluster: Any, ns: str) -> None:
+    """With the API server on the node address only, a pod still connects to the `kubernetes` Service."""
+    probe = pod("api", ["sh", "-c", "nc -w 5 kubernetes.default.svc.cluster.local 443 </dev/null && echo reached"])
+    local_cluster.kubectl("-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump(probe))
+    wait_for("the probe pod", lambda: pod_phase(local_cluster, ns, "api") in ("Succeeded", "Failed"), 120)
+    assert pod_phase(local_cluster, ns, "api") == "Succeeded", local_cluster.kubectl("-n", ns, "logs", "api").stdout
+    assert "reached" in local_cluster.kubectl("-n", ns, "logs", "api").stdout

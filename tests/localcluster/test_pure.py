@@ -116,6 +116,22 @@ def test_kernel_facts_shape_the_configs(tmp_path: Path) -> None:
     assert str(tmp_path) in node.containerd_config(_ctx(1, True, tmp_path))
 
 
+def test_apiserver_binds_the_node_address_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not 0.0.0.0 (every interface of the host), as kind binds one address; kubeconfigs follow (issue 22)."""
+    from modelship.localcluster import control, procs
+
+    started: dict[str, list[str]] = {}
+    monkeypatch.setattr(procs, "start", lambda paths, name, argv, **kw: started.__setitem__(name, argv))
+    ctx = _ctx(1, False, tmp_path)
+    ctx.paths.config.mkdir(parents=True, exist_ok=True)
+    control.start_apiserver(ctx)
+    argv = started["kube-apiserver"]
+    assert argv[argv.index("--bind-address") + 1] == "192.0.2.7"
+    assert argv[argv.index("--advertise-address") + 1] == "192.0.2.7"
+    assert "0.0.0.0" not in argv
+    assert ctx.api_url == "https://192.0.2.7:6443"
+
+
 def test_dns_service_sits_at_the_cluster_dns_address() -> None:
     svc = next(d for d in addons.coredns_manifests() if d["kind"] == "Service")
     assert svc["metadata"]["name"] == "kube-dns" and svc["spec"]["clusterIP"] == DNS_IP

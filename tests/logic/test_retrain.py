@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from modelship.logic.retrain import (
+    MAX_KEY_CHARS,
+    Alert,
     AlertBook,
     AlertPayloadError,
+    book_bytes,
     is_firing,
     may_retrain,
     parse_alerts,
@@ -106,3 +109,46 @@ def test_bad_payloads(payload: object, words: str) -> None:
     with pytest.raises(AlertPayloadError, match=words):
         parse_alerts(payload)  # type: ignore[arg-type]
     assert AlertPayloadError.status == 400
+
+
+# --- The book is bounded (issue 22, item 1) -------------------------------------
+
+
+def _firing(i: int, namespace: str = "ml", model: str = "iris", fp_len: int = 16) -> Alert:
+    return Alert("firing", {"alertname": "X", "namespace": namespace, "model": model},
+                 starts_at=f"2026-11-23T11:00:{i % 60:02d}Z", fingerprint=f"{i:0{fp_len}x}")
+
+
+def test_a_flood_of_distinct_alerts_stays_within_count_and_bytes() -> None:
+    book = AlertBook(max_entries=500, max_bytes=40_000)
+    for batch in range(40):  # 40 posts of 250 new alerts each, to many Models
+        alerts = [_firing(batch * 250 + i, namespace=f"ns-{i % 50}", model=f"m-{i % 7}") for i in range(250)]
+        book, news = record_alerts(book, alerts, NOW + batch * timedelta(seconds=1))
+        assert len(news) == 250
+        assert len(book.seen) <= 500 and book_bytes(book) <= 40_000
+        assert sum(len(v) for v in book.firing.values()) <= len(book.seen)
+    assert book.dropped == 40 * 250 - len(book.seen)
+    # The newest alerts are the ones kept.
+    assert _firing(40 * 250 - 1, namespace="ns-49", model="m-4").key in book.seen
+
+
+def test_huge_fingerprints_and_names_cost_a_bounded_amount() -> None:
+    big = Alert("firing", {"namespace": "n" * 10_000, "model": "iris"}, starts_at="s" * 100_000,
+                fingerprint="f" * 100_000)
+    assert len(big.key) <= MAX_KEY_CHARS and big.key.startswith("sha256:")
+    assert big.target is None  # no namespace is 10,000 characters long
+    book, news = record_alerts(AlertBook(), [big], NOW)
+    assert len(news) == 1 and book_bytes(book) <= MAX_KEY_CHARS and book.firing == {}
+    # The same alert again is still recognised.
+    _, news = record_alerts(book, [big], NOW)
+    assert news == []
+
+
+def test_resolved_instances_go_before_firing_ones() -> None:
+    book = AlertBook(max_entries=3)
+    book, _ = record_alerts(book, [_firing(1)], NOW)  # firing, the oldest
+    resolved = [Alert("resolved", {"alertname": "Y"}, starts_at="t", fingerprint=f"r{i}") for i in range(2)]
+    book, _ = record_alerts(book, resolved, NOW + H)
+    book, _ = record_alerts(book, [_firing(2, model="other")], NOW + 2 * H)
+    assert len(book.seen) == 3 and book.dropped == 1
+    assert is_firing(book, "ml", "iris") and is_firing(book, "ml", "other")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modelship.api.trainingjob import TrainingJobStatus, TrainingPhase
+from modelship.logic.trainersearch import Termination
 from modelship.logic.trainingjob import compute_status, last_termination, parse_summary
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -34,10 +35,17 @@ def job(active: int = 0, cond: str | None = None, reason: str = "") -> dict[str,
     return {"metadata": {"name": "m-1"}, "status": status}
 
 
-def pod(code: int | None, message: str = "", finished: str = "2026-11-23T11:59:00Z") -> dict[str, Any]:
+def pod(code: int | None, message: str = "", finished: str = "2026-11-23T11:59:00Z", reason: str = "",
+        memory: str | None = "512Mi", last: bool = False) -> dict[str, Any]:
     state: dict[str, Any] = {"running": {}} if code is None else {
-        "terminated": {"exitCode": code, "message": message, "finishedAt": finished}}
-    return {"status": {"containerStatuses": [{"name": "trainer", "state": state}]}}
+        "terminated": {"exitCode": code, "message": message, "finishedAt": finished, "reason": reason}}
+    status: dict[str, Any] = {"name": "trainer", "state": state}
+    if last:  # the kubelet restarted nothing (restartPolicy Never), but lastState is read too
+        status = {"name": "trainer", "state": {"running": {}}, "lastState": state}
+    limits = {"limits": {"memory": memory}} if memory else {}
+    return {"metadata": {"name": "m-1-abcde"},
+            "spec": {"containers": [{"name": "trainer", "resources": limits}]},
+            "status": {"containerStatuses": [status]}}
 
 
 CASES = [
@@ -53,6 +61,14 @@ CASES = [
      TrainingPhase.FAILED, "InvalidData"),
     ("deadline", job(cond="Failed", reason="DeadlineExceeded"), [], TrainingPhase.FAILED, "DeadlineExceeded"),
     ("complete-but-pod-gone", job(cond="Complete"), [], TrainingPhase.FAILED, "SummaryLost"),
+    ("oom-killed", job(cond="Failed", reason="PodFailurePolicy"), [pod(137, "", reason="OOMKilled")],
+     TrainingPhase.FAILED, "OOMKilled"),
+    ("oom-seen-before-the-job-fails", job(active=1), [pod(137, "", reason="OOMKilled")],
+     TrainingPhase.FAILED, "OOMKilled"),
+    ("oom-in-last-state", job(active=1), [pod(137, "", reason="OOMKilled", last=True)],
+     TrainingPhase.FAILED, "OOMKilled"),
+    ("sigkill-without-oom-is-not-oom", job(cond="Failed", reason="PodFailurePolicy"), [pod(137, "", reason="Error")],
+     TrainingPhase.FAILED, "Killed"),
 ]
 
 
@@ -106,5 +122,24 @@ def test_transition_time_moves_only_on_a_flip() -> None:
 
 def test_latest_termination_wins_and_bad_messages_are_ignored() -> None:
     pods = [pod(1, "x", "2026-11-23T11:00:00Z"), pod(0, json.dumps(SUMMARY), "2026-11-23T11:30:00Z")]
-    assert last_termination(pods) == (0, json.dumps(SUMMARY), "2026-11-23T11:30:00Z")
+    assert last_termination(pods) == Termination(0, json.dumps(SUMMARY), "2026-11-23T11:30:00Z")
     assert parse_summary("not json") == {} and parse_summary("") == {} and parse_summary("[1]") == {}
+
+
+OOM_CASES = [
+    ("model-template", "loans", "512Mi", "spec.training.resources.limits.memory of Model loans", "limit of 512Mi"),
+    ("hand-made-job", None, "300Mi", "spec.resources.limits.memory of TrainingJob m-1", "limit of 300Mi"),
+    ("no-limit", None, None, "spec.resources.limits.memory of TrainingJob m-1", "no limit set"),
+]
+
+
+@pytest.mark.parametrize(("case", "model", "memory", "where", "limit"), OOM_CASES, ids=[c[0] for c in OOM_CASES])
+def test_oom_message_names_the_limit_to_raise(case: str, model: str | None, memory: str | None, where: str,
+                                              limit: str) -> None:
+    status = compute_status(TrainingJobStatus(), 1, "m-1", job(cond="Failed", reason="PodFailurePolicy"),
+                            [pod(137, reason="OOMKilled", memory=memory)], NOW, model=model)
+    assert status.reason == "OOMKilled" and status.phase == TrainingPhase.FAILED
+    assert where in (status.message or "") and limit in (status.message or "")
+    assert "not retried" in (status.message or "")
+    failed = next(c for c in status.conditions if c.type == "Failed")
+    assert failed.reason == "OOMKilled" and failed.message == status.message

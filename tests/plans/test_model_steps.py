@@ -191,7 +191,11 @@ SERVING_CHANGES = [
     ("serving.resources", {"serving": {"replicas": 2, "resources": {"limits": {"memory": "2Gi"}}}}, True),
     ("serving.maxBatchSize", {"serving": {"replicas": 2, "maxBatchSize": 8}}, True),
     ("serving.maxBatchDelayMs", {"serving": {"replicas": 2, "maxBatchDelayMs": 5}}, True),
+    ("serving.topologySpreadConstraints",
+     {"serving": {"replicas": 2, "topologySpreadConstraints": [{"topologyKey": "topology.kubernetes.io/zone"}]}}, True),
+    ("serving.topologySpreadConstraints=[]", {"serving": {"replicas": 2, "topologySpreadConstraints": []}}, True),
     ("serving.replicas", {"serving": {"replicas": 3}}, False),
+    ("serving.podDisruptionBudget", {"serving": {"replicas": 2, "podDisruptionBudget": {"maxUnavailable": 1}}}, False),
     ("serving.autoscaling", {"serving": {"replicas": 2, "autoscaling": {"maxReplicas": 4}}}, False),
     ("rollout.steps", {"rollout": {"steps": [{"weight": 10}]}}, False),
     ("gates", {"gates": {"thresholds": [{"metric": "accuracy", "min": 0.5}]}}, False),
@@ -279,6 +283,8 @@ def test_rollout(name: str, fields: dict[str, Any], revisions: dict[str, tuple[i
      ["Deployment", "Service", "HorizontalPodAutoscaler"]),
     ({"rollout": {"trafficRouting": "gatewayAPI", "gateway": {"name": "gw"}}}, True,
      ["Deployment", "Service", "Service", "HTTPRoute"]),
+    ({"serving": {"replicas": 2, "podDisruptionBudget": {"minAvailable": "50%"}}}, False,
+     ["Deployment", "Service", "PodDisruptionBudget"]),
 ])
 def test_children_of_a_serving_model(spec_extra: dict[str, Any], gateway: bool, expected: list[str]) -> None:
     served, stable = serving()
@@ -288,6 +294,32 @@ def test_children_of_a_serving_model(spec_extra: dict[str, Any], gateway: bool, 
     assert deployments(p) == {stable: 2}
     syncs = {c.obj["kind"]: c.sync for c in p.children or []}
     assert syncs["Deployment"] == ("spec.replicas",)  # a revision's template is fixed by its name
+
+
+@pytest.mark.parametrize(("budget", "bound", "absent"), [
+    ({}, {"maxUnavailable": 1}, ("spec.minAvailable",)),
+    ({"maxUnavailable": "25%"}, {"maxUnavailable": "25%"}, ("spec.minAvailable",)),
+    ({"minAvailable": 1}, {"minAvailable": 1}, ("spec.maxUnavailable",)),
+])
+def test_the_budget_covers_the_stable_and_clears_the_other_bound(
+        budget: dict[str, Any], bound: dict[str, Any], absent: tuple[str, ...]) -> None:
+    served, stable = serving()
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True),
+                                     "serving": {"replicas": 2, "podDisruptionBudget": budget}})
+    p = plan(obs(served, T0, spec=spec, training_jobs=JOBS, revisions={stable: ready(2)}))
+    pdb = next(c for c in p.children or [] if c.obj["kind"] == "PodDisruptionBudget")
+    assert pdb.obj["metadata"]["name"] == "m" and pdb.sync is None and pdb.absent == absent
+    assert pdb.obj["spec"] == {"selector": {"matchLabels": {"modelship.io/model": "m", "modelship.io/revision": stable}},
+                               "unhealthyPodEvictionPolicy": "AlwaysAllow", **bound}
+
+
+def test_no_budget_before_a_stable_exists() -> None:
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True),
+                                     "serving": {"replicas": 2, "podDisruptionBudget": {}}})
+    p = plan(obs(ModelStatus(), T0, spec=spec))
+    p = plan(obs(p.status, T0, spec=spec, training_jobs=JOBS))
+    assert p.status.canary_revision is not None and p.status.stable_revision is None
+    assert "PodDisruptionBudget" not in [k for k, _ in kinds(p)]
 
 
 def test_an_invalid_spec_leaves_the_children_alone() -> None:

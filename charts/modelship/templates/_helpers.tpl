@@ -56,6 +56,11 @@ app.kubernetes.io/part-of: modelship
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the webhook's token: the one named in values, or the one the chart generates. */}}
+{{- define "modelship.webhookTokenSecret" -}}
+{{- default (printf "%s-webhook-token" (include "modelship.fullname" .)) .Values.webhook.tokenSecret.name -}}
+{{- end -}}
+
 {{- define "modelship.leaseName" -}}
 {{- default (include "modelship.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}

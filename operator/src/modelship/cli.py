@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("modelship.controllers.main", "run the kopf operator"),
     "local": ("modelship.localcluster.cli", "build, start and stop the local upstream Kubernetes cluster"),
+    "kind": ("modelship.kindcluster.cli", "a 3-node kind cluster with Docker and images built here (make e2e-kind)"),
     "demo": ("modelship.demo.run", "show the whole loop on the local cluster"),
     "crds": ("modelship.api.crdgen", "write the CRD YAML generated from the API models"),
     "images": ("modelship.images", "build the project's images (content-tagged) into the local cluster"),

@@ -44,7 +44,13 @@ class OperatorSettings(BaseSettings):
     )
     artifact_store: str = Field(
         default="s3://modelship/artifacts",
-        description="Default artifact prefix; each TrainingJob writes under <store>/<namespace>/<name>/.",
+        description="Default artifact prefix; each TrainingJob writes under <store>/<namespace>/ only "
+        "(<name>-<uid>/ by default).",
+    )
+    allowed_output_prefixes: list[str] = Field(
+        default_factory=list,
+        description="More prefixes TrainingJobs may write under besides artifact_store, each confined to "
+        "<prefix>/<namespace>/ too (a JSON list in the environment).",
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint passed to trainer and serving pods as AWS_ENDPOINT_URL."
@@ -75,6 +81,11 @@ class OperatorSettings(BaseSettings):
         description="Test-only: pass the Model annotation modelship.io/test-canary-env to canary pods.",
     )
     scrape_timeout_seconds: float = Field(default=3.0, gt=0, description="Timeout of a pod /metrics scrape.")
+    scrape_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="Most bytes read from one serving pod's /metrics or artifact metadata; a larger answer "
+        "is refused (logged) and never held in memory.",
+    )
     prometheus_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of a DriftMonitor's query to Prometheus (source prometheus)."
     )

@@ -80,3 +80,23 @@ def test_too_few_labelled_rows_is_invalid_data(tmp_path: Path, production: dict[
     assert "500 labelled production rows" in summary["message"] and "minRows is 501" in summary["message"]
     code, summary, _ = train(tmp_path, production, loans, revisions=["other"])
     assert code == 3 and "0 labelled production rows" in summary["message"]
+
+
+def test_every_process_of_a_run_trains_on_the_rows_the_first_one_joined(
+        tmp_path: Path, production: dict[str, Any], loans: Loans) -> None:
+    """A fanned-out search's shares and refit (or a retried pod) share one output: labels that
+    arrive in between must not change the data (the shares' dataset digests must agree)."""
+    code, first, out = train(tmp_path, production, loans)
+    assert code == 0, first
+    written = (out / "dataset.parquet").read_bytes()
+    more = pd.read_csv(production["labels"])
+    rows = production["rows"]
+    extra = pd.DataFrame({"request_id": [f"p-{i}" for i in range(500, 700)],
+                          "label": rows[data.TARGET][500:700].to_numpy()})
+    pd.concat([more, extra]).to_csv(production["labels"], index=False)  # 200 more labels arrived
+    (out / "metadata.json").unlink()  # as a share or refit finds it: the data, not yet the model
+    (out / "model.onnx").unlink()
+    code, again, _ = train(tmp_path, production, loans)
+    assert code == 0, again
+    assert again["dataset"] == first["dataset"] and again["dataset"]["rows"] == 500
+    assert (out / "dataset.parquet").read_bytes() == written

@@ -28,8 +28,9 @@ def free_port() -> int:
 class Server:
     """One modelship-serve process; stopped (SIGTERM, then SIGKILL) by the fixture."""
 
-    def __init__(self, uri: str, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, uri: str, *args: str, env: dict[str, str] | None = None, log: Path | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_port = free_port()
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"

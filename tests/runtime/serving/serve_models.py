@@ -67,14 +67,15 @@ def _tensor_metadata(name: str, x: np.ndarray, task: str, outputs: list[Output],
     )
 
 
-def build_logistic(directory: Path) -> Path:
+def build_logistic(directory: Path, invert: bool = False) -> Path:
+    """invert: trained on the flipped labels, so it answers the other class (a Ready-but-wrong model)."""
     from skl2onnx import to_onnx
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     x, y = classification_data()
-    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x, y)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x, 1 - y if invert else y)
     onx = to_onnx(pipe, x[:1], options={"zipmap": False}, initial_types=_float_input(), target_opset=17)
     _rename_outputs(onx, {"output_label": "label", "output_probability": "probabilities"})
     pred = CategoricalReference(categories=["0", "1"], proportions=[0.5, 0.45, 0.05])
@@ -97,14 +98,15 @@ def build_forest(directory: Path, trees: int = 100) -> Path:
     return _write(directory, onx, md)
 
 
-def build_regression(directory: Path) -> Path:
+def build_regression(directory: Path, offset: float = 0.0) -> Path:
+    """offset: added to the target, so this model's predictions are ``offset`` higher."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType
     from sklearn.linear_model import Ridge
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(500, 5))
-    y = x @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 10
+    y = x @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 10 + offset
     model = Ridge().fit(x, y)
     onx = to_onnx(model, initial_types=[("input", DoubleTensorType([None, 5]))], target_opset=17)
     _rename_outputs(onx, {"variable": "value"})

@@ -36,12 +36,19 @@ def test_expected_sha256_from_env_accepts_the_right_model(artifacts: dict[str, P
     assert server.post("/v2/models/renamed/infer", json=BODY).status_code == 200
 
 
-def test_missing_artifact_is_not_ready_with_a_reason(tmp_path: Path, start_server: Any) -> None:
-    server = start_server((tmp_path / "nothing").as_uri(), ready=False)
+def test_missing_artifact_is_not_ready_with_a_reason_until_it_appears(
+        artifacts: dict[str, Path], tmp_path: Path, start_server: Any) -> None:
+    import shutil
+
+    server = start_server((tmp_path / "later").as_uri(), "--load-retry-max-seconds", "0.5", ready=False)
     server.wait_live()
     time.sleep(0.3)
     r = server.get("/v2/health/ready")
-    assert r.status_code == 503 and "could not be loaded" in r.json()["reason"]
+    assert r.status_code == 503 and "could not be fetched yet" in r.json()["reason"]
+    assert "retrying in" in r.json()["reason"]
+    shutil.copytree(artifacts["logistic"], tmp_path / "later")  # a volume mounted late, say
+    server.wait_ready(timeout=10)
+    assert server.post("/v2/models/logistic/infer", json=BODY).status_code == 200
 
 
 def test_sigterm_under_load_fails_no_accepted_request(artifacts: dict[str, Path], tmp_path: Path) -> None:

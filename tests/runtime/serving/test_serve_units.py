@@ -105,7 +105,7 @@ STR = TensorSpec("x", "BYTES", np.object_, (-1, 1))
     (I64, [2**64, 1], "integers"),
     (BOOL, [1, 0], "true/false"),
     (STR, [1.5], "BYTES needs strings"),
-    (STR, [None], "BYTES needs strings"),
+    (STR, [None], "contains null; the model does not impute this input"),
 ])
 def test_codec_refuses_what_does_not_fit(spec: TensorSpec, data: Any, message: str) -> None:
     with pytest.raises(BadRequest, match=message):

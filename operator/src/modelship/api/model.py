@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelship.api.common import (
     CelRule,
@@ -51,6 +52,88 @@ class Autoscaling(Spec):
     target_cpu_utilization: int = Field(default=70, ge=1, le=100, description="Target average CPU percent.")
 
 
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=0, strict=True)] | Annotated[str, Field(pattern=r"^[0-9]+%$")],
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+
+
+def _int_or_percent_rule(field: str) -> CelRule:
+    return {
+        "rule": f"!has(self.{field}) || (type(self.{field}) == int ? self.{field} >= 0 : "
+        f"self.{field}.matches('^[0-9]+%$'))",
+        "message": f"{field} must be a count (0 or more) or a percent like 50%",
+        "fieldPath": f".{field}",
+    }
+
+
+class WhenUnsatisfiable(StrEnum):
+    SCHEDULE_ANYWAY = "ScheduleAnyway"
+    DO_NOT_SCHEDULE = "DoNotSchedule"
+
+
+class NodeInclusionPolicy(StrEnum):
+    HONOR = "Honor"
+    IGNORE = "Ignore"
+
+
+class TopologySpreadConstraint(Spec):
+    """A pod topologySpreadConstraint (the Kubernetes field of the same name) for serving pods."""
+
+    max_skew: int = Field(default=1, ge=1, description="Largest difference in pod count between two domains.")
+    topology_key: str = Field(
+        min_length=1, max_length=316, description="Node label naming the domains, e.g. kubernetes.io/hostname."
+    )
+    when_unsatisfiable: WhenUnsatisfiable = Field(
+        default=WhenUnsatisfiable.SCHEDULE_ANYWAY,
+        description="ScheduleAnyway (prefer the spread) or DoNotSchedule (require it).",
+    )
+    label_selector: dict[str, Any] | None = Field(
+        default=None,
+        description="Pods counted; the revision's pods when unset.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    min_domains: int | None = Field(default=None, ge=1, description="Fewest eligible domains (DoNotSchedule only).")
+    match_label_keys: list[str] | None = Field(default=None, description="Pod label keys added to the selector.")
+    node_affinity_policy: NodeInclusionPolicy | None = Field(
+        default=None, description="Whether nodeAffinity/nodeSelector limit the domains (Honor, Ignore)."
+    )
+    node_taints_policy: NodeInclusionPolicy | None = Field(
+        default=None, description="Whether node taints limit the domains (Honor, Ignore)."
+    )
+
+
+class DisruptionBudget(Spec):
+    """A PodDisruptionBudget for the stable revision's pods: voluntary evictions (``kubectl drain``,
+    node upgrades, the cluster autoscaler) wait while they would break it. Unhealthy pods may always
+    be evicted, so a crash-looping revision never blocks a drain."""
+
+    model_config = cel_config(
+        [
+            {
+                "rule": "!(has(self.minAvailable) && has(self.maxUnavailable))",
+                "message": "set at most one of minAvailable and maxUnavailable",
+            },
+            _int_or_percent_rule("minAvailable"),
+            _int_or_percent_rule("maxUnavailable"),
+        ]
+    )
+
+    min_available: IntOrPercent | None = Field(
+        default=None, description="Pods that must stay available (a count or a percent like 50%)."
+    )
+    max_unavailable: IntOrPercent | None = Field(
+        default=None,
+        description="Pods that may be unavailable at once (a count or a percent); 1 when neither is set.",
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> DisruptionBudget:
+        if self.min_available is not None and self.max_unavailable is not None:
+            raise ValueError("set at most one of minAvailable and maxUnavailable")
+        return self
+
+
 class Serving(Spec):
     """How each revision is served."""
 
@@ -64,6 +147,15 @@ class Serving(Spec):
         default=None,
         description="Log predictions to the artifact store and take labels (POST .../feedback), for live "
         "quality (DriftMonitor performance) and retraining on production data.",
+    )
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        default=None,
+        max_length=8,
+        description="How each revision's pods spread. Unset: over nodes (kubernetes.io/hostname, maxSkew 1, "
+        "ScheduleAnyway); [] for no constraint.",
+    )
+    pod_disruption_budget: DisruptionBudget | None = Field(
+        default=None, description="Optional PodDisruptionBudget for the stable revision (e.g. {maxUnavailable: 1})."
     )
 
 
@@ -200,7 +292,8 @@ class ModelSpec(Spec):
     artifact_store: str | None = Field(
         default=None,
         pattern=r"^(file|s3)://.+",
-        description="Where this Model's artifacts go; the operator's default when unset.",
+        description="Where this Model's artifacts go (under <artifactStore>/<namespace>/); the operator's default "
+        "when unset. It must be the operator's store or one of its allowed output prefixes.",
     )
     serving: Serving = Field(default_factory=Serving, description="Serving pods.")
     rollout: Rollout = Field(default_factory=Rollout, description="Canary or Recreate rollout.")

@@ -190,6 +190,14 @@ class Search(Spec):
     random_iterations: int = Field(default=20, ge=1, le=10000, description="Settings drawn per candidate (random).")
     holdout_ratio: float = Field(default=0.2, gt=0.0, lt=0.9, description="Share kept out for the gates.")
     seed: int = Field(default=42, ge=0, description="Seed for splits and estimators: runs are reproducible.")
+    parallelism: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Pods scoring the search at once. 1 runs the whole training in one pod; N > 1 runs "
+        "the cells (parameter setting x CV fold) as one Indexed Job of N pods, each with this "
+        "TrainingJob's resources, then one refit pod. The result is the same as with 1.",
+    )
 
 
 class Metric(StrEnum):
@@ -347,7 +355,9 @@ class TrainingJobSpec(TrainingTemplate):
     output_uri: str | None = Field(
         default=None,
         pattern=r"^(file|s3)://.+",
-        description="Artifact directory (file:// or s3://); the operator's store default when unset.",
+        description="Artifact directory (file:// or s3://), inside <store>/<namespace>/ or an allowed prefix's "
+        "<prefix>/<namespace>/ (else the run fails with InvalidSpec); default <store>/<namespace>/<name>-<uid>/. "
+        "Artifacts are write-once: a different model is never written over an existing one.",
     )
     champion_uri: str | None = Field(
         default=None,
@@ -394,6 +404,38 @@ class GateResult(Status):
     message: str = Field(default="", description="Measured value against the limit.")
 
 
+class IndexPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class SearchIndex(Status):
+    """One index (pod) of a fanned-out search."""
+
+    index: int = Field(description="JOB_COMPLETION_INDEX of the share.")
+    phase: IndexPhase = Field(description="Pending, Running, Succeeded or Failed.")
+    cells: int | None = Field(default=None, description="Cells this index scored (once it succeeded).")
+    failures: int = Field(default=0, description="Failed attempts (each is retried alone up to backoffLimit).")
+    reason: str | None = Field(default=None, description="Why the last attempt failed, e.g. OOMKilled, InvalidData.")
+
+
+class SearchProgress(Status):
+    """How far the model search is: cells (setting x fold) scored, and the best so far."""
+
+    parallelism: int = Field(default=1, description="Pods that scored the search.")
+    job_name: str | None = Field(default=None, description="The Indexed Job scoring the cells (parallelism > 1).")
+    cells_done: int = Field(default=0, description="Cells scored.")
+    cells_total: int | None = Field(default=None, description="Cells in the search (settings x folds).")
+    progress: str | None = Field(default=None, description="cellsDone/cellsTotal, for kubectl get.")
+    best_score: float | None = Field(
+        default=None, description="Best mean cross-validated score of a fully scored setting so far (metric units)."
+    )
+    stopped_by: str | None = Field(default=None, description="maxFits or maxSeconds when the budget cut the search.")
+    indexes: list[SearchIndex] = Field(default_factory=list, description="Per-index outcome (parallelism > 1).")
+
+
 class TrainingJobStatus(Status):
     observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
     phase: TrainingPhase | None = Field(default=None, description="Pending, Running, Succeeded or Failed.")
@@ -406,6 +448,7 @@ class TrainingJobStatus(Status):
     score: float | None = Field(default=None, description="Holdout value of the selection metric.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Holdout metrics.")
     leaderboard: list[LeaderboardEntry] = Field(default_factory=list, description="Top candidates.")
+    search: SearchProgress | None = Field(default=None, description="Search progress: cells scored, best so far.")
     gates: list[GateResult] = Field(default_factory=list, description="Gate outcomes.")
     onnx_max_delta: float | None = Field(default=None, description="Largest sklearn/ONNX difference.")
     start_time: str | None = Field(default=None, description="When the trainer started.")

@@ -37,10 +37,15 @@ class Child:
     creation; ``None`` keeps everything the builder wrote (spec, data, labels,
     annotations); ``()`` only creates it. A serving Deployment syncs its
     replicas alone: its pod template is fixed by its name (a hash of it).
+    ``absent`` lists dotted paths the builder leaves out on purpose and that
+    are removed where they exist (a merge patch keeps what it does not name:
+    a PodDisruptionBudget switched from maxUnavailable to minAvailable must
+    lose the first).
     """
 
     obj: Obj
     sync: tuple[str, ...] | None = None
+    absent: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:

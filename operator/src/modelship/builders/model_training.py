@@ -9,14 +9,16 @@ from modelship.api.common import API_VERSION
 from modelship.api.model import ModelSpec
 from modelship.api.trainingjob import TrainingJobSpec, Trigger
 from modelship.builders.common import MODEL_LABEL, metadata
+from modelship.logic.outputs import artifact_dir
 
 Obj = dict[str, Any]
 TRIGGER_LABEL = "modelship.io/trigger"
 
 
-def artifact_uri(store: str, namespace: str, training_job: str) -> str:
-    """<store>/<namespace>/<training job>/: one directory per version."""
-    return f"{store.rstrip('/')}/{namespace}/{training_job}/"
+def artifact_uri(store: str, namespace: str, training_job: str, model_uid: str | None = None) -> str:
+    """<store>/<namespace>/<training job>-<model uid>/: one directory per version, and a Model deleted
+    and made again under the same name never meets its predecessor's (write-once) artifacts."""
+    return artifact_dir(store, namespace, training_job, model_uid)
 
 
 def build_training_job_resource(
@@ -42,7 +44,7 @@ def build_training_job_resource(
         "modelRef": {"name": meta["name"]},
         "gates": spec.gates.model_dump(by_alias=True, exclude_none=True),
         "trigger": str(trigger),
-        "outputUri": artifact_uri(store, meta["namespace"], name),
+        "outputUri": artifact_uri(store, meta["namespace"], name, meta.get("uid")),
         **({"championUri": champion_uri} if champion_uri and spec.gates.must_beat_champion else {}),
     })
     return {

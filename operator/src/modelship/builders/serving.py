@@ -1,4 +1,5 @@
-"""A serving revision's Deployment, and the timing that makes its pods stop without failed requests.
+"""A serving revision's pod template and Deployment, and the timing that makes its pods stop
+without failed requests. Where the pods run (spread over nodes) is ``builders.placement``'s.
 
 Shutdown of a serving pod: the kubelet runs the preStop sleep while
 endpoints controllers and kube-proxy drop the pod; then SIGTERM makes the
@@ -33,6 +34,7 @@ from modelship.builders.common import (
     resources,
     tmp_volume,
 )
+from modelship.builders.placement import SERVING_APP, topology_spread
 from modelship.logic.revision import child_name, short_hash
 
 PORT = 8080
@@ -106,7 +108,7 @@ def _deployment(meta: Obj, replicas: int, selector: Mapping[str, str], pod: Obj)
 
 
 def serving_labels(model: str, revision: str) -> dict[str, str]:
-    return {MODEL_LABEL: model, REVISION_LABEL: revision, "app.kubernetes.io/name": "modelship-serving"}
+    return {MODEL_LABEL: model, REVISION_LABEL: revision, **SERVING_APP}
 
 
 def prediction_log_env(serving: Serving, uri: str | None) -> list[Obj]:
@@ -212,9 +214,10 @@ def build_pod_template(
     }
     if env.env_from():
         container["envFrom"] = env.env_from()
+    spread = topology_spread(serving)
     return {
         "metadata": {
-            "labels": {MODEL_LABEL: model, "app.kubernetes.io/name": "modelship-serving"},
+            "labels": {MODEL_LABEL: model, **SERVING_APP},
             "annotations": {
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(PORT),
@@ -226,6 +229,7 @@ def build_pod_template(
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": drain.grace_period,
             "securityContext": pod_security_context(),
+            **({"topologySpreadConstraints": spread} if spread else {}),
             "containers": [container],
             "volumes": [tmp_volume(), *env.volumes(read_only=not logging)],
         },

@@ -128,7 +128,15 @@ class Artifacts(_Values):
     store: str = Field(
         default="s3://modelship/artifacts", pattern=r"^(s3|file)://",
         description="Default artifact prefix (`MODELSHIP_ARTIFACT_STORE`): s3://bucket/prefix, or file:///<mountPath>/... "
-        "with a PVC. Each TrainingJob writes under <store>/<namespace>/<name>/.",
+        "with a PVC. Each TrainingJob writes under <store>/<namespace>/ only (its own <name>-<uid>/ by default), "
+        "and never over an existing artifact.",
+    )
+    allowed_output_prefixes: list[str] = Field(
+        default_factory=list,
+        description="More prefixes (s3://... or file://...) a TrainingJob's outputUri may name besides `store` "
+        "(`MODELSHIP_ALLOWED_OUTPUT_PREFIXES`); each is confined to <prefix>/<namespace>/ as `store` is. Any other "
+        "outputUri fails the TrainingJob with InvalidSpec.",
+        json_schema_extra={"items": {"type": "string", "pattern": "^(s3|file)://"}, "uniqueItems": True},
     )
     s3: S3 = Field(default_factory=S3, description="S3 access for trainer and serving pods.")
     pvc: ArtifactPvc = Field(default_factory=ArtifactPvc, description="A PVC store for file:// artifacts.")
@@ -143,11 +151,19 @@ class SecretKey(_Values):
     key: str = Field(default="token", description="Key in the Secret holding the token.")
 
 
+class WebhookTokenSecret(_Values):
+    name: str = Field(
+        default="",
+        description="An existing Secret in the release namespace holding the token; empty means the chart "
+        "generates one in `<fullname>-webhook-token` on install and keeps it across upgrades and uninstalls.")
+    key: str = Field(default="token", pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret holding the token.")
+
+
 class Webhook(_Values):
-    token_secret: SecretKey = Field(
-        default_factory=SecretKey,
-        description="Bearer token the Alertmanager webhook requires (`MODELSHIP_WEBHOOK_TOKEN`, from a Secret "
-        "in the release namespace).",
+    token_secret: WebhookTokenSecret = Field(
+        default_factory=WebhookTokenSecret,
+        description="Bearer token the Alertmanager webhook requires (`MODELSHIP_WEBHOOK_TOKEN`, from a Secret in "
+        "the release namespace); posts without it get 401. Alertmanager sends it with `http_config.authorization`.",
     )
 
 
@@ -350,6 +366,10 @@ class Values(_Values):
     history_limit: int = Field(default=10, ge=1, description="Versions kept in Model.status.history (`MODELSHIP_HISTORY_LIMIT`).")
     scrape_timeout_seconds: float = Field(
         default=3.0, gt=0, description="Timeout of the operator's scrape of a serving pod (`MODELSHIP_SCRAPE_TIMEOUT_SECONDS`).")
+    scrape_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="Most bytes the operator reads from one serving pod's /metrics or artifact metadata; a larger "
+        "answer is refused with a logged reason (`MODELSHIP_SCRAPE_MAX_BYTES`).")
     allow_test_faults: bool = Field(
         default=False,
         description="Test only: pass a Model's modelship.io/test-canary-env annotation to canary pods "
@@ -378,7 +398,12 @@ class Values(_Values):
         "election and Recreate without it.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of the operator pods.")
     tolerations: list[K8sObject] = Field(default_factory=list, description="Tolerations of the operator pods.")
-    affinity: K8sObject = Field(default_factory=dict, description="Affinity of the operator pods.")
+    affinity: K8sObject = Field(
+        default_factory=dict, description="Affinity of the operator pods; when set, podAntiAffinity is not applied.")
+    pod_anti_affinity: Literal["soft", "hard", "none"] = Field(
+        default="soft",
+        description="With replicas > 1 and no `affinity`: keep the replicas on different nodes, preferred (soft) "
+        "or required (hard, replicas stay Pending without enough nodes), or none.")
     topology_spread_constraints: list[K8sObject] = Field(
         default_factory=list, description="topologySpreadConstraints of the operator pods.")
     priority_class_name: str = Field(default="", description="priorityClassName of the operator pods.")
@@ -408,6 +433,7 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "trainer_image": "trainer.image",
     "serving_image": "serving.image",
     "artifact_store": "artifacts.store",
+    "allowed_output_prefixes": "artifacts.allowedOutputPrefixes",
     "s3_endpoint_url": "artifacts.s3.endpointUrl",
     "s3_credentials_secret": "artifacts.s3.credentialsSecret",
     "artifact_pvc": "artifacts.pvc",
@@ -421,6 +447,7 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "webhook_token": "webhook.tokenSecret",
     "allow_test_faults": "allowTestFaults",
     "scrape_timeout_seconds": "scrapeTimeoutSeconds",
+    "scrape_max_bytes": "scrapeMaxBytes",
     "resync_seconds": "resyncSeconds",
     "prometheus_timeout_seconds": "prometheus.timeoutSeconds",
     "prometheus_bearer_token_file": "prometheus.bearerTokenSecret",

@@ -1,8 +1,8 @@
 """Model controller: observe the Model and what it owns, plan (``plans.model``), apply.
 
-Observed once per reconcile: its TrainingJobs, Deployments, Services, HPA and
-HTTPRoute (owned by it, found by the ``modelship.io/model`` label), its serving
-pods (the canary's /metrics during a rollout; the image a revision runs, once).
+Observed once per reconcile: its TrainingJobs, Deployments, Services, HPA,
+PodDisruptionBudget and HTTPRoute (owned by it, found by the ``modelship.io/model``
+label), its serving pods (the canary's /metrics during a rollout; the image a revision runs, once).
 Applied: the plan's children through ``k8s.apply.ensure`` (create, patch what
 differs, delete what is no longer wanted), then the status (only when it
 changed, on the resourceVersion it was computed from), then the Events.
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 T = TypeVar("T")
 # Kinds a Model owns and prunes (TrainingJobs are kept: they are its history).
-OWNED = (("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"))
+OWNED = (("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+         ("policy/v1", "PodDisruptionBudget"))
 
 
 def owned_by(obj: Body, uid: str) -> bool:

@@ -1,8 +1,12 @@
-"""TrainingJob controller: a batch Job running the trainer, and the status it reports.
+"""TrainingJob controller: observe -> plan -> apply.
 
-Observe (Job, pods) → compute the whole status (``logic.trainingjob``) →
-patch on change. The Job and its spec ConfigMap carry owner references, so
-deleting the TrainingJob removes them.
+Observe reads the TrainingJob's Jobs (the trainer, or the search and refit
+Jobs of a fanned-out search), their pods and the spec ConfigMap, once.
+``plans.trainingjob.plan`` decides the whole next status, the children and
+the Events, purely. Apply is ``k8s.apply.ensure`` with create-only children
+(409 is fine; Jobs are never patched: their pod templates are immutable),
+then the status on change and the Events. Every child carries an owner
+reference, so deleting the TrainingJob removes them.
 """
 
 from __future__ import annotations
@@ -11,75 +15,54 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from modelship.api.common import spec_problems
-from modelship.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase
 from modelship.builders.common import PodEnvironment
-from modelship.builders.training import build_spec_configmap, build_training_job
+from modelship.builders.training import search_job_name, spec_configmap_name
 from modelship.controllers.context import Context
 from modelship.k8s import events
+from modelship.k8s.apply import ensure
 from modelship.k8s.status import write_status
-from modelship.logic.conditions import COMPLETE, FAILED, Reason, condition, merge_conditions
-from modelship.logic.trainingjob import compute_status, is_finished
-from modelship.metrics import API_WRITES
+from modelship.plans import trainingjob as plans
+from modelship.plans.trainingjob import Observation, Plan, Settings
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 
 
-def output_uri(spec: TrainingJobSpec, store: str, namespace: str, name: str) -> str:
-    """Where the artifact goes: the spec's outputUri, else <store>/<namespace>/<name>/."""
-    if spec.output_uri:
-        return spec.output_uri
-    return f"{store.rstrip('/')}/{namespace}/{name}/"
+def observe(ctx: Context, body: Body) -> Observation:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    settings = Settings(ctx.settings.trainer_image, ctx.settings.artifact_store,
+                        PodEnvironment.from_settings(ctx.settings),
+                        tuple(ctx.settings.allowed_output_prefixes))
+    now = datetime.now(UTC)
+    if plans.is_finished_body(body):
+        return Observation(body=body, settings=settings, now=now)
+    jobs: dict[str, Body] = {}
+    pods: dict[str, list[Body]] = {}
+    fanned_out = ((body.get("spec") or {}).get("search") or {}).get("parallelism", 1) != 1
+    for job_name in (name, search_job_name(name)) if fanned_out else (name,):
+        job = ctx.kube.get("batch/v1", "Job", namespace, job_name)
+        if job is not None:
+            jobs[job_name] = job
+        found = ctx.kube.list("v1", "Pod", namespace, selector=f"batch.kubernetes.io/job-name={job_name}")
+        if found:
+            pods[job_name] = found
+    # The ConfigMap is made before any Job, so a Job there means it is too.
+    configmap = bool(jobs) or ctx.kube.get("v1", "ConfigMap", namespace, spec_configmap_name(name)) is not None
+    return Observation(body=body, settings=settings, now=now, jobs=jobs, pods=pods, configmap=configmap)
+
+
+def apply(ctx: Context, body: Body, obs: Observation, plan: Plan) -> None:
+    meta = body["metadata"]
+    # Only what the plan wants and was not observed: owned Jobs stay in the desired set while they exist.
+    ensure(ctx.kube, [c for c in plan.desired() if c.obj in plan.to_create(obs)], [])
+    current_phase = (body.get("status") or {}).get("phase")
+    if write_status(ctx.kube, body, plan.status.wire()) and plan.status.phase != current_phase:
+        log.info("TrainingJob %s/%s is %s", meta["namespace"], meta["name"], plan.status.phase)
+    for event in plan.events:
+        events.post(ctx.kube, body, event.reason, event.message, warning=event.warning)
 
 
 def reconcile(ctx: Context, body: Body) -> None:
-    meta = body["metadata"]
-    namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
-    now = datetime.now(UTC)
-    current = TrainingJobStatus.model_validate(body.get("status") or {})
-    if is_finished(current):
-        return
-    try:
-        spec = TrainingJobSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        message = spec_problems(exc)
-        failed = current.model_copy(update={
-            "phase": TrainingPhase.FAILED, "reason": Reason.INVALID_SPEC, "message": message,
-            "observed_generation": generation,
-            "conditions": merge_conditions(current.conditions, [
-                condition(FAILED, True, Reason.INVALID_SPEC, message, generation=generation),
-                condition(COMPLETE, False, Reason.INVALID_SPEC, "", generation=generation)], now),
-        })
-        if write_status(ctx.kube, body, failed.wire()):
-            events.post(ctx.kube, body, Reason.INVALID_SPEC, message, warning=True)
-        return
-
-    job = ctx.kube.get("batch/v1", "Job", namespace, name)
-    if job is None and current.phase in (None, TrainingPhase.PENDING):
-        env = PodEnvironment.from_settings(ctx.settings)
-        _, created_cm = ctx.kube.create_or_get(build_spec_configmap(name, namespace, spec, body))
-        if created_cm:
-            API_WRITES.labels("create", "ConfigMap").inc()
-        job, created = ctx.kube.create_or_get(build_training_job(
-            name, namespace, spec, image=ctx.settings.trainer_image,
-            output_uri=output_uri(spec, ctx.settings.artifact_store, namespace, name),
-            owner=body, environment=env,
-        ))
-        if created:
-            API_WRITES.labels("create", "Job").inc()
-            events.post(ctx.kube, body, "JobCreated", f"Created Job {name} (trainer {ctx.settings.trainer_image})")
-    pods = ctx.kube.list("v1", "Pod", namespace, selector=f"batch.kubernetes.io/job-name={name}")
-    new = compute_status(current, generation, name, job, pods, now)
-    if not write_status(ctx.kube, body, new.wire()):
-        return
-    if new.phase != current.phase:
-        log.info("TrainingJob %s/%s is %s", namespace, name, new.phase)
-        if new.phase == TrainingPhase.SUCCEEDED:
-            artifact = new.artifact.uri if new.artifact else "?"
-            events.post(ctx.kube, body, Reason.SUCCEEDED,
-                        f"Trained {new.best_estimator}: {new.metric}={new.score}; artifact {artifact}")
-        elif new.phase == TrainingPhase.FAILED:
-            events.post(ctx.kube, body, new.reason or "Failed", new.message or "training failed", warning=True)
+    obs = observe(ctx, body)
+    apply(ctx, body, obs, plans.plan(obs))

@@ -8,15 +8,29 @@ import urllib.request
 from typing import Any
 
 
+def _decode(raw: bytes) -> Any:
+    """JSON when the body is JSON, else its text (a proxy's error page, a metrics page)."""
+    if raw[:1] in (b"{", b"["):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    return raw.decode(errors="replace")
+
+
 def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    """(status, JSON or text); status 0 with {"error": ...} when no answer came (refused, reset).
+
+    urllib sends `Connection: close`: each call is a new connection, so calls
+    through a Service are spread over its ready pods. The end-to-end tests'
+    load generator uses this too (tests/e2e/helpers.py)."""
     payload = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=payload, method=method,
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
+            return response.status, _decode(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, _decode(exc.read() or b"{}")
     except (urllib.error.URLError, ConnectionError) as exc:
         return 0, {"error": str(exc)}

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -49,6 +50,23 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 class S3:
     endpoint: str
     client: Any
+    server: Any = None  # the ThreadedMotoServer, for stop() and start()
+
+    def stop(self) -> None:
+        """Take the store down (its port refuses connections); what it holds stays in this process."""
+        if self.server is not None:
+            self.server.stop()
+            self.server._server.server_close()  # moto's stop() leaves the socket open: connections would hang
+            self.server = None
+
+    def start(self) -> None:
+        """Bring the store back on the same address, with the same buckets and objects."""
+        from moto.server import ThreadedMotoServer
+
+        if self.server is None:
+            host, _, port = self.endpoint.removeprefix("http://").rpartition(":")
+            self.server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+            self.server.start()
 
     def put(self, key: str, data: bytes) -> str:
         self.client.put_object(Bucket=BUCKET, Key=key, Body=data)
@@ -75,10 +93,11 @@ def s3_server(host: str) -> Iterator[S3]:
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"], region_name=KEYS["AWS_DEFAULT_REGION"])
     client.create_bucket(Bucket=BUCKET)
+    store = S3(endpoint, client, server)
     try:
-        yield S3(endpoint, client)
+        yield store
     finally:
-        server.stop()
+        store.stop()
 
 
 def operator_env(base: dict[str, str], images: dict[str, str], s3: S3, **extra: str) -> dict[str, str]:
@@ -181,25 +200,16 @@ RELEASE_NAMESPACE = "modelship-system"
 POD_SELECTOR = "app.kubernetes.io/name=modelship,app.kubernetes.io/instance=modelship"
 
 
-def split_reference(ref: str) -> tuple[str, str]:
-    """docker.io/modelship/operator:0.1.0-abc → (docker.io/modelship/operator, 0.1.0-abc)."""
-    repository, _, tag = ref.rpartition(":")
-    return repository, tag
-
-
 def chart_values(images: dict[str, str], s3: S3, **extra: Any) -> dict[str, Any]:
     """Helm values that point the chart at this stack's images and S3 store."""
-    def image(name: str) -> dict[str, str]:
-        repository, tag = split_reference(images[name])
-        return {"repository": repository, "tag": tag}
+    from modelship.images import helm_values  # what `make images` writes for a user's install
 
     values: dict[str, Any] = {
-        "image": {**image("operator"), "pullPolicy": "Never"},
-        "trainer": {"image": image("trainer")},
-        "serving": {"image": image("serving")},
+        **helm_values(images),
         "artifacts": {"store": f"s3://{BUCKET}/artifacts",
                       "s3": {"endpointUrl": s3.endpoint, "credentialsSecret": SECRET}},
     }
+    values["image"]["pullPolicy"] = "Never"
     for key, value in extra.items():
         values[key] = value
     return values
@@ -270,8 +280,20 @@ class ChartOperator:
                 return pod
         return None
 
-    def _leads(self, pod: dict[str, Any]) -> bool:
-        return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
+    def _leads(self, pod: dict[str, Any], strict: bool = False) -> bool:
+        """Whether the pod's operator reports modelship_leader 1. An unreadable /metrics counts
+        as "not leading" unless ``strict``: then only a refused connection does (the operator
+        serves /metrics before it campaigns and until it exits, so nothing listening means no
+        process that could lead), and anything else (a timeout, a reset) raises: a sampler
+        must not guess."""
+        if not strict:
+            return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
+        try:
+            return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", timeout=2)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                return False
+            raise
 
     def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None,
              timeout: float = 5) -> str:
@@ -318,14 +340,15 @@ class ChartOperator:
                 continue
         return None
 
-    def leaders(self, exclude: tuple[str, ...] = ()) -> list[str]:
+    def leaders(self, exclude: tuple[str, ...] = (), strict: bool = False) -> list[str]:
         """Names of the pods whose operator says it leads, read one after another (``exclude``:
-        pods not to ask, e.g. one whose process is frozen and would only time out)."""
+        pods not to ask, e.g. one whose process is frozen and would only time out). ``strict``:
+        a running pod whose /metrics cannot be read raises instead of counting as a follower."""
         running = [p for p in self.pods() if (p.get("status") or {}).get("podIP")
                    and (p.get("status") or {}).get("phase") == "Running"]  # a leader need not be Ready yet
         return [p["metadata"]["name"] for p in running
                 if p["metadata"]["name"] not in exclude
-                and self._leads(p)]
+                and self._leads(p, strict)]
 
     def kill(self) -> None:
         """kill -9 every operator process of the release (from the host, as a crash would)."""

@@ -4,7 +4,8 @@
 desired ones: a desired object that is missing is created (409: it appeared
 meanwhile, the next reconcile compares it); one that exists is compared on
 what the builder wrote (API-server defaults are not differences) and merge
-patched only where it differs; an owned object that is no longer desired is
+patched only where it differs (and where it holds a field the child
+says must be absent); an owned object that is no longer desired is
 deleted (404: already gone), after every create and patch, so traffic moves
 before what served it goes. Running it again on the world it made writes
 nothing.
@@ -78,6 +79,9 @@ def patch_for(child: Child, existing: Obj) -> Obj:
         want, have = _get(child.obj, path), _get(existing, path)
         if want is not None and not covers(want, have):
             _put(patch, path, _diff(want, have))
+    for path in child.absent:
+        if _get(existing, path) is not None:
+            _put(patch, path, None)
     return patch
 
 

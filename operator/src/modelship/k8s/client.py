@@ -47,6 +47,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("batch/v1", "Job"): Resource("batch", "v1", "jobs"),
     ("coordination.k8s.io/v1", "Lease"): Resource("coordination.k8s.io", "v1", "leases"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): Resource("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy/v1", "PodDisruptionBudget"): Resource("policy", "v1", "poddisruptionbudgets"),
     ("modelship.io/v1alpha1", "Model"): Resource("modelship.io", "v1alpha1", "models"),
     ("modelship.io/v1alpha1", "TrainingJob"): Resource("modelship.io", "v1alpha1", "trainingjobs"),
     ("modelship.io/v1alpha1", "DriftMonitor"): Resource("modelship.io", "v1alpha1", "driftmonitors"),

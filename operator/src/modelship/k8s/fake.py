@@ -30,6 +30,7 @@ class _Response:
         self.status = status
         self.reason = reason
         self.data = json.dumps({"kind": "Status", "code": status, "reason": reason}).encode()
+        self.headers: dict[str, str] = {}  # read by newer kubernetes clients' ApiException
 
     def getheaders(self) -> dict[str, str]:
         return {}

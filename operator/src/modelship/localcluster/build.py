@@ -5,23 +5,41 @@ pinned versions (versions.py); a second run finds them and takes seconds.
 Kubernetes' binaries come from our small module in gomod/ (see gomodgen.py);
 the rest are `go install pkg@version`. Versions are stamped with -ldflags -X
 so `kubectl version` and `helm version` tell the truth.
+
+A command builds only what it needs (``BUILD_SETS``): the cluster itself,
+plus helm for the demo (it installs the chart), plus Prometheus for the tests
+(the live Prometheus loop). One build runs at a time (``locks``); a cold
+build prints a line per component with its time and what is left.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelship.localcluster import detect, paths, versions
+from modelship.localcluster import detect, locks, paths, versions
 from modelship.localcluster.status import StepFailed, Ticker, line, step
 
 GOMOD = Path(__file__).with_name("gomod")
 MIN_FREE_GB = 6.0
+BUILD_LOCK_TIMEOUT = 2 * 3600.0  # a cold build takes 40-75 min on 2 shared cores
+
+# What each command needs, by the `needed_by` of its targets: `local up` the
+# cluster; the demo also installs the chart (helm); the tests also run a live
+# Prometheus. `local build` with no --for builds them all (make test, make bench).
+BUILD_SETS: dict[str, tuple[str, ...]] = {
+    "cluster": ("cluster",),
+    "demo": ("cluster", "chart"),
+    "all": ("cluster", "chart", "tests"),
+}
 
 
 @dataclass(frozen=True)
@@ -29,9 +47,10 @@ class Target:
     name: str
     output: Path
     package: str  # a package of our module, or pkg@version for `go install`
+    version: str  # what the line says is being built
     ldflags: str = ""
     tags: tuple[str, ...] = ()  # Go build tags
-    for_up: bool = True  # a running cluster needs it (helm and prometheus are tools beside it)
+    needed_by: str = "cluster"  # cluster (a running cluster), chart (helm), tests (prometheus), kind (e2e-kind only)
 
 
 def _kube_ldflags() -> str:
@@ -45,24 +64,55 @@ def _kube_ldflags() -> str:
 
 def targets() -> list[Target]:
     kube = [
-        Target(name, paths.kube_bin(name), f"k8s.io/kubernetes/cmd/{name}", _kube_ldflags())
+        Target(name, paths.kube_bin(name), f"k8s.io/kubernetes/cmd/{name}", versions.KUBERNETES, _kube_ldflags())
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
     ]
-    return [
-        Target("etcd", paths.etcd_bin(), "go.etcd.io/etcd/server/v3"),
-        *kube,
-        Target("cri-stop-all", paths.cri_stop_bin(), "./cmd/cri-stop-all"),
-        Target("coredns", paths.coredns_bin(), f"github.com/coredns/coredns@{versions.COREDNS}"),
-        Target("local-path-provisioner", paths.local_path_bin(),
-               f"github.com/rancher/local-path-provisioner@{versions.LOCAL_PATH_PROVISIONER}"),
-        Target("helm", paths.helm_bin(), f"helm.sh/helm/v3/cmd/helm@{versions.HELM}",
-               f"-X helm.sh/helm/v3/internal/version.version={versions.HELM} "
-               "-X helm.sh/helm/v3/internal/version.gitTreeState=clean", for_up=False),
-        Target("prometheus", paths.prometheus_bin(),
-               f"github.com/prometheus/prometheus/cmd/prometheus@{versions.PROMETHEUS}",
-               f"-X github.com/prometheus/common/version.Version={prometheus_release()}",
-               tags=versions.PROMETHEUS_TAGS, for_up=False),
+    # kind's node image: kubeadm beside the binaries above; kind itself; crictl (`kind load` asks the node's CRI).
+    kind = [
+        Target("kubeadm", paths.kube_bin("kubeadm"), "k8s.io/kubernetes/cmd/kubeadm", versions.KUBERNETES,
+               _kube_ldflags(), needed_by="kind"),
+        Target("kind", paths.kind_bin(), f"sigs.k8s.io/kind@{versions.KIND}", versions.KIND, needed_by="kind"),
+        Target("crictl", paths.crictl_bin(), f"sigs.k8s.io/cri-tools/cmd/crictl@{versions.CRI_TOOLS}",
+               versions.CRI_TOOLS, f"-X sigs.k8s.io/cri-tools/pkg/version.Version={versions.CRI_TOOLS.lstrip('v')}",
+               needed_by="kind"),
     ]
+    return [
+        Target("etcd", paths.etcd_bin(), "go.etcd.io/etcd/server/v3", versions.ETCD),
+        *kube,
+        Target("cri-stop-all", paths.cri_stop_bin(), "./cmd/cri-stop-all", "ours"),
+        Target("coredns", paths.coredns_bin(), f"github.com/coredns/coredns@{versions.COREDNS}", versions.COREDNS),
+        Target("local-path-provisioner", paths.local_path_bin(),
+               f"github.com/rancher/local-path-provisioner@{versions.LOCAL_PATH_PROVISIONER}",
+               versions.LOCAL_PATH_PROVISIONER),
+        Target("helm", paths.helm_bin(), f"helm.sh/helm/v3/cmd/helm@{versions.HELM}", versions.HELM,
+               f"-X helm.sh/helm/v3/internal/version.version={versions.HELM} "
+               "-X helm.sh/helm/v3/internal/version.gitTreeState=clean", needed_by="chart"),
+        Target("prometheus", paths.prometheus_bin(),
+               f"github.com/prometheus/prometheus/cmd/prometheus@{versions.PROMETHEUS}", prometheus_release(),
+               f"-X github.com/prometheus/common/version.Version={prometheus_release()}",
+               tags=versions.PROMETHEUS_TAGS, needed_by="tests"),
+        *kind,
+    ]
+
+
+def select(purpose: str, all_targets: list[Target] | None = None) -> list[Target]:
+    """The targets `purpose` (a key of BUILD_SETS) needs, in build order."""
+    if purpose not in BUILD_SETS:
+        raise StepFailed(f"unknown build set {purpose!r}; known: {', '.join(BUILD_SETS)}")
+    return [t for t in (targets() if all_targets is None else all_targets) if t.needed_by in BUILD_SETS[purpose]]
+
+
+def progress(done: int, todo: list[Target]) -> str:
+    """What is left after the `done`-th of `todo`: '3/10 built; left: a, b, c'."""
+    left = [t.name for t in todo[done:]]
+    return f"{done}/{len(todo)} built; " + (f"left: {', '.join(left)}" if left else "nothing left")
+
+
+@contextmanager
+def build_lock() -> Iterator[None]:
+    """One build at a time on this machine: two builds would write the same cache."""
+    with locks.flock(locks.build_lock_path(), BUILD_LOCK_TIMEOUT, "another `modelship local build`", on_wait=line):
+        yield
 
 
 def prometheus_release(module: str = versions.PROMETHEUS) -> str:
@@ -94,7 +144,7 @@ def go_env(go: str) -> dict[str, str]:
     }
 
 
-def _run_go(go: str, target: Target, log: Path) -> None:
+def _run_go(go: str, target: Target, log: Path, after: str = "") -> None:
     target.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.output.with_suffix(".tmp")
     flags = ["-ldflags", target.ldflags, *(["-tags", ",".join(target.tags)] if target.tags else [])]
@@ -105,7 +155,7 @@ def _run_go(go: str, target: Target, log: Path) -> None:
     else:
         argv = [go, "build", *flags, "-o", str(tmp), target.package]
         env = go_env(go)
-    ticker = Ticker(f"building {target.name}")
+    ticker = Ticker(f"building {target.name}", suffix=after)
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, cwd=GOMOD, env=env, stdout=out, stderr=subprocess.STDOUT)
         while proc.poll() is None:
@@ -159,48 +209,91 @@ def record_debian_versions() -> Path:
     return dest
 
 
-def preflight() -> None:
+def times_record() -> Path:
+    return paths.cache_root() / "build-times.json"
+
+
+def record_time(target: Target, seconds: float) -> None:
+    """Keep how long `target` took to build (the cold build's figures; `make bench` reads them)."""
+    record = build_times()
+    record[target.name] = {"version": target.version, "seconds": round(seconds, 1),
+                           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "load": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+    times_record().parent.mkdir(parents=True, exist_ok=True)
+    times_record().write_text(json.dumps(record, indent=1) + "\n")
+
+
+def build_times() -> dict[str, dict[str, object]]:
+    """target name → {version, seconds, finished, load, cpus} of its last build in this cache."""
+    try:
+        return dict(json.loads(times_record().read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def preflight(todo: list[Target]) -> None:
     if not detect.is_root():
         raise StepFailed("the local cluster runs host processes as root: run as root (e.g. sudo)")
     free = detect.free_disk_gb(paths.cache_root())
-    missing = [t for t in targets() if not t.output.exists()]
-    if missing and free < MIN_FREE_GB:
+    if any(not t.output.exists() for t in todo) and free < MIN_FREE_GB:
         raise StepFailed(f"{free:.1f} GB free under {paths.cache_root()}; the build caches need about 6 GB")
 
 
-def all_built(for_up: bool = False) -> bool:
-    """Everything built; `for_up` skips what a running cluster does not need (helm, prometheus)."""
-    needed = [t for t in targets() if t.for_up or not for_up]
-    return all(t.output.exists() for t in needed) and paths.pause_bin().exists()
+def all_built(purpose: str = "all") -> bool:
+    """Everything `purpose` needs is built (`cluster`: what `local up` runs)."""
+    return all(t.output.exists() for t in select(purpose)) and paths.pause_bin().exists()
+
+
+def ensure_group(group: str) -> dict[str, Path]:
+    """Every target needed by ``group`` (e.g. "kind", for `make e2e-kind` only), built when missing."""
+    return {t.name: ensure_target(t.name) for t in targets() if t.needed_by == group}
 
 
 def ensure_target(name: str) -> Path:
     """One target's binary, built first if it is not in the cache (e.g. prometheus for a test)."""
     target = next(t for t in targets() if t.name == name)
     if not target.output.exists():
-        log = paths.cache_root() / "logs" / "build.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with step(f"Building {target.name} ({target.package})"):
-            _run_go(find_go(), target, log)
+        with build_lock():
+            if not target.output.exists():  # another build may have made it while we waited
+                log = paths.cache_root() / "logs" / "build.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                started = time.monotonic()
+                with step(f"Building {target.name} {target.version} ({target.package})"):
+                    _run_go(find_go(), target, log)
+                record_time(target, time.monotonic() - started)
     return target.output
 
 
-def build(with_images: bool = True) -> int:
+def build(with_images: bool = True, purpose: str = "all") -> int:
+    """Build what `purpose` needs (BUILD_SETS), holding the build lock."""
+    todo_all = select(purpose)
+    with build_lock():
+        return _build(todo_all, with_images)
+
+
+def _build(wanted: list[Target], with_images: bool) -> int:
     start = time.monotonic()
     with step("Checking root, disk and Go"):
-        preflight()
+        preflight(wanted)
         go = find_go()
     with step("Installing Debian packages (containerd, runc, CNI, nftables, buildah, ...)"):
         ensure_apt()
         record_debian_versions()
     log = paths.cache_root() / "logs" / "build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    for target in targets():
-        if target.output.exists():
-            line(f" ✓ {target.name} {target.output} (cached)")
-            continue
-        with step(f"Building {target.name} ({target.package.split('@')[-1] if '@' in target.package else versions.KUBERNETES})"):
-            _run_go(go, target, log)
+    cached = [t for t in wanted if t.output.exists()]
+    todo = [t for t in wanted if not t.output.exists()]
+    if cached:
+        line(f" ✓ Cached: {', '.join(t.name for t in cached)} (under {paths.cache_root() / 'bin'})")
+    if todo:
+        line(f"   {len(todo)} to build from the Go module proxy, one after another (a cold build takes 40-75 "
+             f"min on 2 cores; Go's output goes to {log}): {', '.join(t.name for t in todo)}")
+    for i, target in enumerate(todo, 1):
+        left = [t.name for t in todo[i:]]
+        started = time.monotonic()
+        with step(f"Building {target.name} {target.version} [{i}/{len(todo)}]", note=progress(i, todo)):
+            _run_go(go, target, log, after=f"then {', '.join(left)}" if left else "the last one")
+        record_time(target, time.monotonic() - started)
     with step("Building the pause binary (gcc -static)"):
         build_pause(go)
     if with_images:

@@ -11,7 +11,9 @@ from modelship.localcluster.status import StepFailed
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="modelship local", description="the local upstream Kubernetes cluster")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build or reuse every binary and system image (cached)")
+    b = sub.add_parser("build", help="build or reuse the binaries and system images (cached)")
+    b.add_argument("--for", dest="purpose", default="all", choices=["cluster", "demo", "all"],
+                   help="what to build: the cluster alone, plus helm (demo), plus prometheus (all: the tests)")
     up = sub.add_parser("up", help="start the cluster (foreground until Ctrl-C, or --detach)")
     up.add_argument("--kubeconfig", help="where to write the admin kubeconfig (default DATA_DIR/kubeconfig)")
     up.add_argument("--data-dir", help="state and logs (default ~/.local/share/modelship/local)")
@@ -50,7 +52,7 @@ def main(argv: list[str]) -> int:
 
     try:
         if args.cmd == "build":
-            return build.build()
+            return build.build(purpose=args.purpose)
         if args.cmd == "up":
             p = cluster.load_paths(args.data_dir, args.kubeconfig)
             return cluster.up(p, detach=args.detach, retain=args.retain)

@@ -24,9 +24,20 @@ def running(p: ClusterPaths) -> list[str]:
     return [n for n in PROCESSES if procs.running_pid(p, n) is not None]
 
 
+def refuse_beside_docker() -> None:
+    """dockerd rewrites the host's iptables (FORWARD policy DROP, its own NAT chains), which
+    breaks the node's networking: the two never run at once (`make e2e-kind` stops its own)."""
+    pids = detect.dockerd_pids()
+    if pids:
+        raise StepFailed(f"dockerd is running (pid {', '.join(map(str, pids))}): Docker rewrites iptables and "
+                         "must not run beside the local cluster; stop it first (`make e2e-kind` stops the "
+                         "dockerd it started when it ends)")
+
+
 def preflight(p: ClusterPaths) -> None:
     if not detect.is_root():
         raise StepFailed("the local cluster runs host processes as root: run as root (e.g. sudo)")
+    refuse_beside_docker()
     alive = running(p)
     if alive:
         raise StepFailed(f"a local cluster is already running from {p.data} ({', '.join(alive)}); "
@@ -48,11 +59,11 @@ def load_paths(data_dir: str | None, kubeconfig: str | None = None) -> ClusterPa
 
 def up(p: ClusterPaths, detach: bool, retain: bool = False) -> int:
     t0 = time.monotonic()
-    with step("Checking root, ports and that no other local cluster runs"):
+    with step("Checking root, ports, that no other local cluster and no dockerd runs"):
         preflight(p)
-    if not build.all_built(for_up=True) or not all(images.has_image(n) for n in (
+    if not build.all_built("cluster") or not all(images.has_image(n) for n in (
             images.PAUSE_IMAGE, images.COREDNS_IMAGE, images.LOCAL_PATH_IMAGE, images.HELPER_IMAGE)):
-        build.build(with_images=True)
+        build.build(with_images=True, purpose="cluster")
         t0 = time.monotonic()
     p.data.mkdir(parents=True, exist_ok=True)
     p.run.mkdir(parents=True, exist_ok=True)
@@ -94,7 +105,7 @@ def _summary(ctx: Context, elapsed: float) -> None:
     p = ctx.paths
     line(f"Local cluster up in {elapsed:.1f}s: node {ctx.node} at {ctx.node_ip} "
          f"(cgroup v{ctx.cgroup_version}, restrict_oom_score_adj={not ctx.cap_sys_resource})")
-    line(f"  API https://{ctx.node_ip}:6443 (all addresses), etcd https://127.0.0.1:2379, kubelet :10250, "
+    line(f"  API {ctx.api_url} (the node's address only), etcd https://127.0.0.1:2379, kubelet :10250, "
          f"containerd {p.containerd_sock}, DNS 10.96.0.10, pods 10.244.0.0/24, services 10.96.0.0/16")
     line(f"  KUBECONFIG={p.kubeconfig}")
     line(f"  node address in {p.node_ip_file} (host services for pods listen there, not on 127.0.0.1)")

@@ -47,7 +47,8 @@ class Context:
 
     @property
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{API_PORT}"
+        """Where every kubeconfig points: the API server listens on the node's address only."""
+        return f"https://{self.node_ip}:{API_PORT}"
 
     def pki(self, name: str) -> str:
         return str(self.paths.pki / name)

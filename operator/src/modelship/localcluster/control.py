@@ -52,7 +52,10 @@ def start_apiserver(ctx: Context) -> None:
         str(paths.kube_bin("kube-apiserver")),
         "--etcd-servers", ETCD_URL, "--etcd-cafile", ctx.pki("ca.crt"),
         "--etcd-certfile", ctx.pki("apiserver-etcd-client.crt"), "--etcd-keyfile", ctx.pki("apiserver-etcd-client.key"),
-        "--bind-address", "0.0.0.0", "--secure-port", str(API_PORT), "--advertise-address", ctx.node_ip,
+        # The node's own address only, as kind publishes its API server on one address: not every
+        # interface of the host (bridges, VPNs, a second NIC). Pods reach it there through the
+        # `kubernetes` Service, whose endpoint is the advertised address (Endpoints refuse loopback).
+        "--bind-address", ctx.node_ip, "--secure-port", str(API_PORT), "--advertise-address", ctx.node_ip,
         "--tls-cert-file", ctx.pki("apiserver.crt"), "--tls-private-key-file", ctx.pki("apiserver.key"),
         "--client-ca-file", ctx.pki("ca.crt"),
         "--kubelet-client-certificate", ctx.pki("apiserver-kubelet-client.crt"),

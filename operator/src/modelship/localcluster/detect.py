@@ -66,6 +66,35 @@ def port_in_use(port: int, host: str = "0.0.0.0") -> bool:
     return False
 
 
+def processes(proc: Path = Path("/proc")) -> list[tuple[int, str, str]]:
+    """(pid, comm, exe) of every process we can see; exe is "" where it cannot be read."""
+    out = []
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        try:
+            exe = os.readlink(entry / "exe")
+        except OSError:
+            exe = ""
+        out.append((int(entry.name), comm, exe))
+    return sorted(out)
+
+
+def dockerd_pids(proc: Path = Path("/proc")) -> list[int]:
+    """Running Docker daemons, whoever started them."""
+    return [pid for pid, comm, _ in processes(proc) if comm == "dockerd"]
+
+
+def pids_running_from(directory: Path, proc: Path = Path("/proc")) -> list[tuple[int, str]]:
+    """(pid, name) of processes whose executable lies under ``directory``."""
+    prefix = str(directory).rstrip("/") + "/"
+    return [(pid, comm) for pid, comm, exe in processes(proc) if exe.startswith(prefix)]
+
+
 def free_disk_gb(path: Path) -> float:
     path.mkdir(parents=True, exist_ok=True)
     st = os.statvfs(path)

@@ -26,6 +26,7 @@ KUBE_TOOLS = (
     "k8s.io/kubernetes/cmd/kubelet",
     "k8s.io/kubernetes/cmd/kube-proxy",
     "k8s.io/kubernetes/cmd/kubectl",
+    "k8s.io/kubernetes/cmd/kubeadm",  # kind's node image (make e2e-kind)
 )
 ETCD_TOOL = "go.etcd.io/etcd/server/v3"
 

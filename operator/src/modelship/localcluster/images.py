@@ -73,8 +73,8 @@ def image_id(name: str) -> str:
     return buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", name, capture=True).strip()
 
 
-def _from_files(name: str, files: dict[str, Path], entrypoint: list[str] | None, symlinks: dict[str, str],
-                env: dict[str, str] | None = None) -> None:
+def from_files(name: str, files: dict[str, Path], entrypoint: list[str] | None, symlinks: dict[str, str],
+               env: dict[str, str] | None = None) -> None:
     """An image FROM scratch holding `files` (dest -> host path); no RUN, so no runtime needed."""
     ctr = buildah("from", "scratch", capture=True).strip()
     try:
@@ -111,13 +111,13 @@ def ensure_system_images() -> None:
     for name, files, entry, links in specs:
         if not has_image(name):
             with step(f"Making image {name}"):
-                _from_files(name, files, entry, links, {"PATH": "/usr/bin:/bin"})
+                from_files(name, files, entry, links, {"PATH": "/usr/bin:/bin"})
     if not has_image(HELPER_IMAGE):
         with step(f"Making image {HELPER_IMAGE} (busybox-static)"):
             applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True,
                                      check=True).stdout.split()
             links = {f"/bin/{a}": "busybox" for a in applets if a != "busybox"}
-            _from_files(HELPER_IMAGE, {"/bin/busybox": busybox}, None, links, {"PATH": "/bin"})
+            from_files(HELPER_IMAGE, {"/bin/busybox": busybox}, None, links, {"PATH": "/bin"})
 
 
 def ensure_base_image() -> None:
@@ -163,11 +163,12 @@ def _pip_conf() -> Path:
 
 def build_image(tag: str, context: str | Path, dockerfile: str | Path | None = None, target: str | None = None,
                 build_args: dict[str, str] | None = None, load: bool = True,
-                cluster: ClusterPaths | None = None) -> str:
+                cluster: ClusterPaths | None = None, record: bool = True) -> str:
     """Build a Dockerfile with buildah, keep an archive, load it into the running local cluster.
 
     Returns the fully qualified name. Other engineers call this (or
     `modelship local image build`) for serving_image/Dockerfile targets.
+    ``record=False`` keeps the archive out of what `local up` loads (kind's images).
     """
     name = qualify(tag)
     ensure_base_image()
@@ -184,7 +185,7 @@ def build_image(tag: str, context: str | Path, dockerfile: str | Path | None = N
         argv += ["--build-arg", f"{k}={v}"]
     with step(f"Building {name} with buildah{f' (target {target})' if target else ''}"):
         buildah(*argv, str(context))
-    archive = save_archive(name)
+    archive = save_archive(name, record)
     if load:
         load_if_running(archive, cluster, name)
     return name
@@ -194,8 +195,9 @@ def _record() -> Path:
     return paths.cache_root() / "images" / "built.json"
 
 
-def save_archive(name: str) -> Path:
-    """A docker-archive of `name` in the cache (keyed by image ID), recorded so `local up` loads it."""
+def save_archive(name: str, record: bool = True) -> Path:
+    """A docker-archive of `name` in the cache (keyed by image ID), recorded so `local up` loads it
+    (unless ``record`` is false)."""
     iid = image_id(name)
     out = paths.cache_root() / "images" / f"{hashlib.sha256(name.encode()).hexdigest()[:12]}-{iid[:12]}.tar"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,13 +206,15 @@ def save_archive(name: str) -> Path:
         part.unlink(missing_ok=True)
         buildah("push", "--quiet", name, f"docker-archive:{part}:{name}", capture=True)
         part.rename(out)
-    record = json.loads(_record().read_text()) if _record().exists() else {}
-    old = record.get(name)
+    if not record:
+        return out
+    built = json.loads(_record().read_text()) if _record().exists() else {}
+    old = built.get(name)
     if old and old != str(out):
         Path(old).unlink(missing_ok=True)
-    record.pop(name, None)
-    record[name] = str(out)  # insertion order is age order
-    _record().write_text(json.dumps(_prune(record), indent=1))
+    built.pop(name, None)
+    built[name] = str(out)  # insertion order is age order
+    _record().write_text(json.dumps(_prune(built), indent=1))
     return out
 
 

@@ -54,6 +54,14 @@ def prometheus_bin() -> Path:
     return bin_dir("prometheus", versions.PROMETHEUS) / "prometheus"
 
 
+def kind_bin() -> Path:
+    return bin_dir("kind", versions.KIND) / "kind"
+
+
+def crictl_bin() -> Path:
+    return bin_dir("crictl", versions.CRI_TOOLS) / "crictl"
+
+
 def cri_stop_bin() -> Path:
     return bin_dir("cri-stop-all", versions.KUBERNETES) / "cri-stop-all"
 

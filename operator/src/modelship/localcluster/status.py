@@ -25,7 +25,8 @@ def line(text: str) -> None:
 
 
 @contextmanager
-def step(title: str) -> Iterator[None]:
+def step(title: str, note: str = "") -> Iterator[None]:
+    """` ✓ title (time)`, with `note` after it (e.g. what is left) when the step succeeds."""
     start = time.monotonic()
     if _tty():
         with suppress(OSError):
@@ -35,18 +36,19 @@ def step(title: str) -> Iterator[None]:
     except BaseException as exc:
         line(f" ✗ {title} ({time.monotonic() - start:.1f}s): {exc}")
         raise
-    line(f" ✓ {title} ({time.monotonic() - start:.1f}s)")
+    line(f" ✓ {title} ({time.monotonic() - start:.1f}s)" + (f" · {note}" if note else ""))
 
 
 class Ticker:
-    """Progress for a long step: prints 'still building X (N s)' at most every `every` s."""
+    """Progress for a long step: prints '… building X (N s so far; suffix)' at most every `every` s."""
 
-    def __init__(self, title: str, every: float = 30.0) -> None:
-        self.title, self.every = title, every
+    def __init__(self, title: str, every: float = 30.0, suffix: str = "") -> None:
+        self.title, self.every, self.suffix = title, every, suffix
         self.start = self.last = time.monotonic()
 
     def tick(self) -> None:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            line(f"   … {self.title} ({now - self.start:.0f}s so far)")
+            extra = f"; {self.suffix}" if self.suffix else ""
+            line(f"   … {self.title} ({now - self.start:.0f}s so far{extra})")

@@ -5,17 +5,15 @@ tests/conftest.py; other suites can call `session()` directly."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelship.localcluster import paths
+from modelship.localcluster import locks, paths
 from modelship.localcluster.paths import ClusterPaths
 
 
@@ -57,22 +55,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def machine_lock(timeout: float = 3600) -> Iterator[None]:
     """One local-cluster session per machine (the ports are the machine's): a
     second session waits here instead of stopping the first one's cluster."""
-    lock = paths.cache_root() / "local-cluster-session.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"another session held {lock} for over {timeout:.0f}s") from None
-                time.sleep(2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    from modelship.localcluster.status import line
+
+    with locks.flock(locks.session_lock_path(), timeout, "another local-cluster session", on_wait=line):
+        yield
 
 
 @contextmanager

@@ -22,6 +22,13 @@ PROMETHEUS = "v0.316.0"
 # build fails: a nomad dependency is missing from the module proxy).
 PROMETHEUS_TAGS = ("remove_all_sd", "enable_kubernetes_sd", "enable_file_sd")
 
+# kind (`make e2e-kind`, the 3-node cluster the drills run on): the Go module, and
+# crictl for its node image (`kind load` asks the node's CRI; Debian has no cri-tools).
+KIND = "v0.33.0"
+CRI_TOOLS = "v1.37.0"
+# Debian packages `make e2e-kind` installs when missing (the daemon kind drives).
+KIND_APT_PACKAGES = ("docker.io",)
+
 # Debian packages `local build` installs when missing.
 APT_PACKAGES = (
     "containerd",

@@ -4,6 +4,12 @@ Alertmanager repeats a firing alert every ``repeat_interval`` and retries a
 failed webhook, so the same alert arrives many times. One alert instance is
 identified by its fingerprint and ``startsAt`` (a new firing after a resolve
 has a new ``startsAt``); it counts once. The webhook payload is version 4.
+
+The book lives in the operator's memory, so it is bounded: a key longer than
+``MAX_KEY_CHARS`` is kept as a hash, a target whose names could not be a
+namespace and a Model is not kept, and past ``max_entries`` instances or
+``max_bytes`` of stored text the oldest instances go first (resolved ones
+before firing ones). A flood of distinct alerts costs at most the bound.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from modelship.logic.conditions import parse_time, rfc3339
 from modelship.logic.revision import short_hash
 
 DAY = timedelta(hours=24)
+MAX_KEY_CHARS = 128
+MAX_NAMESPACE_CHARS = 63
+MAX_NAME_CHARS = 253
+DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,9 +108,14 @@ class Alert:
 
     @property
     def key(self) -> str:
-        """One alert instance: its fingerprint (or a hash of its labels) and when it started."""
+        """One alert instance: its fingerprint (or a hash of its labels) and when it started.
+
+        At most ``MAX_KEY_CHARS`` long: a longer one (Alertmanager's are 16 hex digits and a
+        timestamp) is replaced by its hash, so the book's size does not depend on the sender.
+        """
         fingerprint = self.fingerprint or short_hash(dict(self.labels), length=16)
-        return f"{fingerprint}@{self.starts_at}"
+        key = f"{fingerprint}@{self.starts_at}"
+        return key if len(key) <= MAX_KEY_CHARS else "sha256:" + short_hash(key, length=64)
 
     @property
     def firing(self) -> bool:
@@ -109,7 +125,9 @@ class Alert:
     def target(self) -> tuple[str, str] | None:
         """(namespace, model) from the labels, or ``None`` when the alert names no model."""
         namespace, model = self.labels.get("namespace"), self.labels.get("model")
-        return (namespace, model) if namespace and model else None
+        if not namespace or not model or len(namespace) > MAX_NAMESPACE_CHARS or len(model) > MAX_NAME_CHARS:
+            return None  # no Model can have these names
+        return namespace, model
 
 
 def parse_alerts(payload: Mapping[str, Any]) -> list[Alert]:
@@ -143,10 +161,51 @@ def parse_alerts(payload: Mapping[str, Any]) -> list[Alert]:
 
 @dataclass(frozen=True)
 class AlertBook:
-    """Alert instances seen (key → when first seen) and what is firing per (namespace, model)."""
+    """Alert instances seen (key → when first seen) and what is firing per (namespace, model).
+
+    ``max_entries`` and ``max_bytes`` bound it (see the module's docstring);
+    ``dropped`` counts the instances it had to forget early, over its life.
+    """
 
     seen: Mapping[str, datetime] = field(default_factory=dict)
     firing: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    max_bytes: int = DEFAULT_MAX_BYTES
+    dropped: int = 0
+
+
+def book_bytes(book: AlertBook) -> int:
+    """The text the book holds: every key once for ``seen``, again with its target's names for ``firing``."""
+    size = sum(len(k) for k in book.seen)
+    for (namespace, model), keys in book.firing.items():
+        size += len(namespace) + len(model) + sum(len(k) for k in keys)
+    return size
+
+
+def _key_of_target(firing: Mapping[tuple[str, str], set[str]]) -> dict[str, tuple[str, str]]:
+    return {k: target for target, keys in firing.items() for k in keys}
+
+
+def _bound(seen: dict[str, datetime], firing: dict[tuple[str, str], set[str]],
+           max_entries: int, max_bytes: int) -> int:
+    """Forget the oldest instances, resolved before firing, until the book fits; returns how many."""
+    target_of = _key_of_target(firing)
+    size = sum(len(k) for k in seen) + sum(len(t[0]) + len(t[1]) + len(k) for k, t in target_of.items())
+    if len(seen) <= max_entries and size <= max_bytes:
+        return 0
+    order = sorted(seen, key=lambda k: (k in target_of, seen[k], k))
+    dropped = 0
+    for key in order:
+        if len(seen) <= max_entries and size <= max_bytes:
+            break
+        del seen[key]
+        size -= len(key)
+        target = target_of.pop(key, None)
+        if target is not None:
+            firing[target].discard(key)
+            size -= len(target[0]) + len(target[1]) + len(key)
+        dropped += 1
+    return dropped
 
 
 def record_alerts(
@@ -156,25 +215,29 @@ def record_alerts(
 
     News: a firing instance not seen before, or the resolve of one that was
     firing. Repeats (the same instance firing again) are not news. Entries
-    older than ``forget_after`` are dropped.
+    older than ``forget_after`` are dropped, and the oldest beyond the book's
+    bounds (``AlertBook.dropped`` counts those).
     """
     seen = {k: t for k, t in book.seen.items() if now - t < forget_after}
-    firing = {k: set(v) for k, v in book.firing.items()}
+    firing = {k: {key for key in v if key in seen} for k, v in book.firing.items()}
     news: list[Alert] = []
     for alert in alerts:
         target = alert.target
+        key = alert.key
         if alert.firing:
-            if alert.key not in seen:
-                seen[alert.key] = now
+            if key not in seen:
+                seen[key] = now
                 news.append(alert)
             if target is not None:
-                firing.setdefault(target, set()).add(alert.key)
+                firing.setdefault(target, set()).add(key)
         else:
-            if target is not None and alert.key in firing.get(target, set()):
-                firing[target].discard(alert.key)
+            if target is not None and key in firing.get(target, set()):
+                firing[target].discard(key)
                 news.append(alert)
-            seen.setdefault(alert.key, now)
-    return AlertBook(seen, {k: frozenset(v) for k, v in firing.items() if v}), news
+            seen.setdefault(key, now)
+    dropped = _bound(seen, firing, book.max_entries, book.max_bytes)
+    return AlertBook(seen, {k: frozenset(v) for k, v in firing.items() if v}, book.max_entries, book.max_bytes,
+                     book.dropped + dropped), news
 
 
 def is_firing(book: AlertBook, namespace: str, model: str) -> bool:

@@ -104,6 +104,11 @@ class Metadata(_Wire):
     tensor_input: str | None = Field(default=None, description="Input name in tensor mode.")
     tensor_dtype: Literal["float", "double"] | None = None
     outputs: list[Output]
+    # Inputs whose missing values the graph fills in (an imputer reads them first): the server
+    # accepts null (and NaN) there, as "" (``missing_category``) for string inputs, and 400s
+    # a null anywhere else. Empty for artifacts that do not say (a bare model, older trainers).
+    imputed_inputs: list[str] = Field(default_factory=list)
+    missing_category: str = Field(default="", description="What a string input's missing value is in the graph.")
     classes: list[Any] | None = None
     metric: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)

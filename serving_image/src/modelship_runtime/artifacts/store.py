@@ -5,15 +5,25 @@ The trainer writes artifacts; the server and the operator read them. Stores:
 through the usual AWS variables, including ``AWS_ENDPOINT_URL``). ``http(s)://``
 is readable only (datasets).
 
-Writes are atomic per file (temp file + rename on disk; one PUT on S3) and
-``metadata.json`` is written last and removed first, so a reader that finds
-metadata finds the model it describes. Readers check the model's sha256
-against the metadata (or a digest the caller trusts more, such as the one in
-a TrainingJob's status) and refuse a mismatch.
+Artifacts are write-once: each file is created only where nothing is
+(a hard link of a complete temp file on disk; a conditional PUT,
+``If-None-Match: *``, on S3), never replaced. Writing the same model again
+(a retried trainer) is fine and keeps what is there; a different model
+where one exists is refused with :class:`ArtifactExists`, so no writer can
+swap the model a revision serves. ``metadata.json`` is written last, so a
+reader that finds metadata finds the model it describes. Readers check the
+model's sha256 against the metadata (or a digest the caller trusts more,
+such as the one in a TrainingJob's status) and refuse a mismatch.
+
+On S3 the conditional PUT is the guard; before it a HEAD looks for an
+existing object, which is all that protects a store that ignores
+``If-None-Match`` (S3-compatible stores without conditional writes; a
+writer racing another between the HEAD and the PUT could then still
+replace it). AWS S3, MinIO and moto honour it.
 
 API::
 
-    write_artifact(uri, model_bytes, metadata) -> str            # sha256 of model
+    write_artifact(uri, model_bytes, metadata) -> str            # sha256 of model; write-once
     read_metadata(uri) -> Metadata
     read_model(uri, expected_sha256=None) -> bytes                # verified
     fetch_model(uri, dest_dir, expected_sha256=None) -> Path      # verified copy
@@ -49,6 +59,10 @@ class ArtifactNotFound(ArtifactError):
 
 class IntegrityError(ArtifactError):
     """The model's sha256 differs from the one expected: never serve it."""
+
+
+class ArtifactExists(ArtifactError):
+    """A different artifact is already at the URI: artifacts are write-once."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -211,6 +225,74 @@ def write_uri(uri: str, data: bytes) -> None:
         raise ArtifactError(f"{uri}: could not write: {exc}") from exc
 
 
+def _create_file_once(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``data`` unless it exists (False then); never a partial or replaced file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return False
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the server pod may run as another user.
+        try:
+            os.link(tmp, path)  # atomic, and fails where a file is
+        except FileExistsError:
+            return False
+        except OSError:
+            # A filesystem without hard links: exclusive create, then write. A reader may see the
+            # file before it is whole, but metadata.json (written after) vouches for its sha256.
+            try:
+                out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _create_s3_once(bucket: str, key: str, data: bytes) -> bool:
+    from botocore.exceptions import ClientError
+
+    client = _s3_client()
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+        return False
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except ClientError as exc:
+        # 412: someone created it since the HEAD; 409: a concurrent conditional write is in flight.
+        if exc.response.get("Error", {}).get("Code", "") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
+
+
+def create_uri(uri: str, data: bytes) -> bool:
+    """Write one file at a file:// or s3:// URI unless one is there; True when this call created it."""
+    scheme = _scheme(uri)
+    try:
+        if scheme == "file":
+            return _create_file_once(_file_path(uri), data)
+        if scheme == "s3":
+            bucket, key = _s3_location(uri)
+            return _create_s3_once(bucket, key, data)
+        raise ArtifactError(f"{uri}: http(s) stores are read-only; write to file:// or s3://")
+    except ArtifactError:
+        raise
+    except Exception as exc:  # boto and OS errors alike: the caller needs one kind
+        raise ArtifactError(f"{uri}: could not write: {exc}") from exc
+
+
 def delete_uri(uri: str) -> None:
     """Remove one file; absent is fine."""
     scheme = _scheme(uri)
@@ -224,19 +306,39 @@ def delete_uri(uri: str) -> None:
         raise ArtifactError(f"{uri}: could not delete: {exc}") from exc
 
 
-def write_artifact(uri: str, model_bytes: bytes, metadata: Metadata) -> str:
-    """Write model.onnx then metadata.json under ``uri``; returns the model's sha256.
+def _metadata_digest(raw: bytes) -> str | None:
+    try:
+        return Metadata.model_validate_json(raw).model_sha256
+    except ValueError:
+        return None
 
-    ``metadata.model_sha256`` is set to the digest of ``model_bytes``. An
-    artifact already at ``uri`` loses its metadata.json first, so between the
-    two writes no reader takes the old metadata for the new model.
+
+def write_artifact(uri: str, model_bytes: bytes, metadata: Metadata) -> str:
+    """Write model.onnx then metadata.json under ``uri``, once; returns the model's sha256.
+
+    ``metadata.model_sha256`` is set to the digest of ``model_bytes``. Where
+    the same model is already written (a retry), what is there stays and the
+    call succeeds; where another model (or metadata for another model) is,
+    :class:`ArtifactExists` is raised and nothing is changed.
     """
     digest = sha256_hex(model_bytes)
     metadata = metadata.model_copy(update={"model_sha256": digest})
     body = json.dumps(metadata.wire(), indent=2, sort_keys=True).encode()
-    delete_uri(join(uri, METADATA_FILE))
-    write_uri(join(uri, MODEL_FILE), model_bytes)
-    write_uri(join(uri, METADATA_FILE), body)
+    model_uri, metadata_uri = join(uri, MODEL_FILE), join(uri, METADATA_FILE)
+    if not create_uri(model_uri, model_bytes):
+        existing = sha256_hex(read_uri(model_uri))
+        if existing != digest:
+            raise ArtifactExists(
+                f"{model_uri} already holds another model (sha256 {existing}, this one {digest}); artifacts are "
+                "write-once: write to a new location (a new TrainingJob, or another outputUri)"
+            )
+    if not create_uri(metadata_uri, body):
+        recorded = _metadata_digest(read_uri(metadata_uri))
+        if recorded != digest:
+            raise ArtifactExists(
+                f"{metadata_uri} already describes another model (sha256 {recorded}, this one {digest}); artifacts "
+                "are write-once: write to a new location (a new TrainingJob, or another outputUri)"
+            )
     return digest
 
 

@@ -7,6 +7,11 @@ column, optionally after the rows at ``dataset.uri``. They are written next
 to the artifact as ``dataset.parquet`` and that file's sha256 is the
 dataset digest, so the run records exactly what it learned from and can be
 repeated from the store alone.
+
+The file is written once, like the rest of the artifact: the first process
+of a run to join writes it, and every other one (a fanned-out search's
+shares and its refit, a retried pod) trains on that file, not on a fresh
+join that labels arriving meanwhile would change.
 """
 
 from __future__ import annotations
@@ -74,10 +79,27 @@ def production_frame(dataset: Dataset) -> tuple[pd.DataFrame, int]:
     return frame.reset_index(drop=True), len(predictions)
 
 
+def _written(uri: str) -> data.LoadedData | None:
+    """The production dataset an earlier process of this run wrote, if there is one."""
+    try:
+        raw = store.read_uri(uri)
+    except store.ArtifactNotFound:
+        return None
+    except store.ArtifactError as exc:
+        raise StoreError(f"cannot read the production dataset {uri}: {exc}") from exc
+    frame = pq.read_table(io.BytesIO(raw)).to_pandas()
+    return data.LoadedData(frame=frame, sha256=store.sha256_hex(raw), rows=len(frame), uri=uri)
+
+
 def load(dataset: Dataset, output_uri: str, log: Callable[[str], None]) -> data.LoadedData:
-    """The production dataset, written to ``<output_uri>/dataset.parquet``; its digest is that file's."""
+    """The production dataset, written once to ``<output_uri>/dataset.parquet``; its digest is that file's."""
     prod = dataset.production
     assert prod is not None
+    uri = store.join(output_uri, DATASET_FILE)
+    earlier = _written(uri)
+    if earlier is not None:
+        log(f"Read the {earlier.rows} production rows this run joined before ({uri})")
+        return earlier
     frame, logged = production_frame(dataset)
     log(f"Joined {len(frame)} labelled production rows of {logged} logged between {prod.start} and {prod.end}")
     if prod.include_training_data:
@@ -90,9 +112,14 @@ def load(dataset: Dataset, output_uri: str, log: Callable[[str], None]) -> data.
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink, compression="zstd")
     raw = sink.getvalue()
-    uri = store.join(output_uri, DATASET_FILE)
     try:
-        store.write_uri(uri, raw)
+        created = store.create_uri(uri, raw)
     except store.ArtifactError as exc:
         raise StoreError(f"cannot write the production dataset: {exc}") from exc
+    if not created:  # another process of this run wrote it first: train on that one
+        theirs = _written(uri)
+        if theirs is None:
+            raise StoreError(f"cannot read the production dataset {uri} another process wrote")
+        log(f"Another process of this run wrote {uri} first; training on its {theirs.rows} rows")
+        return theirs
     return data.LoadedData(frame=frame, sha256=store.sha256_hex(raw), rows=len(frame), uri=uri)

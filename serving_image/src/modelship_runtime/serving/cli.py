@@ -44,8 +44,16 @@ FLAGS: list[tuple[str, str, Any]] = [
     ("--drain-seconds", "drain_seconds", float),
     ("--shutdown-timeout-seconds", "shutdown_timeout_seconds", float),
     ("--idle-timeout-seconds", "idle_timeout_seconds", float),
+    ("--load-retry-max-seconds", "load_retry_max_seconds", float),
+    ("--load-deadline-seconds", "load_deadline_seconds", float),
     ("--cache-dir", "cache_dir", str),
     ("--log-level", "log_level", str),
+    ("--shadow-url", "shadow_url", str),
+    ("--shadow-percent", "shadow_percent", float),
+    ("--shadow-queue", "shadow_queue", int),
+    ("--shadow-timeout-seconds", "shadow_timeout_seconds", float),
+    ("--shadow-connections", "shadow_connections", int),
+    ("--shadow-retry-seconds", "shadow_retry_seconds", float),
 ]
 
 

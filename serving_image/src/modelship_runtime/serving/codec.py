@@ -1,9 +1,10 @@
 """JSON values to typed numpy arrays, refusing what does not fit.
 
 Shared by both protocols. Strings where numbers belong, fractions where
-integers belong, null (unless missing values are allowed), ragged nesting and
-values outside the target type's range are all the client's error (400), and
-the message says which input and why.
+integers belong, null or NaN (unless the artifact's graph imputes that
+input), infinity, ragged nesting and values outside the target type's range
+are all the client's error (400), and the message says which input (and,
+in a matrix, which feature) and why.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ def quiet_numpy() -> None:
     QUIET = True
 
 
-def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False) -> Array:
+def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False, *,
+           missing_category: str = "", columns: list[str] | None = None) -> Array:
+    """``data`` as an array of ``spec``'s type. ``allow_missing``: null (and NaN) are let through, as NaN
+    for numbers and ``missing_category`` for strings (the artifact says its graph imputes this input).
+    ``columns``: the feature of each column of a 2-D input, to name in messages."""
     if spec.dtype is np.object_:
-        return _strings(data, where)
+        return _strings(data, where, missing_category if allow_missing else None, columns)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError) as exc:
@@ -45,19 +50,21 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False)
     target = np.dtype(spec.dtype)
     if target.kind == "f":
         if kind not in _FLOAT_SOURCES:
-            arr = _floats_with_missing(arr, where, allow_missing, spec)
+            arr = _floats_with_missing(arr, where, allow_missing, spec, columns)
         if QUIET:
             out = arr.astype(target, copy=False)  # out-of-range values become inf: refused below
-            ok = finite(out)
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 out = arr.astype(target, copy=False)
-                ok = finite(out)
-        if not allow_missing and not ok:
-            raise BadRequest(
-                f"{where}: contains NaN, infinity or a value outside the {spec.datatype} range; "
-                "this model does not accept missing values"
-            )
+        if not finite(out):
+            flat = out.ravel()
+            bad = np.isinf(flat) if allow_missing else ~np.isfinite(flat)
+            if bad.any():
+                at = _at(where, int(np.argmax(bad)), out.shape, columns)
+                if allow_missing:
+                    raise BadRequest(f"{at}: contains infinity or a value outside the {spec.datatype} range")
+                raise BadRequest(f"{at}: contains NaN, infinity or a value outside the {spec.datatype} range; "
+                                 f"{NOT_IMPUTED}")
         return out
     if target.kind in "iu":
         if kind not in "iu":
@@ -83,19 +90,32 @@ def finite(arr: Array) -> bool:
         return math.isfinite(arr.sum()) or bool(np.isfinite(arr).all())
 
 
-def _floats_with_missing(arr: Array, where: str, allow_missing: bool, spec: TensorSpec) -> Array:
+NOT_IMPUTED = "the model does not impute this input (missing values are accepted only where its metadata.json's imputedInputs says)"
+
+
+def _at(where: str, flat_index: int, shape: tuple[int, ...], columns: list[str] | None) -> str:
+    """``where``, naming the feature of the value at ``flat_index`` when the columns are known."""
+    # A matrix with one column per feature, or (v2) its row-major flattening.
+    if columns and ((len(shape) == 2 and shape[1] == len(columns)) or (len(shape) == 1 and shape[0] % len(columns) == 0)):
+        return f"{where} (feature {columns[flat_index % len(columns)]!r})"
+    return where
+
+
+def _floats_with_missing(arr: Array, where: str, allow_missing: bool, spec: TensorSpec,
+                         columns: list[str] | None) -> Array:
     if arr.dtype.kind == "O":
         flat = arr.ravel().tolist()
         if any(isinstance(v, list) for v in flat):
             raise BadRequest(f"{where}: data is ragged or malformed")
         if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in flat):
             if not allow_missing:
-                raise BadRequest(f"{where}: contains null; this model does not accept missing values")
+                first = next(i for i, v in enumerate(flat) if v is None)
+                raise BadRequest(f"{_at(where, first, arr.shape, columns)}: contains null; {NOT_IMPUTED}")
             return np.array([np.nan if v is None else v for v in flat], dtype=np.float64).reshape(arr.shape)
     raise BadRequest(f"{where}: {spec.datatype} needs numbers, got {_describe(arr)}")
 
 
-def _strings(data: Any, where: str) -> Array:
+def _strings(data: Any, where: str, missing: str | None = None, columns: list[str] | None = None) -> Array:
     try:
         arr = np.array(data, dtype=object)
     except (ValueError, TypeError) as exc:
@@ -104,12 +124,20 @@ def _strings(data: Any, where: str) -> Array:
     for v in flat:
         if isinstance(v, str):
             continue
-        if isinstance(v, int) and not isinstance(v, bool):
+        if (isinstance(v, int) and not isinstance(v, bool)) or v is None:
             break
         raise BadRequest(f"{where}: BYTES needs strings, got {type(v).__name__}")
     else:
         return arr
-    return np.array([v if isinstance(v, str) else _int_str(v, where) for v in flat], dtype=object).reshape(arr.shape)
+    out = []
+    for i, v in enumerate(flat):
+        if v is None:
+            if missing is None:
+                raise BadRequest(f"{_at(where, i, arr.shape, columns)}: contains null; {NOT_IMPUTED}")
+            out.append(missing)
+        else:
+            out.append(v if isinstance(v, str) else _int_str(v, where))
+    return np.array(out, dtype=object).reshape(arr.shape)
 
 
 def _int_str(v: Any, where: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from modelship_runtime.artifacts.metadata import CategoricalReference, Metadata
+from modelship_runtime.artifacts.store import ArtifactError, IntegrityError
 
 from .batcher import Array, Batcher, Feed, Reply
 from .drift import DriftCounters
@@ -30,6 +32,10 @@ from .predlog import load as load_prediction_log
 from .settings import ServeSettings
 
 log = logging.getLogger("modelship.serve")
+# What a later attempt may get past: the store down or unreachable, the artifact not (yet) there,
+# a volume not mounted yet. IntegrityError is an ArtifactError too, but never retried.
+RETRIABLE = (ArtifactError, OSError)
+LOAD_RETRY_FIRST_SECONDS = 0.5
 SERVER_NAME = "modelship-serve"
 SERVER_VERSION = "0.1.0"
 
@@ -58,17 +64,44 @@ class DataPlane:
         self.metrics = Metrics(self.name)
         self.threads = settings.threads or max(1, cpu_limit() // settings.workers)
         self._rng = random.Random()
+        # Inputs that may carry null/NaN: what the artifact's graph imputes (metadata.json), or all
+        # with --allow-missing (for a bare model the operator knows nothing about).
+        self.imputed: frozenset[str] = frozenset()
+        self.missing_category = ""
+        self.started = time.monotonic()
+        self._stop = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------
 
     def load(self) -> None:
-        """Blocking: fetch, check, load and warm up; never raises (failure is a state)."""
+        """Blocking: fetch, check, load and warm up; never raises (failure is a state).
+
+        A store that cannot be read (down, unreachable, the artifact not there
+        yet) is retried with backoff, readiness saying why; anything else (a
+        sha256 mismatch, a graph that does not load) fails at once, for good.
+        """
         t0 = time.perf_counter()
-        try:
-            self._load()
-        except Exception as exc:
-            self._fail(f"the model could not be loaded: {exc}")
-            return
+        delay, attempt = LOAD_RETRY_FIRST_SECONDS, 0
+        while True:
+            attempt += 1
+            try:
+                self._load()
+                break
+            except RETRIABLE as exc:
+                if isinstance(exc, IntegrityError):
+                    self._fail(f"the model could not be loaded: {exc}")
+                    return
+                wait = min(delay, self.settings.load_retry_max_seconds)
+                self.reason = (f"the model could not be fetched yet (attempt {attempt}, "
+                               f"{time.monotonic() - self.started:.0f} s): {exc}; retrying in {wait:.1f} s")
+                log.warning("Could not fetch model %s (attempt %d): %s; retrying in %.1f s",
+                            self.name, attempt, exc, wait)
+                if self._stop.wait(wait):
+                    return  # stopping
+                delay *= 2
+            except Exception as exc:
+                self._fail(f"the model could not be loaded: {exc}")
+                return
         if self.state is State.FAILED:
             return
         seconds = time.perf_counter() - t0
@@ -106,6 +139,9 @@ class DataPlane:
             return
         model = OnnxModel(local.model_path, self.threads)
         self._check_metadata(model)
+        if self.metadata is not None:
+            self.imputed = frozenset(self.metadata.imputed_inputs) & set(model.input_by_name)
+            self.missing_category = self.metadata.missing_category
         if self.metadata is not None:
             drift = DriftCounters(self.name, self.metadata)
             if drift.enabled:
@@ -163,6 +199,7 @@ class DataPlane:
         log.error("Refused model %s: %s", self.name, reason)
 
     def begin_stopping(self) -> None:
+        self._stop.set()
         if self.state is State.READY:
             self.metrics.ready.labels(self.name).set(0)
         if self.state is not State.FAILED:
@@ -180,6 +217,13 @@ class DataPlane:
     @property
     def ready(self) -> bool:
         return self.state is State.READY
+
+    @property
+    def live(self) -> bool:
+        """False once the model has kept failing to load past ``load_deadline_seconds``: a restart
+        (new pod network, new credentials, a store back in another place) may do what retries do not."""
+        deadline = self.settings.load_deadline_seconds
+        return not (deadline and self.state is State.LOADING and time.monotonic() - self.started > deadline)
 
     @property
     def idle(self) -> bool:
@@ -217,12 +261,24 @@ class DataPlane:
                 features=[{"name": f.name, "type": str(f.type), "dtype": f.dtype} for f in md.features],
                 classes=md.classes,
                 output_roles={o.name: o.role for o in md.outputs},
+                imputed_inputs=sorted(self.imputed),
                 drift_histograms=self.drift is not None,
             )
         out["parameters"] = params
         return out
 
     # -- inference ---------------------------------------------------------
+
+    def accepts_missing(self, name: str) -> bool:
+        """Whether input ``name`` may carry null/NaN: its graph imputes it (or --allow-missing)."""
+        return self.settings.allow_missing or name in self.imputed
+
+    def columns_of(self, name: str) -> list[str] | None:
+        """The feature of each column of input ``name`` in tensor mode (for messages), else None."""
+        md = self.metadata
+        if md is not None and md.input_mode == "tensor" and md.tensor_input == name:
+            return [f.name for f in md.features]
+        return None
 
     def input_spec(self, name: str) -> TensorSpec:
         model = self.serving_model()

@@ -46,7 +46,6 @@ def decode_infer(dp: DataPlane, data: bytes) -> tuple[Feed, list[str] | None, st
     raw = req.raw_input_contents
     if raw and len(raw) != len(inputs):
         raise BadRequest(f"raw_input_contents has {len(raw)} entries for {len(inputs)} inputs")
-    allow = dp.settings.allow_missing
     limit = dp.settings.max_rows * 4096
     feed: Feed = {}
     for i, tensor in enumerate(inputs):
@@ -70,9 +69,9 @@ def decode_infer(dp: DataPlane, data: bytes) -> tuple[Feed, list[str] | None, st
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequest(f"{where} has contents but the request uses raw_input_contents; send one")
-            feed[name] = tensor_from_bytes(raw[i], spec, shape, where, allow)
+            feed[name] = tensor_from_bytes(raw[i], spec, shape, where, dp.accepts_missing(name))
         else:
-            feed[name] = _from_contents(tensor.contents, spec, shape, size, where, allow)
+            feed[name] = _from_contents(tensor.contents, spec, shape, size, where, dp.accepts_missing(name))
     outputs = None
     if req.outputs:
         outputs = []

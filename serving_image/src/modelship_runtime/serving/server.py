@@ -6,7 +6,10 @@ inference handler answers with a future that the batcher resolves (no task
 per request). Responses leave in request order (pipelining is allowed).
 
 Lifecycle: the socket listens at once (liveness answers while the model
-loads in a thread); readiness follows the data plane's state. On SIGTERM
+loads in a thread); readiness follows the data plane's state. A store that
+cannot be read is retried with backoff; past ``load_deadline_seconds``
+without a model, liveness answers 503 so the kubelet restarts the pod
+instead of leaving it unready for good. On SIGTERM
 readiness turns false at once, connections are still accepted for
 ``drain_seconds`` (endpoints need time to drop the pod), then the listener
 closes, in-flight requests finish, idle connections close and the process
@@ -30,7 +33,7 @@ from typing import Any
 import httptools
 import orjson
 
-from . import binary, codec, feedback, grpc_server, openapi, requestid, v1, v2
+from . import binary, codec, feedback, grpc_server, openapi, requestid, shadow, v1, v2
 from .batcher import Feed
 from .dataplane import DataPlane, State
 from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServeError
@@ -67,8 +70,8 @@ def error_response(exc: ServeError) -> Response:
 
 
 class Request:
-    __slots__ = ("authorization", "body", "endpoint", "header_length", "keep_alive", "method", "protocol",
-                 "request_id", "start", "url")
+    __slots__ = ("authorization", "body", "endpoint", "header_length", "keep_alive", "method", "mirrored",
+                 "protocol", "request_id", "start", "url")
 
     def __init__(self, method: bytes, url: bytes, body: bytes, keep_alive: bool, start: float,
                  header_length: int = -1, request_id: bytes | None = None,
@@ -84,6 +87,7 @@ class Request:
         self.header_length = header_length
         self.request_id = request_id  # the x-request-id header, if sent
         self.authorization = authorization
+        self.mirrored = False  # a copy from a stable (Modelship-Shadow header): never mirrored again
 
 
 # A handler answers at once (a Response) or later through its reply callback (None).
@@ -104,6 +108,7 @@ class App:
         self._infer_url = b""  # the last plain infer URL seen, for the hot path
         self._infer_name = ""
         self.ids = requestid.RequestIds()
+        self.shadow = shadow.from_settings(settings)  # None: mirroring off
 
     # -- routing -----------------------------------------------------------
 
@@ -155,7 +160,11 @@ class App:
             req.endpoint = parts[1]
             self._only(method, b"GET")
             if parts[1] == "live":
-                return json_response(200, {"live": True})
+                if dp.live:
+                    return json_response(200, {"live": True})
+                return json_response(503, {"live": False, "reason": f"no model after "
+                                           f"{dp.settings.load_deadline_seconds:g} s (MODELSHIP_LOAD_DEADLINE_SECONDS): "
+                                           f"{dp.reason}"})
             if dp.ready:
                 return json_response(200, {"ready": True})
             return json_response(503, {"ready": False, "reason": dp.reason})
@@ -212,11 +221,15 @@ class App:
         request_id = self.ids.pick(body_id, req.request_id)
         id_header = requestid.header_line(request_id)
         if binary_out is None:
-            dp.infer(feed, outputs, _replier(reply, lambda result: v2.encode_response(dp, result, request_id),
-                                             id_header), request_id=request_id)
+            done = _replier(reply, lambda result: v2.encode_response(dp, result, request_id), id_header)
+            # JSON requests are mirrored (the copy leaves after the answer); binary ones are not.
+            if self.shadow is not None and not req.mirrored and req.header_length < 0:
+                done = self.shadow.tap(req.url, req.body, False, done)
+            dp.infer(feed, outputs, done, request_id=_logged_id(req, request_id))
         else:
             dp.infer(feed, outputs, _replier(reply, lambda result: _binary_response(
-                *v2.encode_binary_response(dp, result, request_id, binary_out), id_header)), request_id=request_id)
+                *v2.encode_binary_response(dp, result, request_id, binary_out), id_header)),
+                     request_id=_logged_id(req, request_id))
         return None
 
     def _v1(self, req: Request, method: bytes, parts: list[str], reply: ReplyTo) -> Result:
@@ -234,9 +247,11 @@ class App:
             dp.check_model(target[: -len(":predict")])
             feed, want_proba = v1.decode_request(dp, req.body)
             request_id = self.ids.pick(None, req.request_id)
-            dp.infer(feed, None, _replier(reply, lambda result: v1.encode_response(dp, result, want_proba,
-                                                                                  request_id),
-                                          requestid.header_line(request_id)), request_id=request_id)
+            done = _replier(reply, lambda result: v1.encode_response(dp, result, want_proba, request_id),
+                            requestid.header_line(request_id))
+            if self.shadow is not None and not req.mirrored:
+                done = self.shadow.tap(req.url, req.body, True, done)  # the copy leaves after the answer
+            dp.infer(feed, None, done, request_id=_logged_id(req, request_id))
             return None
         if ":" in target:
             raise NotFound(f"no such verb: {target[:200]} (KServe v1 here has :predict)")
@@ -287,6 +302,12 @@ def _binary_response(body: bytes, header_length: int, headers: bytes = b"") -> R
     return Response(200, body, OCTETS, b"inference-header-content-length: %d\r\n" % header_length + headers)
 
 
+def _logged_id(req: Request, request_id: str) -> str | None:
+    """The id the prediction log files a request under; none for a shadow's mirrored copy: no client
+    got its answer, and the stable logged the request already (the log holds what was served)."""
+    return None if req.mirrored else request_id
+
+
 def _replier(reply: ReplyTo, encode: Callable[[Feed], bytes | Response],
              headers: bytes = b"") -> Callable[[Feed | BaseException], None]:
     """Turns an inference result (or its exception) into a response for ``reply``."""
@@ -328,6 +349,7 @@ class HttpProtocol(asyncio.Protocol):
         self.start = 0.0
         self.too_large = False
         self.header_length = -1
+        self.mirrored = False
         self.last_seen = time.monotonic()
         self.request_id: bytes | None = None
         self.authorization: bytes | None = None
@@ -383,6 +405,7 @@ class HttpProtocol(asyncio.Protocol):
         self.header_length = -1
         self.request_id = None
         self.authorization = None
+        self.mirrored = False
         self.start = time.perf_counter()
 
     def on_url(self, url: bytes) -> None:
@@ -412,6 +435,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.header_length = binary.parse_header_length(value)
             except BadRequest:
                 self.header_length = binary.INVALID_HEADER_LENGTH  # a 400 when handled, not a broken connection
+        elif len(name) == 16 and name.lower() == shadow.HEADER:
+            self.mirrored = True
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -425,6 +450,7 @@ class HttpProtocol(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         req = Request(self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.start,
                       self.header_length, self.request_id, self.authorization)
+        req.mirrored = self.mirrored
         self.pending.append(req)
         if len(self.pending) > MAX_PIPELINED and self.transport is not None and not self.paused:
             self.paused = True
@@ -510,6 +536,9 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     # Once loaded, what exists lives for good: keep it out of the collector's
     # full passes, which would otherwise stall the loop for milliseconds.
     loading.add_done_callback(lambda _: gc.freeze())
+    mirror = app.shadow
+    if mirror is not None:  # mirroring starts once the model's name, task and outputs are known
+        loading.add_done_callback(lambda _: mirror.attach_to(dp))
     await stop.wait()
     was = dp.state
     dp.begin_stopping()
@@ -529,6 +558,8 @@ async def serve(settings: ServeSettings, *, reuse_port: bool = False, ready_file
     app.close_idle()
     for c in list(app.connections):
         c.close()
+    if app.shadow is not None:
+        await app.shadow.close()
     if not loading.done():
         log.info("Stopped before the model finished loading")
     else:

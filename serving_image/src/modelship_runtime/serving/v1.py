@@ -45,7 +45,6 @@ def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, bool]:
     else:
         raise BadRequest("each instance must be a list of feature values or an object keyed by feature name")
     md = dp.metadata
-    allow = dp.settings.allow_missing
     if len(model.inputs) == 1 and (md is None or md.input_mode == "tensor"):
         spec = model.inputs[0]
         rows = instances if columns is None else [list(r) for r in zip(*columns, strict=True)]
@@ -54,7 +53,8 @@ def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, bool]:
             for k, r in enumerate(rows):
                 if len(r) != width:
                     raise BadRequest(f"instances[{k}] has {len(r)} values; the model takes {width} features")
-        arr = coerce(rows, spec, "instances", allow)
+        arr = coerce(rows, spec, "instances", dp.accepts_missing(spec.name), missing_category=dp.missing_category,
+                     columns=names or None)
         if arr.ndim != len(spec.shape):
             raise BadRequest(f"instances form shape {list(arr.shape)}; the model expects rows of shape {list(spec.shape[1:])}")
         return {spec.name: arr}, want_proba
@@ -66,7 +66,7 @@ def decode_request(dp: DataPlane, body: bytes) -> tuple[Feed, bool]:
     feed: Feed = {}
     for name, values in zip(names, columns, strict=True):
         spec = model.input_by_name[name]
-        arr = coerce(values, spec, f"feature {name!r}", allow)
+        arr = coerce(values, spec, f"feature {name!r}", dp.accepts_missing(name), missing_category=dp.missing_category)
         feed[name] = arr.reshape(len(instances), *[d if d != -1 else 1 for d in spec.shape[1:]]) if arr.ndim == 1 else arr
     return feed, want_proba
 

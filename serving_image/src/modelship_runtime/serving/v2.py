@@ -60,7 +60,6 @@ def decode_request(
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
     feed: Feed = {}
-    allow = dp.settings.allow_missing
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise BadRequest(f"inputs[{i}] must be an object with name, shape, datatype and data")
@@ -95,11 +94,15 @@ def decode_request(
                         f"{where} has binary_data_size but the request has no "
                         "Inference-Header-Content-Length header"
                     )
-                feed[name] = tensor_from_bytes(blobs.take(binary_size, where), spec, shape, where, allow)
+                feed[name] = tensor_from_bytes(blobs.take(binary_size, where), spec, shape, where,
+                                               dp.accepts_missing(name))
                 continue
         if "data" not in tensor:
             raise BadRequest(f"input {name!r} has no data")
-        arr = coerce(tensor["data"], spec, f"input {name!r}", allow)
+        columns = dp.columns_of(name)
+        arr = coerce(tensor["data"], spec, f"input {name!r}", dp.accepts_missing(name),
+                     missing_category=dp.missing_category,
+                     columns=columns if columns and shape and shape[-1] == len(columns) else None)
         if arr.size != size:
             raise BadRequest(f"input {name!r}: shape {shape} needs {size} values, data has {arr.size}")
         feed[name] = arr.reshape(shape)

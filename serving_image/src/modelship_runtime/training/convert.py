@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline
 
 from modelship_runtime.artifacts.metadata import Feature, FeatureType, InputMode, Output
 from modelship_runtime.training.data import MISSING_CATEGORY
-from modelship_runtime.training.pipeline import ESTIMATOR_STEP, Float32
+from modelship_runtime.training.pipeline import ESTIMATOR_STEP, Float32, imputed_features
 
 OPSET = 21
 TENSOR_INPUT = "input"
@@ -57,6 +57,20 @@ def _imputer_converter(scope: Any, operator: Any, container: Any) -> None:
 
 
 register_converter("SklearnSimpleImputer", _imputer_converter, overwrite=True)
+
+
+def imputed_inputs(pipeline: Pipeline, numeric: list[str], features: list[Feature],
+                   tensor_input: str | None) -> list[str]:
+    """The ONNX inputs whose missing values the converted graph fills in (metadata's ``imputedInputs``).
+
+    Columns mode: each imputed feature's own input. Tensor mode: the one
+    input, when every column of it is imputed (else a null could reach a
+    column that is not).
+    """
+    imputed = set(imputed_features(pipeline, numeric))
+    if tensor_input is not None:
+        return [tensor_input] if imputed and imputed >= {f.name for f in features} else []
+    return [f.name for f in features if f.name in imputed]
 
 
 @dataclass

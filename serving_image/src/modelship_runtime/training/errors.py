@@ -38,3 +38,17 @@ class StoreError(TrainingError):
 # Exit code 4 is not an exception: the artifact is written and a gate failed.
 GATE_FAILED_EXIT = 4
 GATE_FAILED_REASON = "GateFailed"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (the pod is being deleted or its node drained).
+
+    A BaseException, so the search's per-cell error handling does not take
+    it for a setting that cannot fit. In a container the trainer is PID 1,
+    which the kernel never kills with a signal it has no handler for: without
+    this the pod would sit out its grace period and die of SIGKILL (137),
+    which the Job's podFailurePolicy reads as the OOM killer.
+    """
+
+    exit_code = 143
+    reason = "Terminated"

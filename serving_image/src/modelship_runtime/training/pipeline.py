@@ -106,3 +106,23 @@ def build_pipeline(
     parts.append(("cat", Pipeline(categorical_steps(spec)), categorical))
     pre = ColumnTransformer(parts, sparse_threshold=0.0)
     return Pipeline([("pre", pre), *last])
+
+
+def imputed_features(pipeline: Pipeline, numeric: list[str]) -> list[str]:
+    """The features whose missing values the fitted ``pipeline`` fills in before anything else reads them.
+
+    Read from the pipeline itself, not from the spec: a column counts when a
+    SimpleImputer is the first step it meets (the whole matrix in tensor mode,
+    its ColumnTransformer branch in columns mode).
+    """
+    first = pipeline.steps[0][1]
+    if isinstance(first, SimpleImputer):
+        return list(numeric)
+    if not isinstance(first, ColumnTransformer):
+        return []
+    out: list[str] = []
+    for _, transformer, columns in first.transformers_:
+        head = transformer.steps[0][1] if isinstance(transformer, Pipeline) else transformer
+        if isinstance(head, SimpleImputer) and isinstance(columns, list | tuple):
+            out += [str(c) for c in columns]
+    return out

@@ -3,6 +3,9 @@
 The search is a plain loop over (candidate, parameter setting) so the budget
 (max fits, max seconds) is exact and the order, hence the result, is fixed
 by the spec and the seed. Scores are scikit-learn scores (higher is better).
+Each setting is scored fold by fold as ``cells`` (the unit a fanned-out
+search shares out); ``collect`` and ``refit`` turn the cells into the
+leaderboard and the chosen pipeline, wherever the cells were scored.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import f1_score, get_scorer, make_scorer, precision_score, recall_score
-from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
 from modelship.api.trainingjob import Candidate, DistributionKind, Metric, Search, SearchStrategy
-from modelship_runtime.training import registry
+from modelship_runtime.training import cells, registry
 from modelship_runtime.training.errors import SpecError
 from modelship_runtime.training.pipeline import ESTIMATOR_STEP
 
@@ -175,10 +177,59 @@ def plan(
     return settings
 
 
-def splitter(classification: bool, folds: int, seed: int) -> KFold | StratifiedKFold:
-    if classification:
-        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return KFold(n_splits=folds, shuffle=True, random_state=seed)
+def budgeted(settings: list[Setting], search: Search) -> tuple[list[Setting], str | None]:
+    """The settings the budget allows (the first maxFits), and why any were cut."""
+    if len(settings) > search.max_fits:
+        return settings[: search.max_fits], f"maxFits ({search.max_fits})"
+    return settings, None
+
+
+def best_index(trials: list[Trial]) -> int | None:
+    """The first trial with the highest score: ties go to the earlier setting."""
+    best: int | None = None
+    for i, trial in enumerate(trials):
+        if trial.score is not None and (best is None or trial.score > (trials[best].score or -np.inf)):
+            best = i
+    return best
+
+
+def collect(
+    settings: list[Setting], folds: int, results: list[cells.CellResult], stopped_by: str | None
+) -> tuple[list[Trial], list[int], str | None]:
+    """Trials of the settings whose every fold was scored, in setting order, and their indexes.
+
+    A setting missing a fold (the time budget stopped it) is left out, as
+    the single-process loop leaves out the settings it did not reach.
+    """
+    trials: list[Trial] = []
+    kept: list[int] = []
+    for i, agg in enumerate(cells.aggregate(len(settings), folds, results)):
+        if agg is None:
+            continue
+        trial = Trial(settings[i].estimator, settings[i].params, agg.score, agg.std, agg.error, agg.seconds)
+        trials.append(trial)
+        kept.append(i)
+    return trials, kept, stopped_by
+
+
+def refit(
+    settings: list[Setting],
+    trials: list[Trial],
+    kept: list[int],
+    X: pd.DataFrame,
+    y: pd.Series,
+    stopped_by: str | None,
+    sample_weight: np.ndarray[Any, Any] | None = None,
+) -> SearchResult:
+    """Pick the best trial (ties: the earlier setting) and fit its pipeline on all of X."""
+    best = best_index(trials)
+    if best is None:
+        errors = "; ".join(f"{t.estimator} {t.params}: {t.error}" for t in trials[:5])
+        raise SpecError(f"no candidate could be fitted: {errors}")
+    pipeline = clone(settings[kept[best]].pipeline)
+    fit_params = {f"{ESTIMATOR_STEP}__sample_weight": sample_weight} if sample_weight is not None else {}
+    pipeline.fit(X, y, **fit_params)
+    return SearchResult(best=trials[best], best_pipeline=pipeline, trials=trials, stopped_by=stopped_by)
 
 
 def run(
@@ -190,39 +241,20 @@ def run(
     classification: bool,
     sample_weight: np.ndarray[Any, Any] | None = None,
 ) -> SearchResult:
-    """Cross-validate the settings within the budget and refit the best on all of X."""
-    cv = splitter(classification, search.cv_folds, search.seed)
+    """Cross-validate the settings within the budget and refit the best on all of X.
+
+    The single-process search: every cell in one share, then the refit. A
+    fanned-out search (``fanout``) scores the same cells in N processes and
+    ends in the same ``collect`` and ``refit``.
+    """
+    allowed, stopped_by = budgeted(settings, search)
+    folds = cells.fold_indices(X, y, classification, search.cv_folds, search.seed)
     deadline = time.monotonic() + search.max_seconds
-    trials: list[Trial] = []
-    stopped_by: str | None = None
-    best_index: int | None = None
-    fit_params = {f"{ESTIMATOR_STEP}__sample_weight": sample_weight} if sample_weight is not None else None
-    for index, setting in enumerate(settings):
-        if index >= search.max_fits:
-            stopped_by = f"maxFits ({search.max_fits})"
-            break
-        if index > 0 and time.monotonic() >= deadline:
-            stopped_by = f"maxSeconds ({search.max_seconds})"
-            break
-        started = time.monotonic()
-        try:
-            result = cross_validate(
-                setting.pipeline, X, y, cv=cv, scoring=score_fn, params=fit_params, error_score="raise"
-            )
-            scores = np.asarray(result["test_score"], dtype=np.float64)
-            trial = Trial(setting.estimator, setting.params, float(scores.mean()), float(scores.std()))
-            if not np.isfinite(trial.score or np.nan):
-                trial = Trial(setting.estimator, setting.params, None, None, error="score is not finite")
-        except Exception as exc:  # a setting that cannot fit is recorded, not fatal
-            trial = Trial(setting.estimator, setting.params, None, None, error=f"{type(exc).__name__}: {exc}")
-        trial.seconds = time.monotonic() - started
-        trials.append(trial)
-        if trial.score is not None and (best_index is None or trial.score > (trials[best_index].score or -np.inf)):
-            best_index = len(trials) - 1
-    if best_index is None:
-        errors = "; ".join(f"{t.estimator} {t.params}: {t.error}" for t in trials[:5])
-        raise SpecError(f"no candidate could be fitted: {errors}")
-    best = trials[best_index]
-    pipeline = clone(settings[best_index].pipeline)
-    pipeline.fit(X, y, **(fit_params or {}))
-    return SearchResult(best=best, best_pipeline=pipeline, trials=trials, stopped_by=stopped_by)
+    results, skipped = cells.evaluate(
+        cells.enumerate_cells(len(allowed), len(folds)), [s.pipeline for s in allowed],
+        X, y, folds, score_fn, sample_weight, deadline,
+    )
+    if skipped:
+        stopped_by = f"maxSeconds ({search.max_seconds})"
+    trials, kept, stopped_by = collect(allowed, len(folds), results, stopped_by)
+    return refit(allowed, trials, kept, X, y, stopped_by, sample_weight)

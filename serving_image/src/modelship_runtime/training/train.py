@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,7 +57,10 @@ class Result:
 
 
 def spec_hash(spec: TrainingJobSpec) -> str:
-    canonical = json.dumps(spec.wire(), sort_keys=True, separators=(",", ":"))
+    """sha256 of the spec as trained: how many pods scored the search is not part of it."""
+    wire = spec.wire()
+    wire.get("search", {}).pop("parallelism", None)
+    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -73,9 +78,36 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Result:
-    """Train, check and write the artifact; the summary mirrors TrainingJob status keys."""
-    started, start_time, cpu0 = time.monotonic(), _now(), time.process_time()
+@dataclass
+class Prepared:
+    """Everything the search and the refit need, made the same way in every process."""
+
+    spec: TrainingJobSpec
+    uri: str
+    loaded: data.LoadedData
+    prep: data.Prepared
+    task: Task
+    classification: bool
+    metric: Metric
+    X_train: Any
+    X_hold: Any
+    y_train: Any
+    y_hold: Any
+    s_hold: Any
+    weights: np.ndarray[Any, Any] | None
+    settings: list[search.Setting]
+    score_fn: Any
+    started: float
+    start_time: str
+    cpu0: float
+    started_wall: float
+    process_age: float = 0.0  # seconds the process had run when prepare() began
+
+
+def prepare(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Prepared:
+    """Load and check the data, split off the holdout and plan the settings (spec errors up front)."""
+    started, start_time, cpu0, started_wall = time.monotonic(), _now(), time.process_time(), time.time()
+    age = process_age_seconds()
     uri = output_uri or spec.output_uri
     if not uri:
         raise SpecError("no artifact location: pass --output URI or set spec.outputUri")
@@ -123,11 +155,58 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
     settings = search.plan(
         spec.candidates, spec.search, classification, make_pipeline, weighted=weights is not None
     )
-    score_fn = search.scorer(metric, prep.classes)
-    t0 = time.monotonic()
-    found = search.run(settings, X_train, y_train, spec.search, score_fn, classification, weights)
+    return Prepared(
+        spec=spec, uri=uri, loaded=loaded, prep=prep, task=task, classification=classification, metric=metric,
+        X_train=X_train, X_hold=X_hold, y_train=y_train, y_hold=y_hold, s_hold=s_hold, weights=weights,
+        settings=settings, score_fn=search.scorer(metric, prep.classes),
+        started=started, start_time=start_time, cpu0=cpu0, started_wall=started_wall, process_age=age,
+    )
+
+
+def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Result:
+    """Train, check and write the artifact; the summary mirrors TrainingJob status keys."""
+    p = prepare(spec, output_uri, log)
+    t0, first_cell_at = time.monotonic(), time.time()
+    found = search.run(p.settings, p.X_train, p.y_train, spec.search, p.score_fn, p.classification, p.weights)
+    search_end_at = time.time()
+    log_search(found, len(p.settings), time.monotonic() - t0, log)
+    result = finish(p, found, log)
+    result.summary["search"] = {
+        **search_summary(spec, found, len(p.settings), shares=1),
+        # Wall clock (ms) of this process's start, its first cell and its last: what the
+        # fan-out bench compares with a search's shares.
+        "startedAt": iso_ms(p.started_wall - p.process_age),
+        "firstCellAt": iso_ms(first_cell_at),
+        "searchEndAt": iso_ms(search_end_at),
+    }
+    return result
+
+
+def iso_ms(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def process_age_seconds() -> float:
+    """Seconds since this process started (Linux /proc; 0 elsewhere): start-up counts as overhead."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def search_summary(spec: TrainingJobSpec, found: search.SearchResult, planned: int, shares: int) -> dict[str, Any]:
+    """The search's size for the status (cells done / total), whichever way it ran."""
+    settings = min(planned, spec.search.max_fits)
+    folds = spec.search.cv_folds
+    return {"shares": shares, "settings": settings, "folds": folds, "cellsTotal": settings * folds,
+            "cellsDone": len(found.trials) * folds, "stoppedBy": found.stopped_by}
+
+
+def log_search(found: search.SearchResult, planned: int, seconds: float, log: Log) -> None:
     log(
-        f"Searched {len(found.trials)} of {len(settings)} settings in {time.monotonic() - t0:.1f} s"
+        f"Searched {len(found.trials)} of {planned} settings in {seconds:.1f} s"
         + (f" (stopped by {found.stopped_by})" if found.stopped_by else "")
         + f": best {found.best.estimator} {found.best.params} cv {found.best.score:.4g}"
     )
@@ -135,6 +214,25 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
     for trial in failed[:3]:
         log(f"Skipped {trial.estimator} {trial.params}: {trial.error}")
 
+
+def finish(
+    p: Prepared,
+    found: search.SearchResult,
+    log: Log = _stderr,
+    *,
+    start_time: str | None = None,
+    extra_cpu_seconds: float = 0.0,
+    extra_wall_seconds: float = 0.0,
+) -> Result:
+    """ONNX, parity, holdout metrics, gates, importance and reference; writes the artifact.
+
+    A fanned-out search passes what its shares spent, so the summary covers
+    the whole run and not the refit alone.
+    """
+    spec, uri, seed, ds = p.spec, p.uri, p.spec.search.seed, p.spec.dataset
+    loaded, prep, task, classification, metric = p.loaded, p.prep, p.task, p.classification, p.metric
+    X_train, X_hold, y_hold, s_hold = p.X_train, p.X_hold, p.y_hold, p.s_hold
+    score_fn, started, cpu0 = p.score_fn, p.started, p.cpu0
     pipeline = found.best_pipeline
     converted = convert.to_onnx(pipeline, prep.numeric, prep.categorical, classification, name=spec.model_ref.name if spec.model_ref else "model")
     model_bytes = converted.bytes()
@@ -183,6 +281,8 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
         tensor_input=tensor_input,
         tensor_dtype="double" if tensor_input else None,
         outputs=converted.outputs,
+        imputed_inputs=convert.imputed_inputs(pipeline, prep.numeric, converted.features, tensor_input),
+        missing_category=data.MISSING_CATEGORY,
         classes=[c.item() if isinstance(c, np.generic) else c for c in prep.classes] if prep.classes else None,
         metric=str(metric),
         metrics=values,
@@ -225,9 +325,9 @@ def run(spec: TrainingJobSpec, output_uri: str | None, log: Log = _stderr) -> Re
         "gates": [g.wire() for g in results],
         "passed": passed,
         "leaderboard": leaderboard[:3],
-        "startTime": start_time,
+        "startTime": start_time or p.start_time,
         "completionTime": _now(),
-        "durationSeconds": round(time.monotonic() - started, 3),
-        "cpuSeconds": round(time.process_time() - cpu0, 3),
+        "durationSeconds": round(time.monotonic() - started + extra_wall_seconds, 3),
+        "cpuSeconds": round(time.process_time() - cpu0 + extra_cpu_seconds, 3),
     }
     return Result(summary=summary, passed=passed, metadata=meta, model_bytes=model_bytes)

@@ -1,12 +1,14 @@
 """The Model's children as its plan wants them: the TrainingJob to start, one Deployment per
-revision kept, the Service, the HPA, and with Gateway API routing the role Services and the
-HTTPRoute. Anything the Model owns of these kinds and not listed here is removed."""
+revision kept, the Service, the HPA, with Gateway API routing the role Services and the
+HTTPRoute, and the stable revision's PodDisruptionBudget. Anything the Model owns of these kinds
+and not listed here is removed."""
 
 from __future__ import annotations
 
 from modelship.api.model import TrafficRouting, champion_uri
 from modelship.builders.common import Child, Obj
 from modelship.builders.model_training import build_training_job_resource
+from modelship.builders.placement import PDB_BOUNDS, build_pdb
 from modelship.builders.routing import (
     build_hpa,
     build_httproute,
@@ -71,12 +73,22 @@ def routing(obs: Observation, d: Draft) -> list[Child]:
     return out
 
 
+def disruption(obs: Observation, d: Draft) -> list[Child]:
+    """The PodDisruptionBudget ``<model>`` on the stable revision while the spec asks for one: it
+    moves to the new stable on promotion and goes with the field (``ensure`` prunes it)."""
+    budget, stable = d.spec.serving.pod_disruption_budget, d.status.stable_revision
+    if budget is None or stable is None:
+        return []
+    pdb = build_pdb(obs.name, obs.namespace, stable, budget, obs.owner)
+    return [Child(pdb, absent=tuple(f"spec.{k}" for k in PDB_BOUNDS if k not in pdb["spec"]))]
+
+
 def children(obs: Observation, d: Draft) -> list[Child]:
-    """In apply order: the TrainingJob, the Deployments, then what routes to them."""
+    """In apply order: the TrainingJob, the Deployments, what routes to them, the stable's budget."""
     out = []
     if d.create is not None:
         name, trigger = d.create
         out.append(Child(build_training_job_resource(
             obs.owner, d.spec, name, trigger, default_store=obs.defaults.artifact_store,
             champion_uri=champion_uri(d.status)), sync=()))
-    return out + deployments(obs, d) + routing(obs, d)
+    return out + deployments(obs, d) + routing(obs, d) + disruption(obs, d)

@@ -1,0 +1,130 @@
+"""What a person watching a rollout sees, sampled twice a second: the Model's revisions, each
+revision's ready pods, and the ready endpoints behind the Model's Service; and a load at a fixed
+request rate that counts every failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from helpers import post
+from kubernetes import client, config
+
+from modelship.demo import data
+
+
+@dataclass
+class Sample:
+    at: float
+    stable: str | None
+    canary: str | None
+    ready: dict[str, int]  # Deployment name -> ready pods
+    endpoints: int  # ready addresses behind the Model's Service
+    stage: str | None  # status.rollout.stage
+    history: list[dict[str, Any]]
+
+
+@dataclass
+class Watch:
+    """Samples a Model every ``period`` seconds from its own thread (the API client, not kubectl)."""
+
+    kubeconfig: str
+    namespace: str
+    model: str
+    period: float = 0.5
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        api = config.new_client_from_config(config_file=self.kubeconfig)
+        self.apps, self.custom, self.discovery = client.AppsV1Api(api), client.CustomObjectsApi(api), \
+            client.DiscoveryV1Api(api)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> Sample:
+        model = self.custom.get_namespaced_custom_object("modelship.io", "v1alpha1", self.namespace, "models",
+                                                         self.model)
+        st = model.get("status") or {}
+        deps = self.apps.list_namespaced_deployment(self.namespace, label_selector=f"modelship.io/model={self.model}")
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=f"kubernetes.io/service-name={self.model}")
+        ready = sum(1 for s in slices.items for e in s.endpoints or []
+                    if e.conditions is not None and e.conditions.ready)
+        return Sample(time.monotonic(), st.get("stableRevision"), st.get("canaryRevision"),
+                      {d.metadata.name: d.status.ready_replicas or 0 for d in deps.items}, ready,
+                      (st.get("rollout") or {}).get("stage"), list(st.get("history") or []))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.samples.append(self._sample())
+            except Exception as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(max(0.0, self.period - (time.monotonic() - t0)))
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def first(self, predicate: Any) -> Sample | None:
+        return next((s for s in self.samples if predicate(s)), None)
+
+
+@dataclass
+class RateLoad:
+    """``rate`` requests per second through the Service (a new connection each, so kube-proxy
+    spreads them over every ready pod), on a fixed schedule; each outcome kept with its time."""
+
+    url: str
+    rate: float = 50.0
+    threads: int = 8
+    ok: int = 0
+    failed: int = 0
+    failed_at: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self, n: int) -> None:
+        rows = data.instances(50, seed=n)
+        period = self.threads / self.rate
+        due = time.monotonic() + n * period / self.threads
+        i = 0
+        while not self._stop.is_set():
+            self._stop.wait(max(0.0, due - time.monotonic()))
+            due += period
+            try:
+                code, body = post(self.url, {"instances": [rows[i % len(rows)]]})
+                good, detail = code == 200, f"{code} {str(body)[:100]}"
+            except Exception as exc:
+                good, detail = False, f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.failed_at.append(time.monotonic())
+                    if len(self.failures) < 20:
+                        self.failures.append(detail)
+            i += 1
+
+    def __enter__(self) -> RateLoad:
+        for n in range(self.threads):
+            t = threading.Thread(target=self._run, args=(n,), daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=10)

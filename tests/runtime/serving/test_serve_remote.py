@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from conftest import free_port
+
 BODY = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.5] * 30}]}
 
 
@@ -60,7 +62,6 @@ def test_store_down_at_start_is_retried_until_it_is_back(artifacts: dict[str, Pa
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from conftest import free_port
 
     port = free_port()
     env = {**_aws_env(f"http://127.0.0.1:{port}"), "MODELSHIP_LOAD_RETRY_MAX_SECONDS": "1"}
@@ -87,7 +88,6 @@ def test_store_down_at_start_is_retried_until_it_is_back(artifacts: dict[str, Pa
 
 
 def test_liveness_fails_once_the_load_deadline_passes(start_server: Any) -> None:
-    from conftest import free_port
 
     env = {**_aws_env(f"http://127.0.0.1:{free_port()}"), "MODELSHIP_LOAD_DEADLINE_SECONDS": "2",
            "MODELSHIP_LOAD_RETRY_MAX_SECONDS": "0.5"}

@@ -320,9 +320,10 @@ def test_no_mirroring_loop_when_the_shadow_is_the_stable(artifacts: dict[str, Pa
 
 def test_full_queue_drops_copies_and_the_user_never_waits(artifacts: dict[str, Path], spawn: Any,
                                                          fakes: Any) -> None:
-    fake = fakes("ok", delay=1.0)
+    # The shadow sleeps 5 s per copy: the 40 requests leave well within that even on a busy machine.
+    fake = fakes("ok", delay=5.0)
     stable = spawn(artifacts["logistic"], env=shadow_env(fake.url, queue="4", connections="2",
-                                                         timeout_seconds="10"))
+                                                         timeout_seconds="30"))
     slowest = 0.0
     for i in range(40):
         t0 = time.perf_counter()
@@ -330,10 +331,11 @@ def test_full_queue_drops_copies_and_the_user_never_waits(artifacts: dict[str, P
         slowest = max(slowest, time.perf_counter() - t0)
         assert r.status_code == 200
     got = outcomes(stable)
-    # 2 copies in flight, 4 queued: the other 34 found the queue full (all 40 left within a second).
-    assert got["dropped"] >= 30, got
-    assert slowest < 0.25, f"a user's request took {slowest:.3f} s while the shadow slept 1 s per copy"
-    eventually(lambda: outcomes(stable)["sent"] + outcomes(stable)["dropped"] == 40, timeout=30,
+    # 4 queued and what the 2 connections took in flushes before the first answer (pipelined, up to
+    # shadow.PIPELINE each); all 40 left within 5 s, so most found the queue full.
+    assert got["dropped"] >= 20, got
+    assert slowest < 1.0, f"a user's request took {slowest:.3f} s while the shadow slept 5 s per copy"
+    eventually(lambda: outcomes(stable)["sent"] + outcomes(stable)["dropped"] == 40, timeout=90,
                what="every copy accounted for")
     got = outcomes(stable)
     assert got["ok"] == got["sent"] == 40 - got["dropped"]
@@ -404,8 +406,8 @@ def test_absent_shadow_is_unavailable_until_it_starts_and_after_it_goes(artifact
     port = free_port()
     stable = spawn(artifacts["logistic"], env=shadow_env(f"http://127.0.0.1:{port}", retry_seconds="0.5"))
     send(stable, 5)
-    got = outcomes(stable)
-    assert got["unavailable"] == 5 and got["sent"] == 0, got
+    eventually(lambda: outcomes(stable)["unavailable"] == 5, what="5 copies unavailable")
+    assert outcomes(stable)["sent"] == 0
     candidate = Server(artifacts["logistic"].as_uri(), port=port, log=tmp_path / "candidate.log",
                        env={"MODELSHIP_DRAIN_SECONDS": "0"})
     try:

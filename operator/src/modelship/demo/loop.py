@@ -115,7 +115,12 @@ class Watcher:
         st = dict(model.get("status") or {})
         steps = (model.get("spec") or {}).get("rollout", {}).get("steps", [])
         canary, stable = st.get("canaryRevision"), st.get("stableRevision")
-        if canary and stable:
+        stage = (st.get("rollout") or {}).get("stage")
+        if canary and stable and stage == "Shadow":
+            percent = ((model.get("spec") or {}).get("rollout", {}).get("shadow") or {}).get("percent", 100)
+            self.note(f"shadow/{canary}", f"Shadow {canary}: gets {percent}% of live requests mirrored, "
+                      "answers no user; judged on errors, p99 and agreement with the stable")
+        elif canary and stable:
             step = int(st.get("canaryStep") or 0)
             where = (f"step {step + 1}/{len(steps)} ({steps[step]['weight']}%)" if step < len(steps)
                      else "all steps passed, promoting")
@@ -128,6 +133,8 @@ class Watcher:
         for h in st.get("history", []):
             if h.get("outcome") == "RolledBack":
                 self.note(f"rb/{h.get('revision')}", f"Rolled back {h.get('revision')}: {h.get('reason')}")
+            if h.get("outcome") == "Refused" and h.get("revision"):
+                self.note(f"refused/{h.get('revision')}", f"Refused {h.get('revision')}: {h.get('reason')}")
         return st
 
     def wait(self, done: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:

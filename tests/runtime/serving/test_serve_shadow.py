@@ -387,10 +387,12 @@ def test_responses_are_the_same_with_a_failing_shadow(artifacts: dict[str, Path]
         ("GET", "/v2/models/logistic/infer", None),
         ("GET", "/v2/models/logistic", None),
     ]
-    for method, path, body in calls * 3:
-        want = plain.http.request(method, plain.url + path, data=body, timeout=10)
+    for i, (method, path, body) in enumerate(calls * 3):
+        # Every server is told the request's id: otherwise each would make its own (ground truth's ids).
+        headers = {"x-request-id": f"call-{i}"}
+        want = plain.http.request(method, plain.url + path, data=body, timeout=10, headers=headers)
         for server in shadowed:
-            got = server.http.request(method, server.url + path, data=body, timeout=10)
+            got = server.http.request(method, server.url + path, data=body, timeout=10, headers=headers)
             assert (got.status_code, got.headers["content-type"], got.content) == \
                 (want.status_code, want.headers["content-type"], want.content), (server.url, path)
     mirrored = 6 * 3

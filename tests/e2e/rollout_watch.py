@@ -9,10 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from helpers import post
+from helpers import Load
 from kubernetes import client, config
-
-from modelship.demo import data
 
 
 @dataclass
@@ -78,53 +76,7 @@ class Watch:
         return next((s for s in self.samples if predicate(s)), None)
 
 
-@dataclass
-class RateLoad:
+def RateLoad(url: str, rate: float = 50.0, threads: int = 8) -> Load:
     """``rate`` requests per second through the Service (a new connection each, so kube-proxy
-    spreads them over every ready pod), on a fixed schedule; each outcome kept with its time."""
-
-    url: str
-    rate: float = 50.0
-    threads: int = 8
-    ok: int = 0
-    failed: int = 0
-    failed_at: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workers: list[threading.Thread] = field(default_factory=list)
-
-    def _run(self, n: int) -> None:
-        rows = data.instances(50, seed=n)
-        period = self.threads / self.rate
-        due = time.monotonic() + n * period / self.threads
-        i = 0
-        while not self._stop.is_set():
-            self._stop.wait(max(0.0, due - time.monotonic()))
-            due += period
-            try:
-                code, body = post(self.url, {"instances": [rows[i % len(rows)]]})
-                good, detail = code == 200, f"{code} {str(body)[:100]}"
-            except Exception as exc:
-                good, detail = False, f"{type(exc).__name__}: {exc}"
-            with self._lock:
-                if good:
-                    self.ok += 1
-                else:
-                    self.failed += 1
-                    self.failed_at.append(time.monotonic())
-                    if len(self.failures) < 20:
-                        self.failures.append(detail)
-            i += 1
-
-    def __enter__(self) -> RateLoad:
-        for n in range(self.threads):
-            t = threading.Thread(target=self._run, args=(n,), daemon=True)
-            t.start()
-            self._workers.append(t)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join(timeout=10)
+    spreads them over every ready pod), on a fixed schedule: the e2e helpers' paced ``Load``."""
+    return Load(url, threads=threads, rate=rate)

@@ -122,3 +122,27 @@ def test_helm_doc_installs_with_the_written_values() -> None:
     doc = (ROOT / "docs" / "helm.md").read_text()
     assert "TAG" not in doc, "docs/helm.md still installs the local images with one TAG"
     assert "-f out/images-values.yaml" in doc
+
+
+def test_the_operator_image_holds_every_data_plane_module_the_operator_imports() -> None:
+    """The operator image copies only some of ``modelship_runtime``: an import of another
+    data-plane module fails the image build (or worse, the operator at run time)."""
+    import ast
+    import re
+
+    copied = [m.group(1) for m in re.finditer(r"(serving_image/src/modelship_runtime/\S+)",
+                                              (ROOT / "operator" / "Dockerfile").read_text())]
+    imported = set()
+    for path in (ROOT / "operator" / "src" / "modelship").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("modelship_runtime."):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names if a.name.startswith("modelship_runtime.")}
+    assert imported
+    missing = []
+    for module in sorted(imported):
+        rel = "serving_image/src/" + module.replace(".", "/")
+        if not any(c.rstrip("/") in (rel, rel + ".py") or (c.endswith("/") and rel.startswith(c)) for c in copied):
+            missing.append(module)
+    assert not missing, f"imported by the operator, not copied by operator/Dockerfile: {missing}"

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 from sklearn.datasets import make_classification
 
 from modelship import images
@@ -40,7 +39,6 @@ from modelship.demo import stack
 from modelship.localcluster import testing
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (starts the local cluster)")
 NS = "bench-fanout"
 SETTINGS, FOLDS = 6, 5
 GOAL = 1.7
@@ -140,6 +138,7 @@ def extrapolate(n: int, cells: int, cell_s: float, overhead_s: float, refit_s: f
 
 
 def test_fanout_bench(tmp_path: Path) -> None:
+    assert os.geteuid() == 0, "needs root: it starts the local cluster (run make bench as root)"
     load_before = os.getloadavg()
     with testing.session() as cluster, stack.s3_server(cluster.node_ip) as s3:
         refs = images.build()

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_serving_bench import CACHE, REPO, body, free_port, process
+from test_serving_bench import CACHE, REPO, free_port, json_body, process
 
 sys.path.insert(0, str(REPO / "tests" / "runtime" / "serving"))
 import serve_models
@@ -110,11 +110,11 @@ def shadow_outcomes(metrics_url: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_mirroring_costs_the_stable_little(tmp_path: Path) -> None:
-    if shutil.which("hey") is None or shutil.which("wrk") is None:
-        pytest.skip("hey and wrk are not installed (make apt-tools)")
+    missing = [tool for tool in ("hey", "wrk") if shutil.which(tool) is None]
+    assert not missing, f"{' and '.join(missing)} not installed (make apt-tools)"
     artifact = serve_models.build_logistic(tmp_path / "logistic")
     payload = tmp_path / "body.json"
-    payload.write_bytes(body(1))
+    payload.write_bytes(json_body(1))
     python = sys.executable
     load_before = os.getloadavg()[0]
     with ExitStack() as stack:
@@ -126,7 +126,7 @@ def test_mirroring_costs_the_stable_little(tmp_path: Path) -> None:
             pids[name] = stack.enter_context(process(
                 pinned(SHADOW_CPU if name == "shadow" else STABLE_CPU,
                        [python, "-m", "modelship_runtime.serving.cli", "--model-uri", artifact.as_uri(),
-                        "--host", "127.0.0.1", "--port", str(port)]),
+                        "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "-1"]),
                 f"http://127.0.0.1:{port}/v2/health/ready", env={"MODELSHIP_DRAIN_SECONDS": "0", **envs[name]},
                 log=tmp_path / f"{name}.log")).pid
         urls = {name: f"http://127.0.0.1:{ports[name]}/v2/models/logistic/infer" for name in ("mirroring", "off")}

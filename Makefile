@@ -49,7 +49,7 @@ test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check operator serving_image tests
+	$(VENV)/bin/ruff check operator serving_image tests benches
 	$(VENV)/bin/mypy operator/src/modelship serving_image/src/modelship_runtime
 	$(VENV)/bin/lint-imports
 

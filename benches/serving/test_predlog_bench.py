@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from test_serving_bench import SECONDS, free_port, lua_script, process, wait_http, wrk
 
 HERE = Path(__file__).resolve().parent

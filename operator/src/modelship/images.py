@@ -33,7 +33,9 @@ _DATA_PLANE = ("pyproject.toml", "serving_image", "operator/src/modelship/__init
 # What goes into the operator's image (operator/Dockerfile copies exactly these).
 _OPERATOR = ("pyproject.toml", "operator/Dockerfile", "operator/src/modelship", "serving_image/finish-install.sh",
              "serving_image/src/modelship_runtime/__init__.py", "serving_image/src/modelship_runtime/artifacts",
-             "serving_image/src/modelship_runtime/drift")
+             "serving_image/src/modelship_runtime/drift",
+             "serving_image/src/modelship_runtime/groundtruth/__init__.py",
+             "serving_image/src/modelship_runtime/groundtruth/layout.py")
 
 
 @dataclass(frozen=True)

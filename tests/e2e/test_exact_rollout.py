@@ -128,13 +128,21 @@ def test_shadow_refuses_a_wrong_model_with_no_failed_request(
     target = url(namespace, "shadowed")
 
     # Turning the shadow on changes the stable's pod template (it mirrors): the same artifact rolls
-    # out through shadow then canary, and no request fails.
+    # out as a canary (the stable it replaces mirrors nothing yet), and no request fails.
     spec = namespace.get("model", "shadowed")["spec"]  # type: ignore[index]
     spec["rollout"]["shadow"] = {"duration": "10s", "percent": 100}
     with RateLoad(target, RATE) as load, Watch(str(local_cluster.kubeconfig), namespace.name, "shadowed") as watch:
         namespace.kubectl("patch", "model", "shadowed", "--type=merge", "-p", json.dumps({"spec": spec}))
         wait_until(lambda: (s := status(namespace, "shadowed")).get("stableRevision") not in (None, first)
-                   and not s.get("canaryRevision"), 300, "promotion through shadow and canary", interval=0.5)
+                   and not s.get("canaryRevision"), 300, "promotion of the mirroring stable", interval=0.5)
+    assert any(s.stage == "Canary" for s in watch.samples) and not any(s.stage == "Shadow" for s in watch.samples)
+    assert load.failed == 0, load.failures
+
+    # A good new version: judged in shadow, then a canary, then promoted; no request fails.
+    with RateLoad(target, RATE) as load, Watch(str(local_cluster.kubeconfig), namespace.name, "shadowed") as watch:
+        good = retrain(namespace, "shadowed", "0")
+        wait_until(lambda: status(namespace, "shadowed").get("stableRevision") == good, 300,
+                   "promotion through shadow and canary", interval=0.5)
     assert any(s.stage == "Shadow" for s in watch.samples) and any(s.stage == "Canary" for s in watch.samples)
     print(f"good version through shadow and canary: {load.ok} ok, {load.failed} failed")
     assert load.failed == 0, load.failures

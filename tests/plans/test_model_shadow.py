@@ -171,3 +171,17 @@ def test_gateway_api_mirrors_with_a_request_mirror_filter() -> None:
     assert [b["name"] for b in rule["backendRefs"]] == ["m-stable"]  # users reach the stable only
     dep = next(c.obj for c in p.children or [] if c.obj["metadata"]["name"] == stable)
     assert "MODELSHIP_SHADOW_URL" not in str(dep)  # the gateway mirrors, not the stable's server
+
+
+def test_turning_the_shadow_on_rolls_the_stable_through_a_canary_first() -> None:
+    """The stable's pods started before the shadow was asked for mirror nothing: the rollout that
+    gives them the shadow URL goes straight to canary (a shadow would wait for copies forever)."""
+    status, stable = serving()
+    plain = ready(2, template=True)  # the template the plan built without a shadow: no mirroring
+    assert not any(e["name"] == "MODELSHIP_SHADOW_URL"
+                   for e in (plain.template or {})["spec"]["containers"][0].get("env") or [])
+    p = plan(obs(status, T0, spec=SHADOWED, training_jobs=JOBS, revisions={stable: plain}, retrain_token="1"))
+    p = look(p, stable, 0, revisions={stable: plain})
+    assert p.status.canary_revision is not None
+    assert p.status.rollout is not None and p.status.rollout.stage == "Canary"
+    assert any(e.reason == "RolloutStarted" and "Started canary of" in e.message for e in p.events)

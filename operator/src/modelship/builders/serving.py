@@ -41,6 +41,7 @@ PORT = 8080
 # OIP v2 gRPC (inference.GRPCInferenceService), cleartext HTTP/2.
 GRPC_PORT = 8081
 SERVING_DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+SHADOW_URL_ENV = "MODELSHIP_SHADOW_URL"  # on the stable's pods when its Model has a shadow stage: it mirrors there
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def build_pod_template(
     if sha256:
         variables.insert(1, {"name": "MODELSHIP_EXPECTED_SHA256", "value": sha256})
     if shadow is not None:
-        variables += [{"name": "MODELSHIP_SHADOW_URL", "value": shadow.url},
+        variables += [{"name": SHADOW_URL_ENV, "value": shadow.url},
                       {"name": "MODELSHIP_SHADOW_PERCENT", "value": str(shadow.percent)}]
     logging = prediction_log_env(serving, prediction_log_uri)
     variables += logging

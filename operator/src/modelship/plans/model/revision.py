@@ -24,7 +24,7 @@ from modelship.api.model import (
 )
 from modelship.api.trainingjob import Trigger
 from modelship.builders.routing import mirror_for
-from modelship.builders.serving import build_pod_template, revision_name
+from modelship.builders.serving import SHADOW_URL_ENV, build_pod_template, revision_name
 from modelship.logic.conditions import rfc3339
 from modelship.logic.objects import changes
 from modelship.plans.model import history as h
@@ -82,6 +82,25 @@ def template_for(obs: Observation, d: Draft, artifact: Artifact) -> Obj:
                                                                  obs.namespace, obs.name))
 
 
+def stable_mirrors(obs: Observation, stable: str | None) -> bool:
+    """The stable's pods copy requests to the shadow Service (their template carries its URL)."""
+    seen = obs.revisions.get(stable) if stable else None
+    if seen is None or seen.template is None:
+        return True  # not read: the spec says it does
+    containers = (seen.template.get("spec") or {}).get("containers") or []
+    return any(e.get("name") == SHADOW_URL_ENV for c in containers for e in c.get("env") or [])
+
+
+def shadow_possible(obs: Observation, d: Draft) -> bool:
+    """A shadow stage can judge the candidate: asked for, a canary rollout, and someone mirrors to it
+    (the Gateway's RequestMirror filter, or stable pods started with the shadow URL). When the shadow
+    has just been turned on, the stable does not mirror yet: that rollout goes straight to canary."""
+    rollout, stable = d.spec.rollout, d.status.stable_revision
+    if rollout.shadow is None or stable is None or rollout.strategy != RolloutStrategy.CANARY:
+        return False
+    return rollout.traffic_routing == TrafficRouting.GATEWAY_API or stable_mirrors(obs, stable)
+
+
 def turned_back(entry: HistoryEntry, generation: int | None) -> bool:
     """Rolled back from a canary or refused in shadow, at this generation of the spec."""
     rejected = entry.outcome == Outcome.ROLLED_BACK or (
@@ -132,8 +151,7 @@ def start(obs: Observation, d: Draft) -> Draft:
     if earlier is not None and turned_back(earlier, obs.generation):
         return d  # refused once: not tried again until the spec changes
     what = "Deploying" if status.stable_revision is None else (
-        "Started shadow of" if d.spec.rollout.shadow is not None and d.spec.rollout.strategy == RolloutStrategy.CANARY
-        else "Started canary of")
+        "Started shadow of" if shadow_possible(obs, d) else "Started canary of")
     message = f"{what} {c.revision} ({why(obs, d)})"
     if status.canary_revision is not None:
         old = h.find(history, revision=status.canary_revision)
@@ -148,9 +166,7 @@ def start(obs: Observation, d: Draft) -> Draft:
     else:
         trigger = Trigger.INITIAL if status.stable_revision is None else Trigger.SPEC_CHANGE
         history = h.push(history, HistoryEntry(trigger=str(trigger), created_at=rfc3339(obs.now), **fields))
-    rollout = d.spec.rollout
-    shadowed = rollout.shadow is not None and status.stable_revision is not None \
-        and rollout.strategy == RolloutStrategy.CANARY
+    shadowed = shadow_possible(obs, d)
     status = status.model_copy(update={"canary_revision": c.revision, "canary_step": None if shadowed else 0,
                                        "step_started_at": None, "rollout": RolloutProgress(
                                            stage=Stage.SHADOW if shadowed else Stage.CANARY,

@@ -247,10 +247,12 @@ def test_simulated_rollout_promotes(total: int, routing: str) -> None:
     actions, _ = _simulate(rollout, total, [PASS])
     kinds = [a.kind for a in actions]
     assert kinds[-1] == ActionKind.PROMOTE
-    assert kinds.count(ActionKind.ADVANCE) == 2
+    assert kinds.count(ActionKind.ADVANCE) == 1
     # Only the first step starts when its pods are ready; later steps start when they are asked for.
     assert [a.weight for a in actions if a.kind == ActionKind.START_STEP] == [10]
-    assert [a.weight for a in actions if a.kind == ActionKind.ADVANCE] == [50, 100]
+    assert [a.weight for a in actions if a.kind == ActionKind.ADVANCE] == [50]
+    # Promoted as the last pause ends, with the stable's pods kept (they leave as the new ones are ready).
+    assert "passed" in actions[-1].message and actions[-1].canary_replicas == total
 
 
 def test_simulated_rollout_rolls_back_on_failure_in_step_two() -> None:

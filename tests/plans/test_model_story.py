@@ -105,13 +105,19 @@ def test_retrain_annotation_canary_steps_and_promotion() -> None:
     assert p.action is not None and p.action.kind == ActionKind.WAIT and p.status.step_started_at is not None
     t += timedelta(seconds=31)
     p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1", canary_counters=traffic(205)))
-    assert p.status.canary_step == 2
-    for _ in range(3):
-        if p.status.canary_revision is None:
-            break
-        p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1"))
-        revs = {r: ready(n) for r, n in deployments(p).items()}
+    # Promoted as the last pause ends: the new stable scales to full size while the old one keeps
+    # the pods it still stands in for, so ready pods never drop below spec.
     assert p.status.stable_revision == canary and p.status.canary_revision is None
+    assert p.status.rollout is not None and p.status.rollout.stage == "Promoting"
+    assert p.status.rollout.outgoing == stable
+    assert deployments(p) == {canary: 2, stable: 1}  # one new pod ready: the old stable keeps one
+    assert p.requeue_after == 1.0
+    revs = {canary: ready(2, 1), stable: ready(1)}
+    p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1"))
+    assert deployments(p) == {canary: 2, stable: 1}
+    revs = {canary: ready(2), stable: ready(1)}
+    p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1"))
+    assert p.status.rollout is None
     assert deployments(p) == {canary: 2}  # the old stable is removed once the new one serves at full size
     outcomes = {h.revision: h.outcome for h in p.status.history}
     assert outcomes[canary] == Outcome.PROMOTED and outcomes[stable] == Outcome.SUPERSEDED

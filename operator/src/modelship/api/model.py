@@ -366,12 +366,17 @@ class Stage(StrEnum):
     SHADOW = "Shadow"
     CANARY = "Canary"
     ROLLING_BACK = "RollingBack"
+    PROMOTING = "Promoting"
 
 
 class RolloutProgress(Status):
     """Bookkeeping of the rollout in progress, kept in status so a restarted operator carries on."""
 
-    stage: Stage = Field(default=Stage.CANARY, description="Shadow (mirrored traffic only), Canary, or RollingBack.")
+    stage: Stage = Field(default=Stage.CANARY, description=(
+        "Shadow (mirrored traffic only), Canary, RollingBack, or Promoting (the promoted revision is "
+        "stable; the previous one serves until it is ready at full size)."))
+    outgoing: str | None = Field(default=None, description=(
+        "While Promoting: the previous stable revision, kept serving until the new one is ready at full size."))
     started_at: str | None = Field(default=None, description="When this candidate first appeared.")
     analysed_at: str | None = Field(default=None, description="When the analysis last judged (every interval).")
     shadow_started_at: str | None = Field(default=None, description="When the shadow's pods were ready.")

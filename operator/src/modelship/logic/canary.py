@@ -266,6 +266,15 @@ def next_rollout_action(
                        "it resumes when enough requests reach the canary (onNoData: pause)")
     note = "no data, proceeding (onNoData: proceed)" if verdict.kind == VerdictKind.NO_DATA else verdict.message
     nxt = step + 1
+    if nxt >= last:
+        # Promoted the moment the last pause ends (as Argo Rollouts does): the stable keeps its pods
+        # until the promoted revision is ready at full size (plans.model.rollout), so no capacity drops.
+        return RolloutAction(
+            ActionKind.PROMOTE, total, stable.replicas, 100, None, None, Reason.PROMOTED,
+            f"Step {_step_label(step, last)} ({weight}%) passed: {note}; promoted {state.canary_revision}: "
+            f"it passed {last} canary step(s) and now serves all traffic",
+            route_weight=100,
+        )
     nxt_weight = _step_weight(rollout, nxt)
     c, s = _plan(rollout, total, nxt_weight, max_surge)
     # The next step's pause runs from now: the time its extra canary pods take to start counts in

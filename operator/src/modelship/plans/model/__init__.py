@@ -111,6 +111,6 @@ def at_rest(body: dict[str, Any]) -> bool:
     generation = status.get("observedGeneration")
     if generation is None or generation != meta.get("generation"):
         return False
-    if status.get("canaryRevision") is not None:
+    if status.get("canaryRevision") is not None or status.get("rollout") is not None:
         return False
     return status.get("phase") in (Phase.SERVING.value, Phase.FAILED.value)

@@ -68,6 +68,8 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         st, progress = d.status, d.status.rollout  # it passed: the canary starts in this same pass
     if canary is not None and progress.stage == Stage.ROLLING_BACK:
         return rolling_back(obs, d)
+    if canary is None and progress.stage == Stage.PROMOTING:
+        return promoting(obs, d)
     state = RolloutState(stable, canary, st.canary_step, parse_time(st.step_started_at),
                          parse_time(progress.started_at))
     total = total_replicas(obs, d)
@@ -111,11 +113,33 @@ def _promote(obs: Observation, d: Draft, total: int) -> Draft:
     previous = h.find(history, revision=stable) if stable and stable != canary else None
     if previous is not None and previous.outcome == Outcome.PROMOTED:
         history = h.update(history, previous, outcome=Outcome.SUPERSEDED, reason=f"replaced by {canary}")
+    keep = stable is not None and stable != canary and obs.revisions.get(stable) is not None
     st = st.model_copy(update={"stable_revision": canary, "canary_revision": None, "canary_step": None,
-                               "step_started_at": None, "rollout": None})
-    return replace(d, status=st, history=history, replicas={canary: total},
-                   events=d.event(Reason.PROMOTED, d.action.message),
-                   rollout_events=(*d.rollout_events, "promoted"))
+                               "step_started_at": None, "rollout": RolloutProgress(
+                                   stage=Stage.PROMOTING, started_at=rfc3339(obs.now), outgoing=stable)
+                               if keep else None})
+    d = replace(d, status=st, history=history, replicas={canary: total},
+                events=d.event(Reason.PROMOTED, d.action.message),
+                rollout_events=(*d.rollout_events, "promoted"))
+    return promoting(obs, d) if keep else d
+
+
+def promoting(obs: Observation, d: Draft) -> Draft:
+    """The promoted revision to its full size; the previous stable gives up only the pods the
+    ready new stable replaces: ready serving pods never drop below spec. Then it goes."""
+    st = d.status
+    stable, outgoing = st.stable_revision, st.rollout.outgoing if st.rollout else None
+    assert stable is not None
+    total = total_replicas(obs, d)
+    seen, old = obs.revisions.get(stable), obs.revisions.get(outgoing or "")
+    ready = seen.state.ready if seen is not None and seen.state.replicas >= total else 0
+    if old is None or ready >= total:
+        return replace(d, status=st.model_copy(update={"rollout": None}), replicas={stable: total},
+                       requeue_after=None)
+    keep = min(old.state.replicas, max(0, total - ready))
+    message = f"Promoted {stable}; {outgoing} serves until {stable} is ready at {total} ({ready} now)"
+    return replace(d, replicas={stable: total, outgoing or "": keep}, requeue_after=1.0,
+                   progressing=condition(PROGRESSING, True, Reason.PROMOTED, message, generation=obs.generation))
 
 
 def _rollback(obs: Observation, d: Draft, total: int) -> Draft:

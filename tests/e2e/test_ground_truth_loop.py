@@ -159,6 +159,6 @@ def test_feedback_refuses_bad_bodies_through_the_service(namespace: Namespace, s
     wait_phase(namespace, "fb", "Serving")
     url = service_url(namespace, "fb").replace(":predict", "").replace("/v1/", "/v2/") + "/feedback"
     code, body = post(url, {"label": 1})
-    assert code == 400 and "'id'" in json.loads(body)["error"]
+    assert code == 400 and "'id'" in (body if isinstance(body, dict) else json.loads(body))["error"]
     code, body = post(url, {"id": "x"})
-    assert code == 400 and "label" in json.loads(body)["error"]
+    assert code == 400 and "label" in (body if isinstance(body, dict) else json.loads(body))["error"]

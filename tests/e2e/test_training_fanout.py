@@ -115,7 +115,9 @@ def test_an_index_whose_pod_is_lost_is_retried_alone(namespace: Namespace, s3: S
     assert st["phase"] == "Succeeded", st
     job = namespace.get("job", "lossy-search")
     assert job is not None
-    assert job["status"].get("failed") == 1 and job["status"].get("succeeded") == 2, job["status"]
+    # The deleted pod's trainer exits 143 on SIGTERM, which the podFailurePolicy ignores: replaced,
+    # not counted as a failure of its index.
+    assert not job["status"].get("failed") and job["status"].get("succeeded") == 2, job["status"]
     assert job["status"].get("completedIndexes") == "0,1" and not job["status"].get("failedIndexes")
     indexes = pods_by_index(namespace, "lossy-search")
     assert len(indexes[0]) == 1, "index 0 ran once: the lost pod cost only its own index"

@@ -288,12 +288,18 @@ class ChartOperator:
         must not guess."""
         if not strict:
             return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
-        try:
-            return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", timeout=2)
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ConnectionRefusedError):
-                return False
-            raise
+        for attempt in range(2):
+            try:
+                return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", timeout=2)
+            except (urllib.error.URLError, ConnectionResetError) as exc:
+                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                if isinstance(reason, ConnectionRefusedError):
+                    return False
+                if isinstance(reason, ConnectionResetError) and attempt == 0:
+                    time.sleep(0.2)  # a process closing its listener as it exits: ask once more
+                    continue
+                raise
+        raise AssertionError("unreachable")
 
     def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None,
              timeout: float = 5) -> str:

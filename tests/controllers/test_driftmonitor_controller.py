@@ -105,6 +105,32 @@ def test_a_missing_model_is_a_condition_and_one_event(monkeypatch: pytest.Monkey
     assert writes_of(ctx) == []
 
 
+def test_a_prometheus_rule_api_that_answers_404_after_discovery_is_treated_as_absent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Prometheus Operator's CRD removed while discovery still said served (seen on a cluster
+    whose tests install and remove it): the monitor carries on without its rule, and asks again."""
+    from modelship.k8s import fake
+
+    ctx = context()
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    kube.apis.add("monitoring.coreos.com/v1")
+    real_list = kube.list
+
+    def gone(api_version: str, kind: str, namespace: str | None, selector: str | None = None) -> list[Any]:
+        if kind == "PrometheusRule":
+            raise fake._error(404, "NotFound")
+        return real_list(api_version, kind, namespace, selector)
+
+    monkeypatch.setattr(kube, "list", gone)
+    kube.create({"apiVersion": "modelship.io/v1alpha1", "kind": "DriftMonitor",
+                 "metadata": {"name": "dm", "namespace": NS}, "spec": {"modelRef": {"name": "nope"}}})
+    writes_of(ctx)
+    st = evaluate(ctx, datetime(2026, 12, 1, 12, tzinfo=UTC), monkeypatch)
+    assert condition(st, "Ready")["reason"] == "ModelNotFound"  # reconciled, not stuck on the 404
+    assert "monitoring.coreos.com/v1" not in ctx._apis  # forgotten: discovery is asked again
+
+
 # --- live quality (spec.performance): the quality Job is a child of the monitor's plan -------------
 
 PERFORMANCE = {"metric": "accuracy", "floor": 0.85, "minLabelledRows": 100, "window": "1h", "interval": "5m"}

@@ -39,6 +39,11 @@ class Context:
             self._apis[group_version] = (now, served)
         return served
 
+    def forget_api(self, group_version: str) -> None:
+        """The API answered 404 after discovery said it was served (a CRD removed): ask again next time."""
+        with self._guard:
+            self._apis.pop(group_version, None)
+
     def cached(self, key: str) -> Any:
         with self._guard:
             return self._cache.get(key)

@@ -20,6 +20,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from modelship.api.common import parse_duration
 from modelship.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus, DriftState, SourceType
 from modelship.api.model import ModelSpec, ModelStatus
@@ -135,9 +137,17 @@ def observe(ctx: Context, body: Body, spec: DriftMonitorSpec | str, status: Drif
     meta = body["metadata"]
     namespace = meta["namespace"]
     rule_api = ctx.has_api(PROMETHEUS_RULES_API)
-    owned = [r for r in ctx.kube.list(PROMETHEUS_RULES_API, "PrometheusRule", namespace,
-                                      selector=f"{MONITOR_LABEL}={meta['name']}") if owned_by(r, meta["uid"])] \
-        if rule_api else []
+    owned: list[Body] = []
+    if rule_api:
+        try:
+            owned = [r for r in ctx.kube.list(PROMETHEUS_RULES_API, "PrometheusRule", namespace,
+                                              selector=f"{MONITOR_LABEL}={meta['name']}") if owned_by(r, meta["uid"])]
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            # The CRD went after discovery said it was there (uninstalled): no rule, ask again later.
+            ctx.forget_api(PROMETHEUS_RULES_API)
+            rule_api = False
     base: dict[str, Any] = {"owner": body, "generation": meta.get("generation"), "spec": spec, "status": status,
                             "now": now, "artifact_store": ctx.settings.artifact_store, "rule_api": rule_api,
                             "drift_due": drift_due, "trainer_image": ctx.settings.trainer_image,
@@ -160,7 +170,14 @@ def observe(ctx: Context, body: Body, spec: DriftMonitorSpec | str, status: Drif
 def apply(ctx: Context, body: Body, p: Plan, owned: list[Body], spec: DriftMonitorSpec | str) -> None:
     meta = body["metadata"]
     if p.children is not None:
-        ensure(ctx.kube, p.children, owned)
+        try:
+            ensure(ctx.kube, p.children, owned)
+        except ApiException as exc:
+            if exc.status != 404 or not any(c.obj.get("kind") == "PrometheusRule" for c in p.children):
+                raise
+            ctx.forget_api(PROMETHEUS_RULES_API)  # its CRD went since observe: the next reconcile knows
+            ensure(ctx.kube, [c for c in p.children if c.obj.get("kind") != "PrometheusRule"],
+                   [o for o in owned if o.get("kind") != "PrometheusRule"])
     write_status(ctx.kube, body, p.status.wire())
     if p.model_drift_state is not None and not isinstance(spec, str):
         ctx.kube.patch("modelship.io/v1alpha1", "Model", meta["namespace"], spec.model_ref.name,

@@ -136,8 +136,10 @@ def test_late_labels_measure_quality_and_a_drop_retrains_once_on_production_rows
     written = s3.get(artifact.rstrip("/") + "/dataset.parquet")
     assert hashlib.sha256(written).hexdigest() == trained_on["sha256"]
     with Load(url, threads=3) as load:
+        # Promoted, and the previous stable gone (stage Promoting over): later rows reach the new one only.
         promoted = wait_until(lambda: (s := status(namespace, "truth")).get("stableRevision") not in (None, first)
-                              and not s.get("canaryRevision") and s, 400, "the retrained version promoted")
+                              and not s.get("canaryRevision") and not s.get("rollout") and s, 400,
+                              "the retrained version promoted")
     assert load.failed == 0, load.failures
     assert promoted["history"][0]["trigger"] == "performance" and promoted["history"][0]["outcome"] == "Promoted"
     new = promoted["stableRevision"]

@@ -290,16 +290,27 @@ class ChartOperator:
             return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", "", timeout=2)
         for attempt in range(2):
             try:
-                return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics", timeout=2)
-            except (urllib.error.URLError, ConnectionResetError) as exc:
+                return "modelship_leader 1.0" in self._get(pod, self.metrics_port, "/metrics",
+                                                           timeout=2 if attempt == 0 else 6)
+            except (urllib.error.URLError, ConnectionResetError, TimeoutError) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 if isinstance(reason, ConnectionRefusedError):
                     return False
-                if isinstance(reason, ConnectionResetError) and attempt == 0:
-                    time.sleep(0.2)  # a process closing its listener as it exits: ask once more
+                if attempt == 0 and isinstance(reason, (ConnectionResetError, TimeoutError, socket.timeout)):
+                    # A process closing its listener as it exits, or one busy for 2 s on two
+                    # cores: ask once more, longer.
+                    time.sleep(0.2)
                     continue
+                if (pod.get("metadata") or {}).get("deletionTimestamp") and not self._running(pod):
+                    return False  # deleted meanwhile: its network went with its process
                 raise
         raise AssertionError("unreachable")
+
+    def _running(self, pod: dict[str, Any]) -> bool:
+        """Whether the pod still exists and runs (read afresh)."""
+        name = pod["metadata"]["name"]
+        return any(p["metadata"]["name"] == name and (p.get("status") or {}).get("phase") == "Running"
+                   and not (p.get("metadata") or {}).get("deletionTimestamp") for p in self.pods())
 
     def _get(self, pod: dict[str, Any], port: int, path: str, default: str | None = None,
              timeout: float = 5) -> str:

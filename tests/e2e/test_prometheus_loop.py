@@ -88,6 +88,10 @@ def test_the_prometheus_rule_fires_alertmanager_posts_and_one_retrain_is_promote
     mon.load_rules(rule_groups(namespace, ["pods", "prom"]))
 
     # Normal traffic: a Stable verdict from both sources; Prometheus scrapes the pods and the operator.
+    # It must have scraped the pods once before the traffic: increase() over the window cannot see
+    # requests counted before a series' first sample.
+    wait_until(lambda: any(t["labels"].get("job") == "modelship-serving" and t["health"] == "up"
+                           for t in mon.targets()), 60, "Prometheus scraping the serving pods")
     url = service_url(namespace, MODEL)
     send(url, data.instances(400, seed=52))
     for name in ("pods", "prom"):

@@ -15,6 +15,7 @@ from helpers import Load, dataset, model_manifest, post
 from test_model_lifecycle import service_url, status, wait_phase
 
 from conftest import S3, Namespace, Operator, wait_until
+from modelship.builders.common import REVISION_LABEL
 from modelship.demo import data
 from modelship.logic.scrape import parse_samples
 
@@ -144,7 +145,9 @@ def test_late_labels_measure_quality_and_a_drop_retrains_once_on_production_rows
     assert promoted["history"][0]["trigger"] == "performance" and promoted["history"][0]["outcome"] == "Promoted"
     new = promoted["stableRevision"]
 
-    # Exactly one retrain: later measurements see the new revision (too few labels for a verdict yet).
+    # Exactly one retrain: later measurements see the new revision. Its old pods drain for a few
+    # seconds after the promotion and answer what reaches them meanwhile: wait until they are gone.
+    wait_until(lambda: not namespace.list("pod", f"{REVISION_LABEL}={first}"), 120, "the old revision's pods to go")
     more = send(url, list(data.rows(200, seed=54, shift=data.CONCEPT_SHIFT, missing=0.0)))
     feedback(url, more)
     improved = wait_until(lambda: (q := revision_quality(namespace, "truth", new)).get("labelled", 0) >= 150 and q,

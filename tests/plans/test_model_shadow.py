@@ -76,7 +76,7 @@ def test_the_stable_mirrors_to_a_fixed_shadow_service() -> None:
     p = plan(obs(serving()[0], T0, spec=SHADOWED, training_jobs=JOBS, revisions={stable: ready(2)}))
     dep = next(c.obj for c in p.children or [] if c.obj["metadata"]["name"] == stable)
     env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MODELSHIP_SHADOW_URL"] == "http://m-shadow.ns.svc.cluster.local"
+    assert env["MODELSHIP_SHADOW_URL"] == "http://m-shadow.ns.svc.cluster.local."
     assert env["MODELSHIP_SHADOW_PERCENT"] == "50"
 
 

@@ -22,6 +22,8 @@ from modelship_runtime.serving.shadow import MalformedAnswer, Shadow, Tally, com
     [
         ("http://m-shadow.ns.svc.cluster.local", "m-shadow.ns.svc.cluster.local", 80, b"",
          b"m-shadow.ns.svc.cluster.local"),
+        ("http://m-shadow.ns.svc.cluster.local.", "m-shadow.ns.svc.cluster.local.", 80, b"",
+         b"m-shadow.ns.svc.cluster.local."),
         ("http://m-shadow:8080/", "m-shadow", 8080, b"", b"m-shadow:8080"),
         ("http://127.0.0.1:9/base/", "127.0.0.1", 9, b"/base", b"127.0.0.1:9"),
         (" http://[::1]:81 ", "::1", 81, b"", b"[::1]:81"),

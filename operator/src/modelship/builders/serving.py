@@ -206,8 +206,10 @@ def build_pod_template(
         "env": variables,
         "resources": resources(serving.resources, SERVING_DEFAULT_RESOURCES),
         "securityContext": container_security_context(),
-        "startupProbe": _probe("/v2/health/live", 2, 90),
-        "readinessProbe": _probe("/v2/health/ready", 2, 2),
+        # Probed every second: a pod that replaces another (a rollback restoring the stable, a
+        # canary step) is Ready about a second after its server is, not two to four.
+        "startupProbe": _probe("/v2/health/live", 1, 180),
+        "readinessProbe": _probe("/v2/health/ready", 1, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(drain.pre_stop_seconds)]}}},
         "terminationMessagePolicy": "FallbackToLogsOnError",

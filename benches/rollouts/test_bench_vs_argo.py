@@ -175,8 +175,25 @@ def first_ready_at(watch: Watch, revision: str) -> float:
     return first.at
 
 
+def diagnose(cluster: Any, ns: str) -> None:
+    """What a failed wait needs to be understood: the namespace's objects, statuses and events."""
+    for args in (("get", "models,trainingjobs,rollouts,analysisruns,deployments,replicasets,pods", "-o", "wide"),
+                 ("get", "models,rollouts,analysisruns", "-o", "yaml"),
+                 ("get", "events", "--sort-by=.lastTimestamp")):
+        out = cluster.kubectl("-n", ns, *args, check=False)
+        print(f"--- kubectl -n {ns} {' '.join(args)}\n{out.stdout[-6000:]}{out.stderr[-500:]}")
+
+
 def modelship(cluster: Any, s3: stack.S3, ns: str, name: str, shadow: bool) -> tuple[Figures, dict[str, Any]]:
     """Deploy, then roll out a good and a bad version; the figures, and the pod templates seen."""
+    try:
+        return _modelship(cluster, s3, ns, name, shadow)
+    except BaseException:
+        diagnose(cluster, ns)
+        raise
+
+
+def _modelship(cluster: Any, s3: stack.S3, ns: str, name: str, shadow: bool) -> tuple[Figures, dict[str, Any]]:
     new_namespace(cluster, ns)
     uri = s3.put(f"datasets/{ns}/loans.csv", dataset(seed=18))
     cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(manifest(name, uri, shadow)))
@@ -213,7 +230,7 @@ def modelship(cluster: Any, s3: stack.S3, ns: str, name: str, shadow: bool) -> t
     out.bad_reached_users = any(s.ready.get(bad, 0) for s in watch.samples)  # a canary pod behind the Service
     if bad in watch.templates:
         templates["bad"] = watch.templates[bad]
-    print(f"{out.name}: good promoted {out.promote_s:.1f} s after its first ready pod, {load.failed} failed; "
+    print(f"{out.name}: good promoted {out.promote_s:.1f} s after its first ready pod, {out.good_failed} failed; "
           f"bad {history_outcome(watch.samples[-1], bad)} {out.abort_s:.1f} s after its first ready pod, "
           f"{out.bad_failed} failed of {out.bad_sent}")
     return out, templates
@@ -303,6 +320,15 @@ def set_template(cluster: Any, ns: str, template: dict[str, Any]) -> str:
 
 def argo(cluster: Any, ns: str, templates: dict[str, Any], prometheus: str, interval: str,
          with_good: bool) -> Figures:
+    try:
+        return _argo(cluster, ns, templates, prometheus, interval, with_good)
+    except BaseException:
+        diagnose(cluster, ns)
+        raise
+
+
+def _argo(cluster: Any, ns: str, templates: dict[str, Any], prometheus: str, interval: str,
+          with_good: bool) -> Figures:
     new_namespace(cluster, ns)
     for obj in argo_objects(ns, argo_template(templates["v1"]), prometheus, interval):
         cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(obj))
@@ -375,14 +401,16 @@ def test_rollouts_vs_argo(tmp_path: Path) -> None:
     prometheus_bin = build.ensure_target("prometheus")
     crds = sorted(build.argo_rollouts_crds().glob("*-crd.yaml"))
     assert len(crds) == 5, crds
-    argo_ns = [f"bench-argo-{i.removesuffix('s')}s" for i in ARGO_INTERVALS]
+    argo_ns = [f"bench-argo-{i}" for i in ARGO_INTERVALS]
     with testing.session() as cluster, stack.s3_server(cluster.node_ip) as s3:
         refs = images.build()
         values = stack.chart_values(refs, s3, allowTestFaults=True, reconcileSeconds=2.0)
         for crd in crds:
             cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        for plural in ("rollouts", "analysistemplates", "analysisruns"):
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{plural}.argoproj.io", "--timeout=60s")
+        for plural in ("rollouts", "analysistemplates", "analysisruns"):  # (kubectl wait fails on no status yet)
+            stack.wait_until(lambda p=plural: "True" in cluster.kubectl(
+                "get", f"crd/{p}.argoproj.io", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False).stdout, 60, f"the CRD {plural}.argoproj.io", interval=0.5)
         prom_dir = tmp_path / "prometheus"
         prom_dir.mkdir()
         (prom_dir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(Path(cluster.kubeconfig), argo_ns)))

@@ -163,6 +163,13 @@ def retrain(cluster: Any, ns: str, name: str, token: str, faults: dict[str, str]
                                 and c, 600, f"a new candidate of {name}", interval=0.3))
 
 
+def seen(watch: Watch, predicate: Any, what: str) -> Sample:
+    """The first sample where ``predicate`` holds, waiting for the sampler to take it (the status
+    may have changed after its last sample)."""
+    return stack.wait_until(lambda: watch.first(predicate), 10, f"the sampler to see {what}",  # type: ignore[no-any-return]
+                            interval=0.2)
+
+
 def history_outcome(s: Sample, revision: str) -> str | None:
     return next((h.get("outcome") for h in s.history if h.get("revision") == revision), None)
 
@@ -208,8 +215,8 @@ def _modelship(cluster: Any, s3: stack.S3, ns: str, name: str, shadow: bool) -> 
         good = retrain(cluster, ns, name, "1", {})
         stack.wait_until(lambda: model_status(cluster, ns, name).get("stableRevision") == good, 600,
                          "the good version's promotion", interval=0.3)
-    promoted = watch.first(lambda s: s.stable == good)
-    assert promoted is not None and not watch.errors, watch.errors
+        promoted = seen(watch, lambda s: s.stable == good, "the promotion")
+    assert not watch.errors, watch.errors
     out.promote_s = promoted.at - first_ready_at(watch, good)
     out.good_failed, out.good_sent = load.failed, load.ok + load.failed
     templates["good"] = watch.templates[good]
@@ -218,11 +225,11 @@ def _modelship(cluster: Any, s3: stack.S3, ns: str, name: str, shadow: bool) -> 
         bad = retrain(cluster, ns, name, "2", {"MODELSHIP_FAULT_ERROR_RATIO": FAULT_RATIO})
         stack.wait_until(lambda: not model_status(cluster, ns, name).get("canaryRevision"), 600,
                          "the bad version's rollback", interval=0.3)
+        decided = seen(watch, lambda s: history_outcome(s, bad) in ("RolledBack", "Refused"), "the decision")
         stack.wait_until(lambda: not any(watch.samples[-1].ready.get(n) for n in (bad, shadow_deployment_name(bad))),
                          120, "the bad version's pods to go", interval=0.3)
         time.sleep(SETTLE_S)
-    decided = watch.first(lambda s: history_outcome(s, bad) in ("RolledBack", "Refused"))
-    assert decided is not None and not watch.errors, (watch.errors, watch.samples[-1].history)
+    assert not watch.errors, watch.errors
     ready_at = first_ready_at(watch, bad)
     out.abort_s = decided.at - ready_at
     out.bad_failed, out.bad_sent = load.failed, load.ok + load.failed
@@ -343,21 +350,21 @@ def _argo(cluster: Any, ns: str, templates: dict[str, Any], prometheus: str, int
             good = set_template(cluster, ns, argo_template(templates["good"]))
             stack.wait_until(lambda: (s := rollout_status(cluster, ns)).get("stableRS") == good
                              and s.get("phase") == "Healthy", 300, "Argo's promotion", interval=0.3)
-        promoted = watch.first(lambda s: s.stable == good)
+            promoted = seen(watch, lambda s: s.stable == good, "the promotion")
         ready = watch.first(lambda s: s.ready.get(good, 0) >= 1 and s.stable != good)
-        assert promoted is not None and ready is not None and not watch.errors, watch.errors
+        assert ready is not None and not watch.errors, watch.errors
         out.promote_s = promoted.at - ready.at
         out.good_failed, out.good_sent = load.failed, load.ok + load.failed
 
     with RateLoad(target, RATE) as load, RolloutWatch(kubeconfig, ns, ARGO_APP) as watch:
         bad = set_template(cluster, ns, argo_template(templates["bad"]))
         stack.wait_until(lambda: rollout_status(cluster, ns).get("abort"), 300, "Argo's abort", interval=0.3)
+        aborted = seen(watch, lambda s: s.stage == "Aborted", "the abort")
         stack.wait_until(lambda: not watch.samples[-1].ready.get(bad) and watch.samples[-1].endpoints >= REPLICAS,
                          180, "the canary's pods to go", interval=0.3)
         time.sleep(SETTLE_S)
-    aborted = watch.first(lambda s: s.stage == "Aborted")
     ready = watch.first(lambda s: s.ready.get(bad, 0) >= 1)
-    assert aborted is not None and ready is not None and not watch.errors, watch.errors
+    assert ready is not None and not watch.errors, watch.errors
     out.abort_s = aborted.at - ready.at
     out.bad_failed, out.bad_sent = load.failed, load.ok + load.failed
     out.min_endpoints = min(s.endpoints for s in watch.samples if s.at >= ready.at - 5)

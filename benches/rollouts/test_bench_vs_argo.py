@@ -136,6 +136,8 @@ def manifest(name: str, uri: str, shadow: bool) -> dict[str, Any]:
 
 
 def new_namespace(cluster: Any, name: str) -> None:
+    """``name``, fresh: one left by an interrupted run (on a cluster left running) is deleted first."""
+    cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=300s", timeout=330)
     cluster.kubectl("create", "namespace", name)
     cluster.kubectl("create", "secret", "generic", stack.SECRET, "-n", name,
                     *[f"--from-literal={k}={v}" for k, v in stack.KEYS.items()])

@@ -463,18 +463,29 @@ def test_rollouts_vs_argo(tmp_path: Path) -> None:
     print()
     print(table([*argos, canary, shadowed], argos[0]))
     ref = argos[0]
-    # Argo did what it is for: it promoted the good version and aborted the bad one.
-    assert ref.promote_s is not None and all(a.abort_s > 0 for a in argos)
-    # Modelship, canary only: within README's bounds, and decided before Argo. (Failed requests are
-    # not compared: Argo's vary from run to run with where its measurement falls between scrapes,
-    # and Modelship's rollback keeps the canary serving until the stable is back at spec.)
-    assert canary.bad_failed <= MAX_FAILED_CANARY and canary.abort_s <= MAX_ABORT_S
-    assert canary.abort_s <= ref.abort_s
-    assert canary.good_failed == 0 and canary.promote_s is not None
-    assert canary.promote_s <= PAUSES_S + PROMOTE_SLACK_S
-    assert canary.min_endpoints >= REPLICAS  # a rollback never takes ready capacity below spec
-    # Shadow + canary: the bad version is refused before any user gets it; the good one's canary
-    # keeps its pauses (the shadow's own length is printed: it waits for minRequests mirrored).
-    assert shadowed.bad_failed == SHADOW_FAILED and not shadowed.bad_reached_users
-    assert shadowed.good_failed == 0 and shadowed.canary_promote_s is not None
-    assert shadowed.canary_promote_s <= PAUSES_S + PROMOTE_SLACK_S
+    # Every bound is checked and every miss reported together (one run says all it measured).
+    misses = [what for what, held in (
+        # Argo did what it is for: it promoted the good version and aborted the bad one.
+        ("Argo promoted the good version", ref.promote_s is not None),
+        ("Argo aborted the bad version", all(a.abort_s > 0 for a in argos)),
+        # Modelship, canary only: README's bounds, and decided before Argo. (Failed requests are not
+        # compared: Argo's vary from run to run with where its measurement falls between scrapes,
+        # and Modelship's rollback keeps the canary serving until the stable is back at spec.)
+        (f"canary, bad: {canary.bad_failed} failed <= {MAX_FAILED_CANARY}", canary.bad_failed <= MAX_FAILED_CANARY),
+        (f"canary, bad: decided {canary.abort_s:.1f} s <= {MAX_ABORT_S} s", canary.abort_s <= MAX_ABORT_S),
+        (f"canary, bad: decided {canary.abort_s:.1f} s <= Argo's {ref.abort_s:.1f} s", canary.abort_s <= ref.abort_s),
+        (f"canary, good: {canary.good_failed} failed == 0", canary.good_failed == 0),
+        (f"canary, good: promoted {canary.promote_s} s <= {PAUSES_S} + {PROMOTE_SLACK_S} s",
+         canary.promote_s is not None and canary.promote_s <= PAUSES_S + PROMOTE_SLACK_S),
+        # A rollback never takes ready capacity below spec.
+        (f"canary: ready endpoints {canary.min_endpoints} >= {REPLICAS}", canary.min_endpoints >= REPLICAS),
+        # Shadow + canary: the bad version is refused before any user gets it; the good one's canary
+        # keeps its pauses (the shadow's own length is printed: it waits for minRequests mirrored).
+        (f"shadow, bad: {shadowed.bad_failed} failed == {SHADOW_FAILED}", shadowed.bad_failed == SHADOW_FAILED),
+        ("shadow, bad: never a canary pod", not shadowed.bad_reached_users),
+        (f"shadow, good: {shadowed.good_failed} failed == 0", shadowed.good_failed == 0),
+        (f"shadow, good: promoted {shadowed.canary_promote_s} s after its first canary pod <= {PAUSES_S} + "
+         f"{PROMOTE_SLACK_S} s", shadowed.canary_promote_s is not None
+         and shadowed.canary_promote_s <= PAUSES_S + PROMOTE_SLACK_S),
+    ) if not held]
+    assert not misses, "bounds missed: " + "; ".join(misses)

@@ -71,7 +71,9 @@ chart-schema: venv
 chart-lint: venv
 	$(PY) -m modelship.chart.lint charts/modelship
 
-bench: venv apt-tools cluster-build
+# cluster-build's set plus Argo Rollouts' controller (benches/rollouts compares with it).
+bench: venv apt-tools
+	$(PY) -m modelship.cli local build --for bench
 	$(PY) -m pytest benches -q -s $(PYTEST_ARGS)
 
 # modelship-serve against MLServer and KServe (peer venvs cached under $(MODELSHIP_CACHE)/bench-venvs).

@@ -60,6 +60,7 @@ class Load:
     ok: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # time.monotonic() of each failure
     started: float = 0.0
     stopped: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -96,6 +97,7 @@ class Load:
                     self.ok += 1
                 else:
                     self.failed += 1
+                    self.failed_at.append(time.monotonic())
                     if len(self.failures) < 20:
                         self.failures.append(detail)
             i += 1

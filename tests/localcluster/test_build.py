@@ -4,6 +4,7 @@ released) before its cluster session takes the machine's session lock."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from modelship.localcluster import build, locks, testing
+from modelship.localcluster import build, locks, testing, versions
 from modelship.localcluster.status import StepFailed
 
 CLUSTER = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
@@ -31,6 +32,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("cluster", CLUSTER),
     ("demo", [*CLUSTER, "helm"]),  # the demo installs the chart; Prometheus is the tests' alone
     ("all", [*CLUSTER, "helm", "prometheus"]),
+    ("bench", [*CLUSTER, "helm", "prometheus", "argo-rollouts"]),  # the rollout bench's peer; not make test's
 ])
 def test_each_command_builds_what_it_needs(purpose: str, names: list[str]) -> None:
     assert [t.name for t in build.select(purpose)] == names
@@ -45,6 +47,20 @@ def test_every_target_names_its_own_version() -> None:
     versions = {t.name: t.version for t in build.targets()}
     assert versions["etcd"].startswith("v3.") and versions["kubectl"].startswith("v1.")
     assert versions["prometheus"].startswith("3.")
+    assert versions["argo-rollouts"] == "v1.10.2"
+
+
+def test_argo_rollouts_builds_in_its_wrapper_module_with_argos_replace_block() -> None:
+    """`go install` of Argo Rollouts fails (its go.mod replaces k8s.io modules, which only a main
+    module may do): our module requires it and carries the same replace directives."""
+    target = next(t for t in build.targets() if t.name == "argo-rollouts")
+    gomod = (target.module / "go.mod").read_text()
+    assert target.module == build.ARGOMOD and target.needed_by == "bench" and "@" not in target.package
+    pinned = re.search(rf"^\s*{re.escape(build.ARGO_MODULE)} (v\S+)", gomod, re.M)
+    assert pinned is not None and pinned.group(1) == versions.ARGO_ROLLOUTS  # versions.py and go.mod agree
+    assert re.search(rf"^tool {re.escape(target.package)}$", gomod, re.M)
+    replaced = dict(re.findall(r"^\s+(k8s\.io/[\w.-]+) => k8s\.io/[\w.-]+ (v\S+)$", gomod, re.M))
+    assert replaced["k8s.io/client-go"] == replaced["k8s.io/api"] == "v0.34.5" and len(replaced) >= 30
 
 
 def fake_targets(cache: Path, names: list[str]) -> list[build.Target]:

@@ -3,13 +3,16 @@
 Binaries are built from the Go module proxy into the cache, keyed by the
 pinned versions (versions.py); a second run finds them and takes seconds.
 Kubernetes' binaries come from our small module in gomod/ (see gomodgen.py);
-the rest are `go install pkg@version`. Versions are stamped with -ldflags -X
-so `kubectl version` and `helm version` tell the truth.
+the rest are `go install pkg@version`, except Argo Rollouts' controller, which
+comes from our wrapper module argomod/ for the same reason as Kubernetes (its
+go.mod replaces the k8s.io modules). Versions are stamped with -ldflags -X so
+`kubectl version` and `helm version` tell the truth.
 
 A command builds only what it needs (``BUILD_SETS``): the cluster itself,
 plus helm for the demo (it installs the chart), plus Prometheus for the tests
-(the live Prometheus loop). One build runs at a time (``locks``); a cold
-build prints a line per component with its time and what is left.
+(the live Prometheus loop), plus Argo Rollouts for the benches (the peer of
+the rollout comparison). One build runs at a time (``locks``); a cold build
+prints a line per component with its time and what is left.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ from modelship.localcluster import detect, locks, paths, versions
 from modelship.localcluster.status import StepFailed, Ticker, line, step
 
 GOMOD = Path(__file__).with_name("gomod")
+ARGOMOD = Path(__file__).with_name("argomod")
+ARGO_MODULE = "github.com/argoproj/argo-rollouts"
 MIN_FREE_GB = 6.0
 BUILD_LOCK_TIMEOUT = 2 * 3600.0  # a cold build takes 40-75 min on 2 shared cores
 
 # What each command needs, by the `needed_by` of its targets: `local up` the
 # cluster; the demo also installs the chart (helm); the tests also run a live
-# Prometheus. `local build` with no --for builds them all (make test, make bench).
+# Prometheus (`local build` with no --for: make test); the benches also run Argo
+# Rollouts' controller (`--for bench`: make bench).
 BUILD_SETS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster",),
     "demo": ("cluster", "chart"),
     "all": ("cluster", "chart", "tests"),
+    "bench": ("cluster", "chart", "tests", "bench"),
 }
 
 
@@ -50,7 +57,8 @@ class Target:
     version: str  # what the line says is being built
     ldflags: str = ""
     tags: tuple[str, ...] = ()  # Go build tags
-    needed_by: str = "cluster"  # cluster (a running cluster), chart (helm), tests (prometheus), kind (e2e-kind only)
+    needed_by: str = "cluster"  # cluster (a running cluster), chart (helm), tests (prometheus), bench (argo), kind
+    module: Path = GOMOD  # the Go module it is built in (`go build`; `go install pkg@version` ignores it)
 
 
 def _kube_ldflags() -> str:
@@ -91,6 +99,9 @@ def targets() -> list[Target]:
                f"github.com/prometheus/prometheus/cmd/prometheus@{versions.PROMETHEUS}", prometheus_release(),
                f"-X github.com/prometheus/common/version.Version={prometheus_release()}",
                tags=versions.PROMETHEUS_TAGS, needed_by="tests"),
+        Target("argo-rollouts", paths.argo_rollouts_bin(), f"{ARGO_MODULE}/cmd/rollouts-controller",
+               versions.ARGO_ROLLOUTS, f"-X {ARGO_MODULE}/utils/version.version={versions.ARGO_ROLLOUTS.lstrip('v')}",
+               needed_by="bench", module=ARGOMOD),
         *kind,
     ]
 
@@ -157,7 +168,7 @@ def _run_go(go: str, target: Target, log: Path, after: str = "") -> None:
         env = go_env(go)
     ticker = Ticker(f"building {target.name}", suffix=after)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, cwd=GOMOD, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=target.module, env=env, stdout=out, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             time.sleep(1)
             ticker.tick()
@@ -184,6 +195,14 @@ def build_pause(go: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["gcc", "-Os", "-Wall", "-static", "-o", str(out),
                     f"{src}/build/pause/linux/pause.c", f"-DVERSION={versions.KUBERNETES}"], check=True)
+
+
+def argo_rollouts_crds() -> Path:
+    """The directory of Argo Rollouts' CRDs (``*-crd.yaml``) in its module, as our wrapper pins it."""
+    go = find_go()
+    src = subprocess.run([go, "list", "-m", "-f", "{{.Dir}}", ARGO_MODULE], cwd=ARGOMOD, env=go_env(go),
+                         check=True, capture_output=True, text=True).stdout.strip()
+    return Path(src) / "manifests" / "crds"
 
 
 def ensure_apt() -> None:

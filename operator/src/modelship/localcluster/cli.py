@@ -12,8 +12,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="modelship local", description="the local upstream Kubernetes cluster")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build or reuse the binaries and system images (cached)")
-    b.add_argument("--for", dest="purpose", default="all", choices=["cluster", "demo", "all"],
-                   help="what to build: the cluster alone, plus helm (demo), plus prometheus (all: the tests)")
+    b.add_argument("--for", dest="purpose", default="all", choices=["cluster", "demo", "all", "bench"],
+                   help="what to build: the cluster alone, plus helm (demo), plus prometheus (all: the tests), "
+                        "plus Argo Rollouts (bench)")
     up = sub.add_parser("up", help="start the cluster (foreground until Ctrl-C, or --detach)")
     up.add_argument("--kubeconfig", help="where to write the admin kubeconfig (default DATA_DIR/kubeconfig)")
     up.add_argument("--data-dir", help="state and logs (default ~/.local/share/modelship/local)")

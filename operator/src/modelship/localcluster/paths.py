@@ -62,6 +62,10 @@ def crictl_bin() -> Path:
     return bin_dir("crictl", versions.CRI_TOOLS) / "crictl"
 
 
+def argo_rollouts_bin() -> Path:
+    return bin_dir("argo-rollouts", versions.ARGO_ROLLOUTS) / "rollouts-controller"
+
+
 def cri_stop_bin() -> Path:
     return bin_dir("cri-stop-all", versions.KUBERNETES) / "cri-stop-all"
 

@@ -29,6 +29,10 @@ CRI_TOOLS = "v1.37.0"
 # Debian packages `make e2e-kind` installs when missing (the daemon kind drives).
 KIND_APT_PACKAGES = ("docker.io",)
 
+# Argo Rollouts' controller, the peer `make bench` compares rollouts with (benches/rollouts),
+# built from its Go module in our wrapper module localcluster/argomod (see its go.mod).
+ARGO_ROLLOUTS = "v1.10.2"
+
 # Debian packages `local build` installs when missing.
 APT_PACKAGES = (
     "containerd",

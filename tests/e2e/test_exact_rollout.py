@@ -114,9 +114,11 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     assert status(namespace, "exact")["stableRevision"] == good
     fast = abort
 
-    # The same version under a 20 s analysis interval (a spec change: it is tried again).
+    # The same version under a 20 s analysis interval (a spec change: it is tried again). The end
+    # of a step's pause is judged too, so the pauses grow past the interval here.
     spec = namespace.get("model", "exact")["spec"]  # type: ignore[index]
     spec["rollout"]["analysis"]["interval"] = "20s"
+    spec["rollout"]["steps"] = [{**step, "pause": "40s"} for step in STEPS]
     with Watch(str(local_cluster.kubeconfig), namespace.name, "exact") as watch, RateLoad(target, RATE):
         namespace.kubectl("patch", "model", "exact", "--type=merge", "-p", json.dumps({"spec": spec}))
         wait_until(lambda: status(namespace, "exact").get("canaryRevision") == bad, 120, "the retry", interval=0.5)

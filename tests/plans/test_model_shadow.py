@@ -80,6 +80,29 @@ def test_the_stable_mirrors_to_a_fixed_shadow_service() -> None:
     assert env["MODELSHIP_SHADOW_PERCENT"] == "50"
 
 
+def test_turning_the_shadow_on_keeps_the_stable_serving_while_its_mirroring_twin_rolls_out() -> None:
+    """The same artifact under a new pod template (it mirrors) is a canary of its own: the stable
+    keeps its history entry, its Deployment and its pods until the twin is promoted."""
+    p = plan(obs(ModelStatus(), T0))
+    p = plan(obs(p.status, T0, training_jobs=JOBS))
+    stable = p.status.canary_revision
+    assert stable is not None
+    p = plan(obs(p.status, T0, training_jobs=JOBS, revisions={stable: ready(2, template=True)}))
+    assert p.status.stable_revision == stable and p.status.canary_revision is None
+    turned_on = plan(obs(p.status, T0, spec=SHADOWED, training_jobs=JOBS, revisions={stable: ready(2, template=True)}))
+    twin = turned_on.status.canary_revision
+    assert twin is not None and twin != stable
+    assert turned_on.status.rollout is not None and turned_on.status.rollout.stage == "Canary"
+    assert deployments(turned_on) == {stable: 2, twin: 1}  # the stable in full until the twin is ready
+    entries = {e.revision: e for e in turned_on.status.history}
+    assert set(entries) == {stable, twin} and entries[stable].outcome == Outcome.PROMOTED
+    assert entries[twin].trigger == "spec-change" and entries[twin].outcome == Outcome.PROGRESSING
+    # A reconcile later, the stable is still there (its entry was not taken over by the twin).
+    again = plan(obs(turned_on.status, T0 + timedelta(seconds=1), spec=SHADOWED, training_jobs=JOBS,
+                     revisions={stable: ready(1, template=True), twin: ready(1)}))
+    assert stable in deployments(again) and again.status.stable_revision == stable
+
+
 def test_a_healthy_shadow_becomes_the_canary_after_its_duration() -> None:
     p, stable, candidate = start_shadow()
     p = look(p, stable, 10, shadow=ready(1), canary_counters=traffic(200), stable_tallies=tally(195, 5))

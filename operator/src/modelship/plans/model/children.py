@@ -26,12 +26,14 @@ REPLICAS_ONLY = ("spec.replicas",)  # a revision's pod template is fixed by its 
 
 def template_of(obs: Observation, d: Draft, revision: str) -> Obj | None:
     """The pod template of a revision kept: the candidate's, or rebuilt from its artifact (used
-    only if its Deployment must be created again)."""
+    only if its Deployment must be created again), or the one its Deployment has: a revision that
+    serves is never dropped for want of a template."""
     if d.candidate is not None and d.candidate.revision == revision:
         return d.candidate.template
     entry = h.find(d.history, revision=revision)
     if entry is None or entry.artifact_uri is None:
-        return None  # unreachable: history keeps the entries of the revisions in use
+        seen = obs.revisions.get(revision)
+        return seen.template if seen is not None else None
     return template_for(obs, d, Artifact(entry.artifact_uri, entry.artifact_sha256))
 
 

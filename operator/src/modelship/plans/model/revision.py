@@ -124,10 +124,14 @@ def candidate(obs: Observation, d: Draft) -> Draft:
     if artifact is None:
         return d
     template = template_for(obs, d, artifact)
+    revision = revision_name(obs.name, template)
+    # The current TrainingJob's entry becomes this revision's only while it names no other one: a
+    # new pod template for the artifact already serving (e.g. the shadow turned on) is a revision
+    # of its own, and the stable's entry must keep naming the stable.
     entry = h.find(d.history, training_job=d.current.name) if d.current is not None else None
-    if entry is not None and entry.artifact_sha256 != artifact.sha256:
+    if entry is not None and (entry.artifact_sha256 != artifact.sha256 or entry.revision not in (None, revision)):
         entry = None
-    return replace(d, candidate=Candidate(revision_name(obs.name, template), artifact, template, entry))
+    return replace(d, candidate=Candidate(revision, artifact, template, entry))
 
 
 def why(obs: Observation, d: Draft) -> str:

@@ -6,7 +6,6 @@ where a bad one is refused with 0 failed user requests."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -17,13 +16,6 @@ from rollout_watch import RateLoad, Sample, Watch
 from conftest import S3, Namespace, Operator, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
-
-# Not yet passing on the local cluster (issue 18 stays open): a good version at 50 req/s saw 6
-# refused connections during its canary, and serving pods started with MODELSHIP_SHADOW_URL did
-# not become ready there (the canary that turns the shadow on never passed a step). Run them with
-# MODELSHIP_EXACT_ROLLOUT=1 while that is worked on.
-UNFINISHED = pytest.mark.skipif(os.environ.get("MODELSHIP_EXACT_ROLLOUT") != "1",
-                                reason="issue 18: not yet passing on the local cluster (see the module)")
 
 RATE = 50.0  # requests/s through the Service
 MAX_FAILED = 16  # a 20 %-faulty canary at RATE (README; Argo Rollouts with a 5 s analysis: 32)
@@ -77,7 +69,6 @@ def retrain(ns: Namespace, name: str, token: str, faults: dict[str, str] | None 
                       300, "a new candidate", interval=0.5)
 
 
-@UNFINISHED
 def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cluster: Any) -> None:
     uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=11))
     namespace.apply(manifest("exact", uri))
@@ -88,8 +79,9 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     with RateLoad(target, RATE) as load, Watch(str(local_cluster.kubeconfig), namespace.name, "exact") as watch:
         good = retrain(namespace, "exact", "1")
         wait_until(lambda: status(namespace, "exact").get("stableRevision") == good, 300, "promotion", interval=0.5)
-    promoted = watch.first(lambda s: s.stable == good)
-    assert promoted is not None
+        # The status can change after the sampler's last look: wait until it has seen it too.
+        promoted = wait_until(lambda: watch.first(lambda s: s.stable == good), 10, "the sampler to see the promotion",
+                              interval=0.2)
     took = promoted.at - canary_ready_at(watch, good)
     print(f"good version: promoted {took:.1f} s after its first ready pod ({PAUSES:.0f} s of pauses); "
           f"{load.ok} ok, {load.failed} failed")
@@ -124,14 +116,13 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
         wait_until(lambda: status(namespace, "exact").get("canaryRevision") == bad, 120, "the retry", interval=0.5)
         wait_until(lambda: not status(namespace, "exact").get("canaryRevision"), 300, "the second rollback",
                    interval=0.5)
-    again = watch.first(lambda s: s.canary is None and s.at > canary_ready_at(watch, bad))
-    assert again is not None
+        again = wait_until(lambda: watch.first(lambda s: s.canary is None and s.at > canary_ready_at(watch, bad)),
+                           10, "the sampler to see the second rollback", interval=0.2)
     slow = again.at - canary_ready_at(watch, bad)
     print(f"analysis interval 2 s: rolled back after {fast:.1f} s; 20 s: after {slow:.1f} s")
     assert slow >= 15 and slow - fast >= 10
 
 
-@UNFINISHED
 def test_shadow_refuses_a_wrong_model_with_no_failed_request(
         namespace: Namespace, s3: S3, operator: Operator, local_cluster: Any) -> None:
     uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=12))

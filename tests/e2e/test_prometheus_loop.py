@@ -97,7 +97,9 @@ def test_the_prometheus_rule_fires_alertmanager_posts_and_one_retrain_is_promote
     for name in ("pods", "prom"):
         st = wait_until(lambda n=name: (m := monitor_status(namespace, n)).get("state") and m, 60,
                         f"a first verdict of {name}")
-        assert st["state"] == "Stable", st
+        # No drift. 400 rows leave room for noise: a PSI of 0.11 (Warning, at 0.1) was seen once
+        # from Prometheus, whose increase() extrapolates each pod's counts to the window's edges.
+        assert st["state"] in ("Stable", "Warning") and st["maxScore"] < 0.2, st
     jobs = {t["labels"]["job"]: t for t in mon.targets() if t["health"] == "up"}
     assert {"modelship-serving", "modelship-operator"} <= set(jobs), mon.targets()
     assert jobs["modelship-serving"]["labels"]["modelship_io_revision"] == first

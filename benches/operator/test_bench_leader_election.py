@@ -33,13 +33,19 @@ def leads(op: OperatorProcess) -> bool:
     """What the operator's modelship_leader metric says. A refused connection is a process
     that does not lead (the operator serves /metrics before it campaigns and until it exits);
     any other error raises: the sampler must not count what it could not read as a follower."""
-    try:
-        text = op.metrics()
-    except OSError as exc:
-        if isinstance(exc, ConnectionRefusedError) or isinstance(getattr(exc, "reason", None),
-                                                                 ConnectionRefusedError):
-            return False
-        raise
+    for attempt in range(2):
+        try:
+            text = op.metrics()
+            break
+        except OSError as exc:
+            reason = getattr(exc, "reason", None)
+            if isinstance(exc, ConnectionRefusedError) or isinstance(reason, ConnectionRefusedError):
+                return False
+            reset = isinstance(exc, ConnectionResetError) or isinstance(reason, ConnectionResetError)
+            if reset and attempt == 0:
+                time.sleep(0.2)  # a process closing its listener as it exits: ask once more
+                continue
+            raise
     values = [line.split()[1] for line in text.splitlines() if line.startswith("modelship_leader ")]
     return values == ["1.0"]
 

@@ -111,7 +111,17 @@ def test_operator_bench(tmp_path: Path) -> None:
             cpu1, rss = proc_cpu_rss(op.proc.pid)
             reconciles1 = counter(op.metrics(), "modelship_reconciles_total")
 
-            time.sleep(10)  # let the last Events and status patches land
+            # Steady means quiet: wait until the last Deployment status updates of the 200 (the
+            # controller-manager lags behind the apply) have been reconciled, then measure a minute.
+            settling = time.monotonic()
+            last = counter(op.metrics(), "modelship_reconciles_total")
+            while time.monotonic() - settling < 180:
+                time.sleep(10)
+                count = counter(op.metrics(), "modelship_reconciles_total")
+                if count == last:
+                    break
+                last = count
+            settle = time.monotonic() - settling
             before = op.metrics()
             steady0, cpu2 = time.monotonic(), proc_cpu_rss(op.proc.pid)[0]
             time.sleep(60)
@@ -133,7 +143,8 @@ def test_operator_bench(tmp_path: Path) -> None:
         ("operator CPU while converging", f"{cpu1 - cpu0:.1f} s ({100 * (cpu1 - cpu0) / converge:.0f}% of a core)"),
         ("operator RSS after converging / after the steady minute",
          f"{rss:.0f} / {rss_steady:.0f} MiB (bound {OPERATOR_RSS_MAX_MIB})"),
-        ("steady state: reconciles per second", f"{steady_rate:.2f} (bound {STEADY_RECONCILES_PER_S_MAX})"),
+        ("steady state: reconciles per second", f"{steady_rate:.2f} (bound {STEADY_RECONCILES_PER_S_MAX}; "
+         f"measured from the first 10 s without one, {settle:.0f} s after all served)"),
         ("steady state: operator CPU", f"{100 * steady_cpu:.1f}% of a core (bound {100 * STEADY_CPU_MAX:.0f}%)"),
         ("steady state: API writes in a minute", f"{writes:.0f} (bound {STEADY_WRITES_PER_MIN})"),
         ("load average (1 min) before / while converging / after",

@@ -103,6 +103,14 @@ def test_turning_the_shadow_on_keeps_the_stable_serving_while_its_mirroring_twin
     assert stable in deployments(again) and again.status.stable_revision == stable
 
 
+def test_the_shadow_service_stays_while_the_spec_asks_for_a_shadow() -> None:
+    status, stable = serving()
+    at_rest = plan(obs(status, T0, spec=SHADOWED, training_jobs=JOBS, revisions={stable: ready(2)}))
+    assert ("Service", "m-shadow") in kinds(at_rest)  # no shadow runs, but its name resolves already
+    off = plan(obs(status, T0, spec=SPEC, training_jobs=JOBS, revisions={stable: ready(2)}))
+    assert ("Service", "m-shadow") not in kinds(off)  # not desired: ensure deletes it
+
+
 def test_a_healthy_shadow_becomes_the_canary_after_its_duration() -> None:
     p, stable, candidate = start_shadow()
     p = look(p, stable, 10, shadow=ready(1), canary_counters=traffic(200), stable_tallies=tally(195, 5))
@@ -113,7 +121,7 @@ def test_a_healthy_shadow_becomes_the_canary_after_its_duration() -> None:
     assert "600 mirrored requests" in passed.message and "agreement 98.33%" in passed.message
     assert p.status.rollout is not None and p.status.rollout.stage == "Canary" and p.status.canary_step == 0
     assert deployments(p) == {stable: 2, candidate: 1}  # step 1 of the canary; the shadow is gone
-    assert ("Service", "m-shadow") not in kinds(p)
+    assert ("Service", "m-shadow") in kinds(p)  # kept (no endpoints now): its name resolves for the next one
 
 
 @pytest.mark.parametrize(("counters", "tallies", "why"), [

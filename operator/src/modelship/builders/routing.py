@@ -61,7 +61,8 @@ def build_revision_service(
 
 def build_shadow_service(model: str, namespace: str, owner: Mapping[str, Any] | None) -> Obj:
     """Service ``<model>-shadow`` selecting the shadow's pods: where the stable's servers (or the
-    HTTPRoute's RequestMirror filter) send copies. It exists only while a shadow runs."""
+    HTTPRoute's RequestMirror filter) send copies. It exists while the Model's spec asks for a
+    shadow and has endpoints only while one runs."""
     return _service(shadow_service_name(model), namespace, {MODEL_LABEL: model, ROLE_LABEL: "shadow"},
                     {SHADOW_LABEL: model}, owner)
 

@@ -58,7 +58,10 @@ def routing(obs: Observation, d: Draft) -> list[Child]:
     out = []
     if stable or canary:
         out.append(Child(build_service(obs.name, obs.namespace, obs.owner)))
-    if d.shadow_replicas is not None:
+    if rollout.shadow is not None and stable:
+        # Kept while the spec asks for a shadow, not only while one runs: the stable's servers
+        # resolve its name at once when a shadow starts (a name created then would stay cached
+        # as unknown by the cluster DNS for up to 30 s) and find it refusing until it has pods.
         out.append(Child(build_shadow_service(obs.name, obs.namespace, obs.owner)))
     if rollout.traffic_routing == TrafficRouting.GATEWAY_API and rollout.gateway is not None and stable:
         # The first version gets its route when it is promoted.

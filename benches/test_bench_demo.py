@@ -33,7 +33,10 @@ def test_make_demo(tmp_path: Path) -> None:
     traffic = re.search(r"traffic during the loop: (\d+) predictions, (\d+) failed requests", out)
     assert traffic, "the demo printed no traffic count"
     assert int(traffic.group(1)) > 0 and int(traffic.group(2)) == 0
-    assert re.search(r"trigger drift\s+Promoted", out), "the retrained version was not promoted"
+    # The drift retrain is promoted, then superseded by the retrain on labelled production rows.
+    assert re.search(r"trigger drift\s+(Promoted|Superseded)", out), "the retrained version was not promoted"
+    assert re.search(r"trigger performance\s+Promoted", out), "the retrain on production rows was not promoted"
+    assert len(re.findall(r"TrainingJob \S+ created \(trigger performance\)", out)) == 1, "not one performance retrain"
     detection = re.search(r"shifted traffic → Drift\s+([\d.]+) s", out)
     assert detection and float(detection.group(1)) <= DRIFT_DETECTION_MAX_S
     assert took <= DEMO_MAX_S

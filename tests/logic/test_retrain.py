@@ -29,6 +29,7 @@ H = timedelta(hours=1)
         ({}, True, "Allowed"),
         ({"enabled": False}, False, "Disabled"),
         ({"running": "iris-3"}, False, "AlreadyRunning"),
+        ({"rolling_out": "iris-5d41402abc"}, False, "RollingOut"),
         ({"alert_firing": False}, False, "AwaitingAlert"),
         ({"alert_firing": True}, True, "Allowed"),
         ({"triggered": [NOW - 0.5 * H]}, False, "CoolingDown"),

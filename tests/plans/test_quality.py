@@ -207,6 +207,7 @@ def test_a_drop_retrains_once_on_the_windows_production_rows() -> None:
 
 @pytest.mark.parametrize(("case", "why"), [
     ("a TrainingJob runs", "AlreadyRunning"),
+    ("the last retrain's version is still a canary", "RollingOut"),
     ("cooling down after a drift retrain", "CoolingDown"),
     ("cooling down after a performance retrain", "CoolingDown"),
     ("the Model's limits, any monitor", "CoolingDown"),
@@ -220,6 +221,9 @@ def test_a_drop_does_not_retrain_within_the_limits(case: str, why: str) -> None:
     s = spec()
     if case == "a TrainingJob runs":
         kw["running_training_job"] = "loans-2"
+    elif case == "the last retrain's version is still a canary":
+        kw["model_status"] = ModelStatus.model_validate({**(model().get("status") or {}),
+                                                         "canaryRevision": "loans-5fe3d46daa"})
     elif case == "cooling down after a drift retrain":
         status["triggeredAt"] = [recent]
     elif case == "cooling down after a performance retrain":

@@ -195,6 +195,7 @@ def summary_lines(out: dict[str, Any]) -> list[str]:
             lines.append(f"  {title:<40} {_quality_line(out[key])}")
     if out.get("dataset"):
         d = out["dataset"]
-        lines.append(f"  trained on {d.get('rows')} labelled production rows, {d.get('uri')} "
+        where = f" from {d['uri']}" if d.get("uri") else ""
+        lines.append(f"  trained on {d.get('rows')} labelled production rows{where} "
                      f"(sha256 {str(d.get('sha256'))[:12]})")
     return lines

@@ -153,6 +153,7 @@ def drift_retrain_decision(
     running: str | None,
     alert_firing: bool,
     model_triggered: Sequence[datetime | str] = (),
+    rolling_out: str | None = None,
 ) -> RetrainDecision:
     """May this monitor's Drift state start a retrain now?
 
@@ -170,7 +171,7 @@ def drift_retrain_decision(
         enabled = enabled and model_retrain.on_drift
     own = may_retrain(
         now, cooldown=cooldown, max_per_day=max_per_day, triggered=status.triggered_at, running=running,
-        enabled=enabled, alert_firing=alert_firing if spec.action.require_alert else None,
+        enabled=enabled, alert_firing=alert_firing if spec.action.require_alert else None, rolling_out=rolling_out,
     )
     if not own.allowed or model_retrain is None or not model_triggered:
         return own

@@ -53,11 +53,14 @@ def may_retrain(
     running: str | None = None,
     enabled: bool = True,
     alert_firing: bool | None = None,
+    rolling_out: str | None = None,
 ) -> RetrainDecision:
     """Whether an automatic retrain may start now, with the reason when not.
 
     ``triggered``: times of earlier automatic retrains (any order; older than
     24 h are ignored). ``running``: the TrainingJob in flight, if any.
+    ``rolling_out``: the Model's canary (or shadow) revision, if any: what it
+    would retrain has not been judged yet, so nothing starts until it ends.
     ``alert_firing``: ``None`` when no alert is required, else whether the
     matching alert is firing (so Alertmanager's silences and inhibitions
     apply). Checks in order: enabled, running, alert, daily limit, cooldown.
@@ -66,6 +69,8 @@ def may_retrain(
         return RetrainDecision(False, "Disabled", "automatic retraining is off")
     if running:
         return RetrainDecision(False, "AlreadyRunning", f"TrainingJob {running} is still running")
+    if rolling_out:
+        return RetrainDecision(False, "RollingOut", f"revision {rolling_out} is still rolling out")
     if alert_firing is False:
         return RetrainDecision(False, "AwaitingAlert", "waiting for the Alertmanager alert to fire (requireAlert)")
     recent = recent_triggers(triggered, now)

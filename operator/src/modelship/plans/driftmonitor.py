@@ -203,7 +203,8 @@ def retrain(obs: Observation, spec: DriftMonitorSpec, evaluation: DriftEvaluatio
     # Drift and performance retrains share the Model's limits.
     drift_times = [j.created for j in jobs if j.trigger in q.AUTOMATIC and j.created]
     decision = drift_retrain_decision(spec, model.spec.retrain, obs.status, obs.now, running=running,
-                                      alert_firing=obs.alert_firing, model_triggered=drift_times)
+                                      alert_firing=obs.alert_firing, model_triggered=drift_times,
+                                      rolling_out=model.status.canary_revision)
     if not decision.allowed:
         return decision, None
     name = next_training_job(spec.model_ref.name, [j.name for j in jobs], model.status.training_jobs_created)

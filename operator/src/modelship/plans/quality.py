@@ -291,7 +291,8 @@ def retrain_decision(obs: QualityObservation, perf: Performance, model_spec: Mod
     max_per_day = min(action.max_per_day, model_spec.retrain.max_per_day)
     own = [*obs.status.triggered_at, *performance.triggered_at]
     decision = may_retrain(obs.now, cooldown=cooldown, max_per_day=max_per_day, triggered=own,
-                           running=obs.running_training_job, enabled=perf.retrain)
+                           running=obs.running_training_job, enabled=perf.retrain,
+                           rolling_out=obs.model_status.canary_revision)
     if not decision.allowed or not obs.automatic_retrains:
         return decision
     model_wide = may_retrain(obs.now, cooldown=parse_duration(model_spec.retrain.cooldown),

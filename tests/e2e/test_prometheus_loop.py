@@ -10,6 +10,7 @@ one reads the pods itself, the other (``source: prometheus``) asks Prometheus.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,17 @@ def test_the_prometheus_rule_fires_alertmanager_posts_and_one_retrain_is_promote
     mon.load_rules(rule_groups(namespace, ["pods", "prom"]))
 
     # Normal traffic: a Stable verdict from both sources; Prometheus scrapes the pods and the operator.
-    # It must have scraped the pods once before the traffic: increase() over the window cannot see
-    # requests counted before a series' first sample.
-    wait_until(lambda: any(t["labels"].get("job") == "modelship-serving" and t["health"] == "up"
-                           for t in mon.targets()), 60, "Prometheus scraping the serving pods")
+    # Every serving pod scraped once before the traffic: increase() over the window cannot see
+    # requests counted before a series' first sample, and all 400 rows must count for the prom
+    # monitor's minSamples of 200 (with one pod of two scraped, no verdict came).
+    pods = {p["status"].get("podIP") for p in namespace.list("pod", f"modelship.io/revision={first}")}
+    assert len(pods) >= 2 and None not in pods, pods
+
+    def scraped() -> set[str]:
+        return {urllib.parse.urlsplit(t["scrapeUrl"]).hostname or "" for t in mon.targets()
+                if t["labels"].get("job") == "modelship-serving" and t["health"] == "up"}
+
+    wait_until(lambda: pods <= scraped(), 60, "Prometheus scraping every serving pod")
     url = service_url(namespace, MODEL)
     send(url, data.instances(400, seed=52))
     for name in ("pods", "prom"):

@@ -70,8 +70,8 @@ def build_shadow_service(model: str, namespace: str, owner: Mapping[str, Any] | 
 def mirror_for(model: str, namespace: str, percent: int) -> Mirror:
     """What a stable's server mirrors to: the shadow Service, by its cluster DNS name."""
     # Fully qualified (the trailing dot): the pod's resolver asks for that one name only, not
-    # each search domain first (ndots 5), while the shadow Service does not exist.
-    return Mirror(f"http://{shadow_service_name(model)}.{namespace}.svc.cluster.local.", percent)
+    # each search domain first (ndots 5).
+    return Mirror(service_url(shadow_service_name(model), namespace) + ".", percent)
 
 
 def service_url(model: str, namespace: str) -> str:

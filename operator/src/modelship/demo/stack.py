@@ -296,7 +296,7 @@ class ChartOperator:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 if isinstance(reason, ConnectionRefusedError):
                     return False
-                if attempt == 0 and isinstance(reason, (ConnectionResetError, TimeoutError, socket.timeout)):
+                if attempt == 0 and isinstance(reason, (ConnectionResetError, TimeoutError)):
                     # A process closing its listener as it exits, or one busy for 2 s on two
                     # cores: ask once more, longer.
                     time.sleep(0.2)

@@ -63,7 +63,7 @@ def may_retrain(
     would retrain has not been judged yet, so nothing starts until it ends.
     ``alert_firing``: ``None`` when no alert is required, else whether the
     matching alert is firing (so Alertmanager's silences and inhibitions
-    apply). Checks in order: enabled, running, alert, daily limit, cooldown.
+    apply). Checks in order: enabled, running, rolling out, alert, daily limit, cooldown.
     """
     if not enabled:
         return RetrainDecision(False, "Disabled", "automatic retraining is off")

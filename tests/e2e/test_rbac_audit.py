@@ -1,6 +1,6 @@
 """RBAC from evidence: every request the operator's ServiceAccount made during
 this end-to-end session, read from the API server's audit log (written on
-every local-cluster run, at Metadata level), is granted by the chart, and
+every local-cluster and kind run, at Metadata level), is granted by the chart, and
 every grant was used or is listed in the chart with why the tests cannot use
 it. No extra run: this module runs last (see conftest) over the same log.
 """
@@ -63,7 +63,8 @@ def used_grants(files: list[Path], user: str, since: float,
 
 def test_the_chart_grants_exactly_what_the_operator_used(local_cluster: Any, operator: Operator) -> None:
     if local_cluster.audit_log is None:
-        pytest.skip("the audit log is only readable on the local cluster (kind keeps it inside its node)")
+        pytest.skip("this cluster's audit log is not readable here (a KUBECONFIG of your own: the local "
+                    "cluster and `modelship kind` clusters give theirs)")
     user = SERVICE_ACCOUNT.format(namespace=operator.namespace)
     assert operator.installed_at is not None
     used, refused = used_grants(audit_files(local_cluster.audit_log), user, operator.installed_at - 5,

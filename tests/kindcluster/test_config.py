@@ -32,6 +32,27 @@ def test_cluster_config(cgroup_v1: bool, restrict: bool) -> None:
     yaml.safe_dump(cfg)  # serialisable as kind reads it
 
 
+def test_the_audit_log_reaches_the_host() -> None:
+    """The API server writes its audit log into a host directory mounted through the control-plane
+    node (tests/e2e/test_rbac_audit.py reads it there, as on the local cluster)."""
+    plain = c.cluster_config("e2e", "node:1", workers=2, pause_image="p", cgroup_v1=False,
+                             restrict_oom_score_adj=False)
+    assert "extraMounts" not in plain["nodes"][0]
+    assert "apiServer" not in yaml.safe_load(plain["kubeadmConfigPatches"][0])
+    cfg = c.cluster_config("e2e", "node:1", workers=2, pause_image="p", cgroup_v1=False,
+                           restrict_oom_score_adj=False, audit_dir="/host/audit")
+    control, *workers = cfg["nodes"]
+    assert control["extraMounts"] == [{"hostPath": "/host/audit", "containerPath": c.AUDIT_DIR}]
+    assert all("extraMounts" not in w for w in workers)
+    api = yaml.safe_load(cfg["kubeadmConfigPatches"][0])["apiServer"]
+    args = {a["name"]: a["value"] for a in api["extraArgs"]}
+    assert args["audit-policy-file"] == f"{c.AUDIT_DIR}/{c.AUDIT_POLICY_FILE}"
+    assert args["audit-log-path"] == f"{c.AUDIT_DIR}/{c.AUDIT_LOG}"
+    assert args["audit-log-maxsize"] == "100"
+    assert api["extraVolumes"] == [{"name": "modelship-audit", "hostPath": c.AUDIT_DIR, "mountPath": c.AUDIT_DIR,
+                                    "pathType": "DirectoryOrCreate"}]
+
+
 def test_system_images_are_ours_with_kubeadm_s_names() -> None:
     names = [i.name for i in c.system_images()] + [c.kube_proxy_image()]
     assert all(n.startswith("docker.io/modelship/k8s/") for n in names)

@@ -39,6 +39,15 @@ def test_detection_on_a_fake_proc(tmp_path: Path) -> None:
     assert detect.dockerd_pids(tmp_path / "missing") == []
 
 
+def test_an_exited_unreaped_dockerd_is_not_running(tmp_path: Path) -> None:
+    """The dockerd `make e2e-kind` started stays a zombie until reaped: it must not keep the
+    host clean-up from running (it did, and left Docker's iptables chains behind)."""
+    proc = fake_proc(tmp_path, {101: ("dockerd", "/usr/sbin/dockerd"), 102: ("dockerd", "/usr/sbin/dockerd")})
+    (proc / "101" / "stat").write_text("101 (dockerd) Z 1 101 101 0 -1 4194564 0 0\n")
+    (proc / "102" / "stat").write_text("102 (dockerd) S 1 102 102 0 -1 4194560 0 0\n")
+    assert detect.dockerd_pids(proc) == [102]
+
+
 def test_the_local_cluster_refuses_to_start_beside_dockerd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(detect, "dockerd_pids", lambda proc=None: [4242])
     monkeypatch.setattr(detect, "is_root", lambda: True)

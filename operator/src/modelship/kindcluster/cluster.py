@@ -6,6 +6,7 @@ routes it needed. Every function is safe to run twice."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 from modelship.kindcluster import config
 from modelship.kindcluster.dockerhost import missing_capabilities, state_dir
 from modelship.localcluster import detect, images, paths
+from modelship.localcluster.control import AUDIT_POLICY
 from modelship.localcluster.status import StepFailed
 
 NETWORK = "kind"  # the Docker network kind makes (and leaves behind; `delete` removes it when empty)
@@ -41,6 +43,15 @@ def kubeconfig_path(name: str) -> Path:
     return state_dir() / f"{name}.kubeconfig"
 
 
+def audit_dir(name: str) -> Path:
+    """Where the API server's audit log reaches the host (tests/e2e/test_rbac_audit.py reads it)."""
+    return state_dir() / f"{name}-audit"
+
+
+def audit_log(name: str) -> Path:
+    return audit_dir(name) / config.AUDIT_LOG
+
+
 def kubectl(name: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
     return _run([str(paths.kube_bin("kubectl")), "--kubeconfig", str(kubeconfig_path(name)), *args],
                 timeout=timeout, check=check)
@@ -53,9 +64,14 @@ def exists(name: str) -> bool:
 
 def create(name: str, node_image: str, workers: int) -> Path:
     """``kind create cluster`` (no CNI yet: ``setup_network`` gives the nodes theirs); the kubeconfig."""
+    audit = audit_dir(name)
+    shutil.rmtree(audit, ignore_errors=True)  # a fresh log per cluster, as the local cluster's
+    audit.mkdir(parents=True)
+    (audit / config.AUDIT_POLICY_FILE).write_text(AUDIT_POLICY)
     cfg = config.cluster_config(
         name, node_image, workers=workers, pause_image=images.PAUSE_IMAGE,
-        cgroup_v1=detect.cgroup_version() == 1, restrict_oom_score_adj="CAP_SYS_RESOURCE" in missing_capabilities())
+        cgroup_v1=detect.cgroup_version() == 1, restrict_oom_score_adj="CAP_SYS_RESOURCE" in missing_capabilities(),
+        audit_dir=str(audit))
     cfg_file = state_dir() / f"{name}.kind.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
     kind("create", "cluster", "--config", str(cfg_file), "--kubeconfig", str(kubeconfig_path(name)),
@@ -162,6 +178,8 @@ def delete(name: str) -> None:
         kind("delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig_path(name)), timeout=600)
     kubeconfig_path(name).unlink(missing_ok=True)
     Path(str(kubeconfig_path(name)) + ".node-ip").unlink(missing_ok=True)
+    Path(str(kubeconfig_path(name)) + ".audit-log").unlink(missing_ok=True)
+    shutil.rmtree(audit_dir(name), ignore_errors=True)
     if _run(["docker", "network", "inspect", NETWORK], check=False).returncode == 0:
         left = json.loads(_run(["docker", "network", "inspect", NETWORK]).stdout)[0].get("Containers") or {}
         if not left:

@@ -31,6 +31,9 @@ ETCD_TAG = "3.7.0-0"  # kubeadm v1.37's default etcd tag; our etcd is v3.7.0 (ve
 CNI_NAME = "modelship-kind"
 CNI_FILE = "/etc/cni/net.d/10-modelship-kind.conflist"
 STORAGE_MANIFEST = "/kind/manifests/default-storage.yaml"
+AUDIT_DIR = "/var/log/kubernetes/modelship-audit"  # in the control-plane node and its API server pod
+AUDIT_POLICY_FILE = "audit-policy.yaml"
+AUDIT_LOG = "audit.log"
 # Debian packages of kind's base image (its Dockerfile's list, minus NFS, iSCSI and fuse-overlayfs,
 # which nothing here uses), plus what kind builds from source there.
 BASE_PACKAGES = (
@@ -123,15 +126,23 @@ def containerd_patch(pause_image: str, restrict_oom_score_adj: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kubeadm_patches(cgroup_v1: bool) -> list[str]:
-    patches = [
-        "kind: ClusterConfiguration\n"
-        f"imageRepository: {IMAGE_REPOSITORY}\n"
-        "etcd:\n  local:\n"
-        f"    imageTag: {ETCD_TAG}\n"
-        "dns:\n"
-        f"  imageTag: {versions.COREDNS}\n",
-    ]
+def kubeadm_patches(cgroup_v1: bool, audit: bool = False) -> list[str]:
+    cluster = ("kind: ClusterConfiguration\n"
+               f"imageRepository: {IMAGE_REPOSITORY}\n"
+               "etcd:\n  local:\n"
+               f"    imageTag: {ETCD_TAG}\n"
+               "dns:\n"
+               f"  imageTag: {versions.COREDNS}\n")
+    if audit:
+        # kubeadm v1beta4: extraArgs is a list of name/value; the log is rotated as on the local cluster.
+        args = {"audit-policy-file": f"{AUDIT_DIR}/{AUDIT_POLICY_FILE}", "audit-log-path": f"{AUDIT_DIR}/{AUDIT_LOG}",
+                "audit-log-maxsize": "100", "audit-log-maxbackup": "2"}
+        cluster += ("apiServer:\n  extraArgs:\n"
+                    + "".join(f"  - name: {k}\n    value: \"{v}\"\n" for k, v in args.items())
+                    + "  extraVolumes:\n"
+                    f"  - name: modelship-audit\n    hostPath: {AUDIT_DIR}\n    mountPath: {AUDIT_DIR}\n"
+                    "    pathType: DirectoryOrCreate\n")
+    patches = [cluster]
     if cgroup_v1:
         # Kubernetes >= 1.35 refuses cgroup v1 unless told otherwise (KEP-5573).
         patches.append("kind: KubeletConfiguration\nfailCgroupV1: false\n")
@@ -139,9 +150,14 @@ def kubeadm_patches(cgroup_v1: bool) -> list[str]:
 
 
 def cluster_config(name: str, node_image: str, *, workers: int, pause_image: str, cgroup_v1: bool,
-                   restrict_oom_score_adj: bool) -> dict[str, Any]:
-    """The kind Cluster: one control plane and ``workers`` workers, no default CNI (see cni_config)."""
-    nodes = [{"role": "control-plane", "image": node_image}] + [{"role": "worker", "image": node_image}] * workers
+                   restrict_oom_score_adj: bool, audit_dir: str | None = None) -> dict[str, Any]:
+    """The kind Cluster: one control plane and ``workers`` workers, no default CNI (see cni_config).
+    ``audit_dir``: a host directory holding AUDIT_POLICY_FILE, where the API server writes its audit
+    log (mounted into the control-plane node and its API server pod), as on the local cluster."""
+    control: dict[str, Any] = {"role": "control-plane", "image": node_image}
+    if audit_dir is not None:
+        control["extraMounts"] = [{"hostPath": audit_dir, "containerPath": AUDIT_DIR}]
+    nodes = [control] + [{"role": "worker", "image": node_image}] * workers
     return {
         "kind": "Cluster",
         "apiVersion": API_VERSION,
@@ -154,7 +170,7 @@ def cluster_config(name: str, node_image: str, *, workers: int, pause_image: str
         },
         "nodes": [dict(n) for n in nodes],
         "containerdConfigPatches": [containerd_patch(pause_image, restrict_oom_score_adj)],
-        "kubeadmConfigPatches": kubeadm_patches(cgroup_v1),
+        "kubeadmConfigPatches": kubeadm_patches(cgroup_v1, audit=audit_dir is not None),
     }
 
 

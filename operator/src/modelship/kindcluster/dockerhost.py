@@ -228,13 +228,21 @@ def stop() -> None:
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and pid in detect.dockerd_pids():
+                _reap(pid)
                 time.sleep(0.2)
+            _reap(pid)
             if pid not in detect.dockerd_pids():
                 break
     pidfile().unlink(missing_ok=True)
     if not detect.dockerd_pids():
         _kill_docker_children()
         cleanup()
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit of the dockerd this process started (otherwise it stays a zombie)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _docker_child_pids() -> list[int]:

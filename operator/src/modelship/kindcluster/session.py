@@ -90,8 +90,9 @@ def session(name: str = DEFAULT_NAME, workers: int = WORKERS, keep: bool = False
                 cluster.wait_ready(name)
             gateway = cluster.gateway()
             Path(str(kubeconfig) + ".node-ip").write_text(gateway + "\n")
+            Path(str(kubeconfig) + ".audit-log").write_text(f"{cluster.audit_log(name)}\n")
             line(f"kind cluster {name} is up: KUBECONFIG={kubeconfig}; host services for pods listen on {gateway}")
-            yield LocalCluster(kubeconfig, gateway, None, started_here=True)
+            yield LocalCluster(kubeconfig, gateway, None, started_here=True, audit_file=cluster.audit_log(name))
         finally:
             if keep:
                 line(f"Keeping the cluster {name} and dockerd running (--keep); "

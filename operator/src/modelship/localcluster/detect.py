@@ -84,9 +84,17 @@ def processes(proc: Path = Path("/proc")) -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
+def _zombie(entry: Path) -> bool:
+    """An exited process its parent has not reaped yet (state Z): it holds nothing."""
+    try:
+        return (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def dockerd_pids(proc: Path = Path("/proc")) -> list[int]:
-    """Running Docker daemons, whoever started them."""
-    return [pid for pid, comm, _ in processes(proc) if comm == "dockerd"]
+    """Running Docker daemons, whoever started them (an exited, unreaped one is not running)."""
+    return [pid for pid, comm, _ in processes(proc) if comm == "dockerd" and not _zombie(proc / str(pid))]
 
 
 def pids_running_from(directory: Path, proc: Path = Path("/proc")) -> list[tuple[int, str]]:

@@ -23,6 +23,7 @@ class LocalCluster:
     node_ip: str  # host services for pods listen here (127.0.0.1 in a pod is the pod)
     data_dir: Path | None  # None for a cluster we did not start
     started_here: bool
+    audit_file: Path | None = None  # the API server's audit log where the host can read it (kind's)
 
     @property
     def kubectl_bin(self) -> str:
@@ -31,6 +32,8 @@ class LocalCluster:
 
     @property
     def audit_log(self) -> Path | None:
+        if self.audit_file is not None:
+            return self.audit_file
         return ClusterPaths.make(self.data_dir).audit_log if self.data_dir else None
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
@@ -68,7 +71,9 @@ def session(data_dir: str | Path | None = None, keep: bool = False) -> Iterator[
     if given and Path(given).exists():
         ip_file = Path(given + ".node-ip")
         ip = ip_file.read_text().strip() if ip_file.exists() else "127.0.0.1"
-        yield LocalCluster(Path(given), ip, None, started_here=False)
+        audit_file = Path(given + ".audit-log")  # written by `modelship kind` beside its kubeconfig
+        audit = Path(audit_file.read_text().strip()) if audit_file.exists() else None
+        yield LocalCluster(Path(given), ip, None, started_here=False, audit_file=audit)
         return
     with machine_lock(), _local_session(data_dir, keep) as cluster:
         yield cluster

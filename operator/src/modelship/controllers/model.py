@@ -27,7 +27,7 @@ from modelship.builders.common import (
 from modelship.builders.model_training import TRIGGER_LABEL
 from modelship.controllers.context import Context
 from modelship.k8s import events
-from modelship.k8s.apply import ensure
+from modelship.k8s.apply import ensure, owned_by
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
 from modelship.logic.revision import training_job_number
@@ -51,9 +51,6 @@ T = TypeVar("T")
 OWNED = (("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
          ("policy/v1", "PodDisruptionBudget"))
 
-
-def owned_by(obj: Body, uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
 def deployment_state(dep: Body) -> DeploymentState:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from modelship.api.common import parse_duration
 from modelship.api.driftmonitor import (
+    Action,
     DriftMonitorSpec,
     DriftMonitorStatus,
     DriftState,
@@ -144,43 +145,44 @@ def evaluate_drift(
     return DriftEvaluation(samples, tuple(feature_scores), overall, message, tuple(missing))
 
 
-def drift_retrain_decision(
-    spec: DriftMonitorSpec,
-    model_retrain: Retrain | None,
-    status: DriftMonitorStatus,
-    now: datetime,
-    *,
-    running: str | None,
-    alert_firing: bool,
-    model_triggered: Sequence[datetime | str] = (),
-    rolling_out: str | None = None,
-) -> RetrainDecision:
-    """May this monitor's Drift state start a retrain now?
+def retrain_within_limits(now: datetime, action: Action, model_retrain: Retrain | None, *,
+                          triggered: Sequence[datetime | str], model_triggered: Sequence[datetime | str],
+                          model_limits: str, running: str | None, enabled: bool, rolling_out: str | None,
+                          alert_firing: bool | None = None) -> RetrainDecision:
+    """May a monitor's verdict (drift or live quality) start a retrain now?
 
-    The stricter of monitor and Model limits on this monitor's own retrains;
-    and the Model's limits on ``model_triggered``, the times of the Model's
-    drift retrains from any monitor (its TrainingJobs with trigger drift), so
-    two monitors of one Model do not retrain it twice within its cooldown.
+    The stricter of monitor and Model limits on this monitor's own retrains
+    (``triggered``); then the Model's limits on ``model_triggered``, the times
+    of its automatic retrains from any monitor (TrainingJobs with trigger drift
+    or performance), so two monitors of one Model do not retrain it twice
+    within its cooldown. ``model_limits`` names those in a refusal.
     """
-    cooldown = parse_duration(spec.action.cooldown)
-    max_per_day = spec.action.max_per_day
-    enabled = spec.action.retrain
+    cooldown, max_per_day = parse_duration(action.cooldown), action.max_per_day
     if model_retrain is not None:
         cooldown = max(cooldown, parse_duration(model_retrain.cooldown))
         max_per_day = min(max_per_day, model_retrain.max_per_day)
-        enabled = enabled and model_retrain.on_drift
-    own = may_retrain(
-        now, cooldown=cooldown, max_per_day=max_per_day, triggered=status.triggered_at, running=running,
-        enabled=enabled, alert_firing=alert_firing if spec.action.require_alert else None, rolling_out=rolling_out,
-    )
+    own = may_retrain(now, cooldown=cooldown, max_per_day=max_per_day, triggered=triggered, running=running,
+                      enabled=enabled, alert_firing=alert_firing, rolling_out=rolling_out)
     if not own.allowed or model_retrain is None or not model_triggered:
         return own
     model_wide = may_retrain(now, cooldown=parse_duration(model_retrain.cooldown),
                              max_per_day=model_retrain.max_per_day, triggered=model_triggered)
     if model_wide.allowed:
         return own
-    return RetrainDecision(False, model_wide.reason, f"the Model's drift retrains (any monitor): {model_wide.message}",
-                           model_wide.retry_at)
+    return RetrainDecision(False, model_wide.reason, f"{model_limits}: {model_wide.message}", model_wide.retry_at)
+
+
+def drift_retrain_decision(spec: DriftMonitorSpec, model_retrain: Retrain | None, status: DriftMonitorStatus,
+                           now: datetime, *, running: str | None, alert_firing: bool,
+                           model_triggered: Sequence[datetime | str] = (), rolling_out: str | None = None,
+                           ) -> RetrainDecision:
+    """May this monitor's Drift state start a retrain now? (:func:`retrain_within_limits`, with the
+    Model's ``onDrift`` and the monitor's ``requireAlert``)."""
+    return retrain_within_limits(
+        now, spec.action, model_retrain, triggered=status.triggered_at, model_triggered=model_triggered,
+        model_limits="the Model's drift retrains (any monitor)", running=running, rolling_out=rolling_out,
+        enabled=spec.action.retrain and (model_retrain is None or model_retrain.on_drift),
+        alert_firing=alert_firing if spec.action.require_alert else None)
 
 
 def drift_status(

@@ -46,7 +46,8 @@ from modelship.api.trainingjob import Trigger
 from modelship.builders.common import Child, PodEnvironment
 from modelship.builders.quality import build_performance_retrain, build_quality_job
 from modelship.logic import conditions as c
-from modelship.logic.retrain import RetrainDecision, may_retrain
+from modelship.logic.drift import retrain_within_limits
+from modelship.logic.retrain import RetrainDecision
 from modelship.logic.revision import child_name, short_hash
 from modelship.plans.common import Event
 from modelship_runtime.groundtruth.layout import groundtruth_uri
@@ -286,21 +287,10 @@ def production_data(obs: QualityObservation, perf: Performance, model_spec: Mode
 def retrain_decision(obs: QualityObservation, perf: Performance, model_spec: ModelSpec,
                      performance: PerformanceStatus) -> RetrainDecision:
     """The drift path's limits: the stricter cooldown and daily limit, drift and performance retrains alike."""
-    action = obs.spec.action
-    cooldown = max(parse_duration(action.cooldown), parse_duration(model_spec.retrain.cooldown))
-    max_per_day = min(action.max_per_day, model_spec.retrain.max_per_day)
-    own = [*obs.status.triggered_at, *performance.triggered_at]
-    decision = may_retrain(obs.now, cooldown=cooldown, max_per_day=max_per_day, triggered=own,
-                           running=obs.running_training_job, enabled=perf.retrain,
-                           rolling_out=obs.model_status.canary_revision)
-    if not decision.allowed or not obs.automatic_retrains:
-        return decision
-    model_wide = may_retrain(obs.now, cooldown=parse_duration(model_spec.retrain.cooldown),
-                             max_per_day=model_spec.retrain.max_per_day, triggered=obs.automatic_retrains)
-    if model_wide.allowed:
-        return decision
-    return RetrainDecision(False, model_wide.reason, f"the Model's automatic retrains: {model_wide.message}",
-                           model_wide.retry_at)
+    return retrain_within_limits(
+        obs.now, obs.spec.action, model_spec.retrain, triggered=[*obs.status.triggered_at, *performance.triggered_at],
+        model_triggered=obs.automatic_retrains, model_limits="the Model's automatic retrains",
+        running=obs.running_training_job, enabled=perf.retrain, rolling_out=obs.model_status.canary_revision)
 
 
 def _condition(state: QualityState | None, reason: str, message: str, generation: int | None) -> Condition:

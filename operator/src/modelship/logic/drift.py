@@ -31,7 +31,12 @@ from modelship.api.model import Retrain
 from modelship.logic import conditions as c
 from modelship.logic.conditions import Reason
 from modelship.logic.retrain import RetrainDecision, may_retrain
-from modelship_runtime.artifacts.metadata import PREDICTION, DriftReference
+from modelship_runtime.artifacts.metadata import (
+    PREDICTION,
+    CategoricalReference,
+    DriftReference,
+    NumericReference,
+)
 from modelship_runtime.drift import stats
 
 _STATE_NAMES = {stats.State.STABLE: DriftState.STABLE, stats.State.WARNING: DriftState.WARNING,
@@ -55,6 +60,14 @@ class DriftEvaluation:
     @property
     def max_score(self) -> float | None:
         return max((s.score for s in self.scores), default=None)
+
+
+def reference_bins(reference: DriftReference) -> dict[str, NumericReference | CategoricalReference]:
+    """The reference's bins per watchable name: its features, and the prediction when it has one."""
+    refs = dict(reference.features)
+    if reference.prediction is not None:
+        refs[PREDICTION] = reference.prediction
+    return refs
 
 
 def watched_features(spec: DriftMonitorSpec, reference: DriftReference) -> list[str]:
@@ -83,9 +96,7 @@ def evaluate_drift(
     the largest count total among the features (missing values are not
     binned, so totals can differ a little).
     """
-    refs = {**reference.features}
-    if reference.prediction is not None:
-        refs[PREDICTION] = reference.prediction
+    refs = reference_bins(reference)
     names: list[str] = []
     missing: list[str] = []
     ref_rows: list[npt.NDArray[np.float64]] = []

@@ -124,19 +124,27 @@ def _promote(obs: Observation, d: Draft, total: int) -> Draft:
     return promoting(obs, d) if keep else d
 
 
+def handover(obs: Observation, incoming: str | None, outgoing: str | None, total: int) -> tuple[int, int | None]:
+    """While ``incoming`` grows to ``total``, ``outgoing`` gives up only the pods the ready
+    ``incoming`` replaces, so ready serving pods never drop below spec: the ready pods of
+    ``incoming``, and how many ``outgoing`` keeps (None: it can go)."""
+    new, old = obs.revisions.get(incoming or ""), obs.revisions.get(outgoing or "")
+    ready = new.state.ready if new is not None and new.state.replicas >= total else 0
+    if incoming is None or old is None or ready >= total:
+        return ready, None
+    return ready, min(old.state.replicas, max(0, total - ready))
+
+
 def promoting(obs: Observation, d: Draft) -> Draft:
-    """The promoted revision to its full size; the previous stable gives up only the pods the
-    ready new stable replaces: ready serving pods never drop below spec. Then it goes."""
+    """The promoted revision to its full size, the previous stable serving until it is ready; then it goes."""
     st = d.status
     stable, outgoing = st.stable_revision, st.rollout.outgoing if st.rollout else None
     assert stable is not None
     total = total_replicas(obs, d)
-    seen, old = obs.revisions.get(stable), obs.revisions.get(outgoing or "")
-    ready = seen.state.ready if seen is not None and seen.state.replicas >= total else 0
-    if old is None or ready >= total:
+    ready, keep = handover(obs, stable, outgoing, total)
+    if keep is None:
         return replace(d, status=st.model_copy(update={"rollout": None}), replicas={stable: total},
                        requeue_after=None)
-    keep = min(old.state.replicas, max(0, total - ready))
     message = f"Promoted {stable}; {outgoing} serves until {stable} is ready at {total} ({ready} now)"
     return replace(d, replicas={stable: total, outgoing or "": keep}, requeue_after=1.0,
                    progressing=condition(PROGRESSING, True, Reason.PROMOTED, message, generation=obs.generation))
@@ -160,27 +168,22 @@ def _rollback(obs: Observation, d: Draft, total: int) -> Draft:
 
 
 def rolling_back(obs: Observation, d: Draft) -> Draft:
-    """The stable back to its full size first, the canary giving up only the pods the ready
-    stable replaces: ready serving pods never drop below spec. Then the canary goes."""
+    """The stable back to its full size first, the canary serving until it is ready; then the canary goes."""
     st = d.status
     stable, canary = st.stable_revision, st.canary_revision
     assert canary is not None
     total = total_replicas(obs, d)
     reason = (st.rollout.rollback_reason if st.rollout else None) or "analysis failed"
-    stable_seen, canary_seen = obs.revisions.get(stable or ""), obs.revisions.get(canary)
-    stable_ready = stable_seen.state.ready if stable_seen and stable_seen.state.replicas >= total else 0
+    ready, keep = handover(obs, stable, canary, total)
     message = f"Rolled back {canary}: {reason}"
-    if stable is None or stable_ready >= total or canary_seen is None:
+    replicas: dict[str, int] = {stable: total} if stable else {}
+    if keep is None:
         st = st.model_copy(update={"canary_revision": None, "canary_step": None, "step_started_at": None,
                                    "rollout": None})
-        replicas: dict[str, int] = {stable: total} if stable else {}
-        wait = None
     else:
-        wait = 1.0
-        keep = min(canary_seen.state.replicas, max(0, total - stable_ready))
-        replicas = {stable: total, canary: keep}
-        message += f"; waiting for {stable} to be ready at {total} ({stable_ready} now)"
-    return replace(d, status=st, replicas=replicas, requeue_after=wait,
+        replicas[canary] = keep
+        message += f"; waiting for {stable} to be ready at {total} ({ready} now)"
+    return replace(d, status=st, replicas=replicas, requeue_after=None if keep is None else 1.0,
                    action=RolloutAction(ActionKind.ROLLBACK, replicas.get(canary, 0), total, 0, None, None,
                                         Reason.ROLLED_BACK, message),
                    progressing=condition(PROGRESSING, False, Reason.ROLLED_BACK, message, generation=obs.generation))

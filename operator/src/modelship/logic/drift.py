@@ -84,11 +84,8 @@ def unknown_features(spec: DriftMonitorSpec, reference: DriftReference) -> list[
     return [n for n in spec.features or [] if n not in reference.features]
 
 
-def evaluate_drift(
-    spec: DriftMonitorSpec,
-    reference: DriftReference,
-    counts: Mapping[str, npt.ArrayLike],
-) -> DriftEvaluation:
+def evaluate_drift(spec: DriftMonitorSpec, reference: DriftReference,
+                   counts: Mapping[str, npt.ArrayLike]) -> DriftEvaluation:
     """Score every watched feature with ``spec.method`` and decide the state.
 
     ``counts``: live counts over the window per feature, on the reference's
@@ -196,18 +193,9 @@ def drift_retrain_decision(spec: DriftMonitorSpec, model_retrain: Retrain | None
         alert_firing=alert_firing if spec.action.require_alert else None)
 
 
-def drift_status(
-    spec: DriftMonitorSpec,
-    old: DriftMonitorStatus,
-    evaluation: DriftEvaluation | None,
-    now: datetime,
-    *,
-    generation: int | None,
-    reference_revision: str | None,
-    problem: tuple[str, str] | None = None,
-    triggered_job: str | None = None,
-    retrain: RetrainDecision | None = None,
-) -> DriftMonitorStatus:
+def drift_status(spec: DriftMonitorSpec, old: DriftMonitorStatus, evaluation: DriftEvaluation | None, now: datetime,
+                 *, generation: int | None, reference_revision: str | None, problem: tuple[str, str] | None = None,
+                 triggered_job: str | None = None, retrain: RetrainDecision | None = None) -> DriftMonitorStatus:
     """The whole new status.
 
     ``evaluation`` ``None`` with ``problem`` (reason, message): nothing could

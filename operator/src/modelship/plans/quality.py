@@ -70,7 +70,6 @@ class Reason:
     QUALITY_JOB_FAILED = "QualityJobFailed"
     QUALITY_MEASURED = "QualityMeasured"
     PERFORMANCE_BELOW_FLOOR = "PerformanceBelowFloor"
-    RETRAIN_TRIGGERED = "RetrainTriggered"
 
 
 @dataclass(frozen=True)
@@ -426,7 +425,7 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
         performance.last_triggered_training_job = tj
         performance.triggered_at = [*_recent(performance.triggered_at, obs.now), c.rfc3339(obs.now)]
         message += f"; created TrainingJob {tj} on {perf.retrain_data} data"
-        plan.events.append(Event(Reason.RETRAIN_TRIGGERED, f"Created TrainingJob {tj} for Model "
+        plan.events.append(Event(c.Reason.RETRAIN_TRIGGERED, f"Created TrainingJob {tj} for Model "
                                  f"{obs.spec.model_ref.name} (trigger performance): {text} is below {perf.floor:g}"))
     elif not decision.allowed:
         message += f"; no retrain: {decision.message}"

@@ -4,7 +4,6 @@ status: replica counts, step bookkeeping, the analysis baseline, promotion and r
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 
 from modelship.api.common import parse_duration
 from modelship.api.model import Outcome, RolloutProgress, Stage
@@ -17,30 +16,20 @@ from modelship.plans.model.observation import Draft, Observation
 from modelship.plans.model.shadow import shadow
 
 
-def due(obs: Observation, progress: RolloutProgress, interval: timedelta) -> bool:
-    """Whether the analysis judges now: every ``interval`` (the first one an interval after the start)."""
-    last = parse_time(progress.analysed_at)
-    return last is None or obs.now - last >= interval
-
-
-def pause_over(obs: Observation, d: Draft) -> bool:
-    st, steps = d.status, d.spec.rollout.steps
-    started = parse_time(st.step_started_at)
-    step = st.canary_step or 0
-    return started is not None and step < len(steps) and obs.now - started >= parse_duration(steps[step].pause)
-
-
 def verdict(obs: Observation, d: Draft) -> Verdict | None:
     """The canary's analysis over the current step so far, when it is due (every
-    ``analysis.interval``, and when the step's pause is over); None otherwise or when the
-    canary's metrics cannot be read now."""
-    st = d.status
+    ``analysis.interval``, the first one an interval after the start, and when the step's pause
+    is over: the final one); None otherwise or when the canary's metrics cannot be read now."""
+    st, rollout = d.status, d.spec.rollout
     if not (st.canary_revision and st.stable_revision and st.step_started_at) or not obs.canary_counters:
         return None
-    final = pause_over(obs, d)
-    if not (final or due(obs, st.rollout or RolloutProgress(), parse_duration(d.spec.rollout.analysis.interval))):
+    started, step = parse_time(st.step_started_at), st.canary_step or 0
+    pause = rollout.steps[step].pause if step < len(rollout.steps) else None
+    final = started is not None and pause is not None and obs.now - started >= parse_duration(pause)
+    last = parse_time(st.rollout.analysed_at) if st.rollout else None
+    if not (final or last is None or obs.now - last >= parse_duration(rollout.analysis.interval)):
         return None
-    return analyse(from_status(st.rollout), obs.canary_counters, d.spec.rollout.analysis, final=final)
+    return analyse(from_status(st.rollout), obs.canary_counters, rollout.analysis, final=final)
 
 
 def next_look(obs: Observation, d: Draft) -> float | None:

@@ -244,24 +244,22 @@ def store_of(obs: QualityObservation, model_spec: ModelSpec) -> str:
     return groundtruth_uri(model_spec.artifact_store or obs.default_store, obs.namespace, obs.spec.model_ref.name)
 
 
-def quality_request(obs: QualityObservation, perf: Performance, model_spec: ModelSpec,
-                    model_status: ModelStatus, end: datetime) -> Obj:
+def quality_request(obs: QualityObservation, perf: Performance, model_spec: ModelSpec, end: datetime) -> Obj:
     """The QualityRequest (``modelship_runtime.groundtruth.cli``) for a window ending at ``end``."""
     return {
         "groundtruthUri": store_of(obs, model_spec),
         "labels": [s.wire() for s in perf.labels],
         "start": c.rfc3339(end - parse_duration(perf.window)),
         "end": c.rfc3339(end),
-        "revisions": served_revisions(model_status),
+        "revisions": served_revisions(obs.model_status),
         "estimate": perf.estimate,
     }
 
 
-def quality_job(obs: QualityObservation, perf: Performance, model_spec: ModelSpec, model_status: ModelStatus,
-                name: str, end: datetime) -> Child:
+def quality_job(obs: QualityObservation, perf: Performance, model_spec: ModelSpec, name: str, end: datetime) -> Child:
     """The quality Job ``name`` measuring the window ending at ``end`` (created once, never patched:
     a Job's pod template is immutable, and its name says which window it measures)."""
-    request = quality_request(obs, perf, model_spec, model_status, end)
+    request = quality_request(obs, perf, model_spec, end)
     job = build_quality_job(name, obs.namespace, obs.spec.model_ref.name, obs.monitor, request,
                             image=obs.trainer_image, owner=obs.owner, environment=obs.environment,
                             resource_spec=perf.resources)
@@ -332,7 +330,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
             (Reason.INVALID_MODEL_SPEC, f"Model {name} has an invalid spec: {obs.model_spec}")
         plan.conditions.append(_condition(None, reason, message, generation))
         return plan
-    model_spec, model_status = obs.model_spec, obs.model_status
+    model_spec = obs.model_spec
 
     # 1. A measurement in flight: keep it while it runs, read it once it has finished (it is then
     #    no longer wanted, and deleted), or forget it when its Job is gone.
@@ -342,7 +340,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
             performance.job, performance.job_window_end = None, None
         elif seen.finished is None:
             end = c.parse_time(performance.job_window_end) or obs.now.replace(microsecond=0)
-            plan.job = quality_job(obs, perf, model_spec, model_status, performance.job, end)
+            plan.job = quality_job(obs, perf, model_spec, performance.job, end)
             return plan  # still measuring; the condition stays what it was
         else:
             result = parse_result(seen.message, str(perf.metric))
@@ -353,11 +351,11 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
                 plan.conditions.append(_condition(None, Reason.QUALITY_JOB_FAILED, message, generation))
                 plan.events.append(Event(Reason.QUALITY_JOB_FAILED, message, warning=True))
                 return plan
-            _take_result(obs, plan, perf, model_spec, model_status, result)
+            _take_result(obs, plan, perf, model_spec, result)
             return plan
 
     # 2. Time for a new measurement?
-    if not model_status.stable_revision:
+    if not obs.model_status.stable_revision:
         plan.conditions.append(_condition(None, Reason.NO_STABLE_REVISION,
                                           f"Model {name} has no serving revision yet", generation))
         return plan
@@ -365,7 +363,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
         end = obs.now.replace(microsecond=0)
         new = job_name(obs.monitor, c.rfc3339(end))
         performance.job, performance.job_window_end = new, c.rfc3339(end)
-        plan.job = quality_job(obs, perf, model_spec, model_status, new, end)
+        plan.job = quality_job(obs, perf, model_spec, new, end)
         if not performance.state:
             plan.conditions.append(_condition(None, Reason.MEASURING, f"measuring {perf.metric} with Job {new}",
                                               generation))
@@ -373,7 +371,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
 
 
 def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, model_spec: ModelSpec,
-                 model_status: ModelStatus, result: QualityResult) -> None:
+                 result: QualityResult) -> None:
     performance = plan.performance
     assert performance is not None
     was = performance.state
@@ -383,12 +381,10 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
         result.predictions, result.labelled, result.seconds)
     performance.window_start, performance.window_end = result.start, result.end
     for q in revisions:
-        for metric, value in q.metrics.items():
-            plan.gauges.append((q.revision, metric, "realised", value))
-        for metric, value in q.estimates.items():
-            plan.gauges.append((q.revision, metric, "estimated", value))
+        plan.gauges += [(q.revision, metric, "realised", value) for metric, value in q.metrics.items()]
+        plan.gauges += [(q.revision, metric, "estimated", value) for metric, value in q.estimates.items()]
         plan.gauges.append((q.revision, "labelled_rows", "realised", float(q.labelled)))
-    stable = model_status.stable_revision
+    stable = obs.model_status.stable_revision
     mine = next((q for q in revisions if q.revision == stable), None)
     if stable is None or mine is None:
         performance.state, performance.revision = None, stable
@@ -420,7 +416,7 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
         end = c.parse_time(result.end) or obs.now
         plan.retrain = Child(build_performance_retrain(
             obs.model, model_spec, tj, default_store=obs.default_store,
-            production=production_data(obs, perf, model_spec, end), champion_uri=champion_uri(model_status)),
+            production=production_data(obs, perf, model_spec, end), champion_uri=champion_uri(obs.model_status)),
             sync=())
         performance.last_triggered_training_job = tj
         performance.triggered_at = [*_recent(performance.triggered_at, obs.now), c.rfc3339(obs.now)]

@@ -158,9 +158,8 @@ def start(obs: Observation, d: Draft) -> Draft:
         "Started shadow of" if shadow_possible(obs, d) else "Started canary of")
     message = f"{what} {c.revision} ({why(obs, d)})"
     if status.canary_revision is not None:
-        old = h.find(history, revision=status.canary_revision)
-        if old is not None:
-            history = h.update(history, old, outcome=Outcome.SUPERSEDED, reason=f"superseded by {c.revision}")
+        history = h.update(history, h.find(history, revision=status.canary_revision),
+                           outcome=Outcome.SUPERSEDED, reason=f"superseded by {c.revision}")
         d = replace(d, events=d.event("Superseded", f"Canary {status.canary_revision} was superseded by {c.revision}"))
     fields: dict[str, Any] = {"revision": c.revision, "outcome": Outcome.PROGRESSING, "artifact_uri": c.artifact.uri,
               "artifact_sha256": c.artifact.sha256, "reason": None}

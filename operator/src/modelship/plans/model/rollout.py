@@ -96,9 +96,8 @@ def _promote(obs: Observation, d: Draft, total: int) -> Draft:
     st, history = d.status, d.history
     stable, canary = st.stable_revision, st.canary_revision
     assert canary is not None and d.action is not None
-    entry = h.find(history, revision=canary)
-    if entry is not None:
-        history = h.update(history, entry, outcome=Outcome.PROMOTED, promoted_at=rfc3339(obs.now), reason=None)
+    history = h.update(history, h.find(history, revision=canary), outcome=Outcome.PROMOTED,
+                       promoted_at=rfc3339(obs.now), reason=None)
     previous = h.find(history, revision=stable) if stable and stable != canary else None
     if previous is not None and previous.outcome == Outcome.PROMOTED:
         history = h.update(history, previous, outcome=Outcome.SUPERSEDED, reason=f"replaced by {canary}")
@@ -144,10 +143,8 @@ def _rollback(obs: Observation, d: Draft, total: int) -> Draft:
     st, history = d.status, d.history
     canary, action = st.canary_revision, d.action
     assert canary is not None and action is not None
-    entry = h.find(history, revision=canary)
-    if entry is not None:
-        history = h.update(history, entry, outcome=Outcome.ROLLED_BACK, rolled_back_at=rfc3339(obs.now),
-                           rolled_back_generation=obs.generation, reason=action.message)
+    history = h.update(history, h.find(history, revision=canary), outcome=Outcome.ROLLED_BACK,
+                       rolled_back_at=rfc3339(obs.now), rolled_back_generation=obs.generation, reason=action.message)
     progress = (st.rollout or RolloutProgress()).model_copy(
         update={"stage": Stage.ROLLING_BACK, "rollback_reason": action.message, "baseline": []})
     d = replace(d, status=st.model_copy(update={"rollout": progress}), history=history,

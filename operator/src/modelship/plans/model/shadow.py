@@ -112,10 +112,8 @@ def refuse(obs: Observation, d: Draft, why: str) -> Draft:
     st, history = d.status, d.history
     candidate = st.canary_revision
     message = f"Refused {candidate} in shadow: {why}"
-    entry = h.find(history, revision=candidate)
-    if entry is not None:
-        history = h.update(history, entry, outcome=Outcome.REFUSED, reason=message,
-                           rolled_back_at=rfc3339(obs.now), rolled_back_generation=obs.generation)
+    history = h.update(history, h.find(history, revision=candidate), outcome=Outcome.REFUSED, reason=message,
+                       rolled_back_at=rfc3339(obs.now), rolled_back_generation=obs.generation)
     st = st.model_copy(update={"canary_revision": None, "canary_step": None, "step_started_at": None, "rollout": None})
     return replace(d, status=st, history=history, shadow_replicas=None, requeue_after=None,
                    events=d.event(SHADOW_FAILED, message, warning=True),

@@ -64,9 +64,9 @@ def shadow(obs: Observation, d: Draft) -> Draft:
     duration, interval = parse_duration(rollout.shadow.duration), parse_duration(rollout.analysis.interval)
     final = obs.now - started >= duration
     last = parse_time(progress.analysed_at) or started
+    left = f"Analysing shadow {candidate}: {int((started + duration - obs.now).total_seconds())} s left"
     if not final and obs.now - last < interval:
-        return _waiting(obs, d, f"Analysing shadow {candidate}: {int((started + duration - obs.now).total_seconds())} s "
-                        "left", Reason.ANALYSING, _next(obs, d))
+        return _waiting(obs, d, left, Reason.ANALYSING, _next(obs, d))
     if obs.canary_counters is None:
         return _waiting(obs, d, f"Shadow {candidate}: its metrics could not be read; trying again",
                         Reason.ANALYSING, interval.total_seconds())
@@ -77,9 +77,7 @@ def shadow(obs: Observation, d: Draft) -> Draft:
     if verdict.kind == VerdictKind.FAIL:
         return refuse(obs, d, verdict.message)
     if not final:
-        return _waiting(obs, d, f"Analysing shadow {candidate}: "
-                        f"{int((started + duration - obs.now).total_seconds())} s left; so far {verdict.message}",
-                        Reason.ANALYSING, _next(obs, d))
+        return _waiting(obs, d, f"{left}; so far {verdict.message}", Reason.ANALYSING, _next(obs, d))
     if verdict.kind == VerdictKind.NO_DATA and rollout.on_no_data == "pause":
         return _waiting(obs, d, f"Paused shadow {candidate}: {verdict.message}; it resumes when enough requests "
                         "are mirrored to it (onNoData: pause)", Reason.NO_DATA, interval.total_seconds())

@@ -154,8 +154,9 @@ def start(obs: Observation, d: Draft) -> Draft:
     earlier = h.find(history, revision=c.revision)
     if earlier is not None and turned_back(earlier, obs.generation):
         return d  # refused once: not tried again until the spec changes
+    shadowed = shadow_possible(obs, d)
     what = "Deploying" if status.stable_revision is None else (
-        "Started shadow of" if shadow_possible(obs, d) else "Started canary of")
+        "Started shadow of" if shadowed else "Started canary of")
     message = f"{what} {c.revision} ({why(obs, d)})"
     if status.canary_revision is not None:
         history = h.update(history, h.find(history, revision=status.canary_revision),
@@ -169,7 +170,6 @@ def start(obs: Observation, d: Draft) -> Draft:
     else:
         trigger = Trigger.INITIAL if status.stable_revision is None else Trigger.SPEC_CHANGE
         history = h.push(history, HistoryEntry(trigger=str(trigger), created_at=rfc3339(obs.now), **fields))
-    shadowed = shadow_possible(obs, d)
     status = status.model_copy(update={"canary_revision": c.revision, "canary_step": None if shadowed else 0,
                                        "step_started_at": None, "rollout": RolloutProgress(
                                            stage=Stage.SHADOW if shadowed else Stage.CANARY,

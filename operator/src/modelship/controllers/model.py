@@ -119,7 +119,8 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
     needs_image = {h.revision for h in status.history if h.revision in deployments and h.image is None}
     candidate = status.canary_revision if status.stable_revision else None
     in_shadow = candidate is not None and candidate in shadows
-    if needs_image or in_shadow or (candidate is not None and candidate in deployments):
+    measured = in_shadow or (candidate is not None and candidate in deployments)  # the candidate's pods are read
+    if needs_image or measured:
         for pod in kube.list("v1", "Pod", namespace, selector=selector):
             pods.setdefault((pod["metadata"].get("labels") or {}).get(REVISION_LABEL, ""), []).append(pod)
     if in_shadow:
@@ -132,8 +133,7 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
         owner=body, generation=meta.get("generation"), spec=parse_spec(ModelSpec, body.get("spec")),
         status=status, now=datetime.now(UTC), defaults=defaults(ctx),
         annotations=meta.get("annotations") or {}, training_jobs=tuple(jobs), revisions=revisions,
-        canary_counters=read_metrics(ctx, pods.get(candidate, []), request_counters)
-        if candidate is not None and (candidate in deployments or in_shadow) else None,
+        canary_counters=read_metrics(ctx, pods.get(candidate or "", []), request_counters) if measured else None,
         shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
         stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
         gateway_api=gateway_api,

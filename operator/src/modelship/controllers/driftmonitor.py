@@ -29,7 +29,7 @@ from modelship.builders.common import MODEL_LABEL, MONITOR_LABEL, REVISION_LABEL
 from modelship.controllers import alerts
 from modelship.controllers.context import Context
 from modelship.k8s import events
-from modelship.k8s.apply import ensure
+from modelship.k8s.apply import ensure, owned_by
 from modelship.k8s.prometheus import instant_query
 from modelship.k8s.scrape import ready_pods
 from modelship.k8s.status import write_status
@@ -110,9 +110,6 @@ def observe_live(ctx: Context, spec: DriftMonitorSpec, namespace: str, model: Ob
     return {"reference": reference, "vector": vector}
 
 
-def owned_by(obj: Body, uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-
 
 def observe_quality_job(ctx: Context, body: Body, status: DriftMonitorStatus,
                         ) -> tuple[quality.ObservedQualityJob | None, list[Body]]:
@@ -185,15 +182,16 @@ def apply(ctx: Context, body: Body, p: Plan, owned: list[Body], spec: DriftMonit
         API_WRITES.labels("patch", "Model/status").inc()
     for event in p.events:
         events.post(ctx.kube, body, event.reason, event.message, warning=event.warning)
-    if p.evaluated and not isinstance(spec, str):
+    if isinstance(spec, str):
+        return  # an invalid spec's plan measured nothing
+    namespace, model = meta["namespace"], spec.model_ref.name
+    if p.evaluated:
         for score in p.status.scores:
-            DRIFT_SCORE.labels(meta["namespace"], spec.model_ref.name, score.feature, str(spec.method)).set(score.score)
+            DRIFT_SCORE.labels(namespace, model, score.feature, str(spec.method)).set(score.score)
         if p.status.state is not None:
-            DRIFT_STATE.labels(meta["namespace"], spec.model_ref.name, meta["name"]).set(
-                _STATE_VALUE[DriftState(p.status.state)])
-    if not isinstance(spec, str):
-        for revision, metric, source, value in p.quality_gauges:
-            MODEL_QUALITY.labels(meta["namespace"], spec.model_ref.name, revision, metric, source).set(value)
+            DRIFT_STATE.labels(namespace, model, meta["name"]).set(_STATE_VALUE[DriftState(p.status.state)])
+    for revision, metric, source, value in p.quality_gauges:
+        MODEL_QUALITY.labels(namespace, model, revision, metric, source).set(value)
 
 
 def reconcile(ctx: Context, body: Body) -> None:

@@ -27,7 +27,7 @@ from modelship.builders.common import (
 from modelship.builders.model_training import TRIGGER_LABEL
 from modelship.controllers.context import Context
 from modelship.k8s import events
-from modelship.k8s.apply import ensure
+from modelship.k8s.apply import ensure, owned_by
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
 from modelship.logic.revision import training_job_number
@@ -51,9 +51,6 @@ T = TypeVar("T")
 OWNED = (("apps/v1", "Deployment"), ("v1", "Service"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
          ("policy/v1", "PodDisruptionBudget"))
 
-
-def owned_by(obj: Body, uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
 def deployment_state(dep: Body) -> DeploymentState:
@@ -122,7 +119,8 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
     needs_image = {h.revision for h in status.history if h.revision in deployments and h.image is None}
     candidate = status.canary_revision if status.stable_revision else None
     in_shadow = candidate is not None and candidate in shadows
-    if needs_image or in_shadow or (candidate is not None and candidate in deployments):
+    measured = in_shadow or (candidate is not None and candidate in deployments)  # the candidate's pods are read
+    if needs_image or measured:
         for pod in kube.list("v1", "Pod", namespace, selector=selector):
             pods.setdefault((pod["metadata"].get("labels") or {}).get(REVISION_LABEL, ""), []).append(pod)
     if in_shadow:
@@ -135,8 +133,7 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
         owner=body, generation=meta.get("generation"), spec=parse_spec(ModelSpec, body.get("spec")),
         status=status, now=datetime.now(UTC), defaults=defaults(ctx),
         annotations=meta.get("annotations") or {}, training_jobs=tuple(jobs), revisions=revisions,
-        canary_counters=read_metrics(ctx, pods.get(candidate, []), request_counters)
-        if candidate is not None and (candidate in deployments or in_shadow) else None,
+        canary_counters=read_metrics(ctx, pods.get(candidate or "", []), request_counters) if measured else None,
         shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
         stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
         gateway_api=gateway_api,

@@ -104,6 +104,11 @@ def plan_writes(desired: Sequence[Child], owned: Sequence[Obj]) -> list[tuple[st
     return steps
 
 
+def owned_by(obj: Obj, uid: str) -> bool:
+    """Whether ``uid`` is among the object's owners: only then may ``ensure`` prune it."""
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
 def ensure(kube: Api, desired: Sequence[Child], owned: Sequence[Obj]) -> list[Write]:
     """Create, patch and delete so that ``owned`` becomes ``desired``; returns the writes made."""
     writes = []

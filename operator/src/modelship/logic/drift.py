@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from modelship.api.common import parse_duration
 from modelship.api.driftmonitor import (
+    Action,
     DriftMonitorSpec,
     DriftMonitorStatus,
     DriftState,
@@ -30,7 +31,12 @@ from modelship.api.model import Retrain
 from modelship.logic import conditions as c
 from modelship.logic.conditions import Reason
 from modelship.logic.retrain import RetrainDecision, may_retrain
-from modelship_runtime.artifacts.metadata import PREDICTION, DriftReference
+from modelship_runtime.artifacts.metadata import (
+    PREDICTION,
+    CategoricalReference,
+    DriftReference,
+    NumericReference,
+)
 from modelship_runtime.drift import stats
 
 _STATE_NAMES = {stats.State.STABLE: DriftState.STABLE, stats.State.WARNING: DriftState.WARNING,
@@ -56,6 +62,14 @@ class DriftEvaluation:
         return max((s.score for s in self.scores), default=None)
 
 
+def reference_bins(reference: DriftReference) -> dict[str, NumericReference | CategoricalReference]:
+    """The reference's bins per watchable name: its features, and the prediction when it has one."""
+    refs = dict(reference.features)
+    if reference.prediction is not None:
+        refs[PREDICTION] = reference.prediction
+    return refs
+
+
 def watched_features(spec: DriftMonitorSpec, reference: DriftReference) -> list[str]:
     """The features to score: the spec's list (or every referenced one), plus the prediction."""
     names = list(spec.features) if spec.features else list(reference.features)
@@ -70,11 +84,8 @@ def unknown_features(spec: DriftMonitorSpec, reference: DriftReference) -> list[
     return [n for n in spec.features or [] if n not in reference.features]
 
 
-def evaluate_drift(
-    spec: DriftMonitorSpec,
-    reference: DriftReference,
-    counts: Mapping[str, npt.ArrayLike],
-) -> DriftEvaluation:
+def evaluate_drift(spec: DriftMonitorSpec, reference: DriftReference,
+                   counts: Mapping[str, npt.ArrayLike]) -> DriftEvaluation:
     """Score every watched feature with ``spec.method`` and decide the state.
 
     ``counts``: live counts over the window per feature, on the reference's
@@ -82,9 +93,7 @@ def evaluate_drift(
     the largest count total among the features (missing values are not
     binned, so totals can differ a little).
     """
-    refs = {**reference.features}
-    if reference.prediction is not None:
-        refs[PREDICTION] = reference.prediction
+    refs = reference_bins(reference)
     names: list[str] = []
     missing: list[str] = []
     ref_rows: list[npt.NDArray[np.float64]] = []
@@ -144,57 +153,49 @@ def evaluate_drift(
     return DriftEvaluation(samples, tuple(feature_scores), overall, message, tuple(missing))
 
 
-def drift_retrain_decision(
-    spec: DriftMonitorSpec,
-    model_retrain: Retrain | None,
-    status: DriftMonitorStatus,
-    now: datetime,
-    *,
-    running: str | None,
-    alert_firing: bool,
-    model_triggered: Sequence[datetime | str] = (),
-    rolling_out: str | None = None,
-) -> RetrainDecision:
-    """May this monitor's Drift state start a retrain now?
+def retrain_within_limits(now: datetime, action: Action, model_retrain: Retrain | None, *,
+                          triggered: Sequence[datetime | str], model_triggered: Sequence[datetime | str],
+                          model_limits: str, running: str | None, enabled: bool, rolling_out: str | None,
+                          alert_firing: bool | None = None) -> RetrainDecision:
+    """May a monitor's verdict (drift or live quality) start a retrain now?
 
-    The stricter of monitor and Model limits on this monitor's own retrains;
-    and the Model's limits on ``model_triggered``, the times of the Model's
-    drift retrains from any monitor (its TrainingJobs with trigger drift), so
-    two monitors of one Model do not retrain it twice within its cooldown.
+    The stricter of monitor and Model limits on this monitor's own retrains
+    (``triggered``); then the Model's limits on ``model_triggered``, the times
+    of its automatic retrains from any monitor (TrainingJobs with trigger drift
+    or performance), so two monitors of one Model do not retrain it twice
+    within its cooldown. ``model_limits`` names those in a refusal.
     """
-    cooldown = parse_duration(spec.action.cooldown)
-    max_per_day = spec.action.max_per_day
-    enabled = spec.action.retrain
+    cooldown, max_per_day = parse_duration(action.cooldown), action.max_per_day
     if model_retrain is not None:
         cooldown = max(cooldown, parse_duration(model_retrain.cooldown))
         max_per_day = min(max_per_day, model_retrain.max_per_day)
-        enabled = enabled and model_retrain.on_drift
-    own = may_retrain(
-        now, cooldown=cooldown, max_per_day=max_per_day, triggered=status.triggered_at, running=running,
-        enabled=enabled, alert_firing=alert_firing if spec.action.require_alert else None, rolling_out=rolling_out,
-    )
+    own = may_retrain(now, cooldown=cooldown, max_per_day=max_per_day, triggered=triggered, running=running,
+                      enabled=enabled, alert_firing=alert_firing, rolling_out=rolling_out)
     if not own.allowed or model_retrain is None or not model_triggered:
         return own
     model_wide = may_retrain(now, cooldown=parse_duration(model_retrain.cooldown),
                              max_per_day=model_retrain.max_per_day, triggered=model_triggered)
     if model_wide.allowed:
         return own
-    return RetrainDecision(False, model_wide.reason, f"the Model's drift retrains (any monitor): {model_wide.message}",
-                           model_wide.retry_at)
+    return RetrainDecision(False, model_wide.reason, f"{model_limits}: {model_wide.message}", model_wide.retry_at)
 
 
-def drift_status(
-    spec: DriftMonitorSpec,
-    old: DriftMonitorStatus,
-    evaluation: DriftEvaluation | None,
-    now: datetime,
-    *,
-    generation: int | None,
-    reference_revision: str | None,
-    problem: tuple[str, str] | None = None,
-    triggered_job: str | None = None,
-    retrain: RetrainDecision | None = None,
-) -> DriftMonitorStatus:
+def drift_retrain_decision(spec: DriftMonitorSpec, model_retrain: Retrain | None, status: DriftMonitorStatus,
+                           now: datetime, *, running: str | None, alert_firing: bool,
+                           model_triggered: Sequence[datetime | str] = (), rolling_out: str | None = None,
+                           ) -> RetrainDecision:
+    """May this monitor's Drift state start a retrain now? (:func:`retrain_within_limits`, with the
+    Model's ``onDrift`` and the monitor's ``requireAlert``)."""
+    return retrain_within_limits(
+        now, spec.action, model_retrain, triggered=status.triggered_at, model_triggered=model_triggered,
+        model_limits="the Model's drift retrains (any monitor)", running=running, rolling_out=rolling_out,
+        enabled=spec.action.retrain and (model_retrain is None or model_retrain.on_drift),
+        alert_firing=alert_firing if spec.action.require_alert else None)
+
+
+def drift_status(spec: DriftMonitorSpec, old: DriftMonitorStatus, evaluation: DriftEvaluation | None, now: datetime,
+                 *, generation: int | None, reference_revision: str | None, problem: tuple[str, str] | None = None,
+                 triggered_job: str | None = None, retrain: RetrainDecision | None = None) -> DriftMonitorStatus:
     """The whole new status.
 
     ``evaluation`` ``None`` with ``problem`` (reason, message): nothing could

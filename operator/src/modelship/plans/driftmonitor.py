@@ -39,6 +39,7 @@ from modelship.logic.drift import (
     drift_retrain_decision,
     drift_status,
     evaluate_drift,
+    reference_bins,
     state_changed,
     unknown_features,
 )
@@ -48,13 +49,7 @@ from modelship.logic.revision import next_training_job
 from modelship.logic.scrape import drift_counts, parse_samples
 from modelship.plans import quality as q
 from modelship.plans.common import Event
-from modelship_runtime.artifacts.metadata import (
-    PREDICTION,
-    CategoricalReference,
-    DriftReference,
-    Metadata,
-    NumericReference,
-)
+from modelship_runtime.artifacts.metadata import DriftReference, Metadata
 from modelship_runtime.drift.window import Snapshot, pick_baseline, prune, window_counts
 
 Obj = dict[str, Any]
@@ -77,6 +72,22 @@ class ObservedModel:
     status: ModelStatus
     training_jobs: tuple[ObservedJob, ...] = ()
 
+    @property
+    def running(self) -> str | None:
+        """The TrainingJob in flight: no automatic retrain starts while one runs."""
+        done = (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED)
+        return next((j.name for j in self.training_jobs if j.phase not in done), None)
+
+    @property
+    def automatic_retrains(self) -> list[str]:
+        """When its drift and performance TrainingJobs were made: they share the Model's limits."""
+        return [j.created for j in self.training_jobs if j.trigger in q.AUTOMATIC and j.created]
+
+    @property
+    def next_training_job(self) -> str:
+        return next_training_job(self.body["metadata"]["name"], [j.name for j in self.training_jobs],
+                                 self.status.training_jobs_created)
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -97,10 +108,6 @@ class Observation:
     quality_job: q.ObservedQualityJob | None = None  # the quality Job named in status, as read back
     trainer_image: str = ""  # the quality Job's image
     environment: PodEnvironment = field(default_factory=PodEnvironment)  # how the quality Job reaches the store
-
-    @property
-    def name(self) -> str:
-        return str(self.owner["metadata"]["name"])
 
 
 @dataclass
@@ -126,13 +133,6 @@ def due(spec: DriftMonitorSpec, status: DriftMonitorStatus, generation: int | No
     if last is None or status.observed_generation != generation:
         return True
     return (now - last) >= parse_duration(spec.interval)
-
-
-def reference_bins(reference: DriftReference) -> dict[str, NumericReference | CategoricalReference]:
-    refs = dict(reference.features)
-    if reference.prediction is not None:
-        refs[PREDICTION] = reference.prediction
-    return refs
 
 
 def live_counts(texts: Mapping[str, str], reference: DriftReference) -> dict[str, Counts]:
@@ -198,17 +198,12 @@ def retrain(obs: Observation, spec: DriftMonitorSpec, evaluation: DriftEvaluatio
     if not (wants and spec.action.retrain) or model is None or isinstance(model.spec, str) \
             or model.spec.training is None:
         return None, None
-    jobs = model.training_jobs
-    running = next((j.name for j in jobs if j.phase not in (TrainingPhase.SUCCEEDED, TrainingPhase.FAILED)), None)
-    # Drift and performance retrains share the Model's limits.
-    drift_times = [j.created for j in jobs if j.trigger in q.AUTOMATIC and j.created]
-    decision = drift_retrain_decision(spec, model.spec.retrain, obs.status, obs.now, running=running,
-                                      alert_firing=obs.alert_firing, model_triggered=drift_times,
+    decision = drift_retrain_decision(spec, model.spec.retrain, obs.status, obs.now, running=model.running,
+                                      alert_firing=obs.alert_firing, model_triggered=model.automatic_retrains,
                                       rolling_out=model.status.canary_revision)
     if not decision.allowed:
         return decision, None
-    name = next_training_job(spec.model_ref.name, [j.name for j in jobs], model.status.training_jobs_created)
-    job = build_training_job_resource(model.body, model.spec, name, Trigger.DRIFT,
+    job = build_training_job_resource(model.body, model.spec, model.next_training_job, Trigger.DRIFT,
                                       default_store=obs.artifact_store, champion_uri=champion_uri(model.status))
     return decision, Child(job, sync=())
 
@@ -223,20 +218,13 @@ def failed(obs: Observation, spec: DriftMonitorSpec, reason: str, message: str, 
 def quality_observation(obs: Observation, spec: DriftMonitorSpec) -> q.QualityObservation:
     """What live quality reads of the observation: the Model's facts, the quality Job in flight."""
     model = obs.model
-    base: dict[str, Any] = {
-        "owner": obs.owner, "generation": obs.generation, "spec": spec, "status": obs.status, "now": obs.now,
-        "job": obs.quality_job, "default_store": obs.artifact_store, "trainer_image": obs.trainer_image,
-        "environment": obs.environment}
-    if model is None:
-        return q.QualityObservation(**base)
-    jobs = model.training_jobs
-    return q.QualityObservation(
-        **base, model=model.body, model_spec=model.spec, model_status=model.status,
-        running_training_job=next((j.name for j in jobs if j.phase not in (TrainingPhase.SUCCEEDED,
-                                                                           TrainingPhase.FAILED)), None),
-        automatic_retrains=[j.created for j in jobs if j.trigger in q.AUTOMATIC and j.created],
-        next_training_job=next_training_job(spec.model_ref.name, [j.name for j in jobs],
-                                            model.status.training_jobs_created))
+    facts: dict[str, Any] = {} if model is None else {
+        "model": model.body, "model_spec": model.spec, "model_status": model.status,
+        "running_training_job": model.running, "automatic_retrains": model.automatic_retrains,
+        "next_training_job": model.next_training_job}
+    return q.QualityObservation(owner=obs.owner, generation=obs.generation, spec=spec, status=obs.status, now=obs.now,
+                                job=obs.quality_job, default_store=obs.artifact_store, trainer_image=obs.trainer_image,
+                                environment=obs.environment, **facts)
 
 
 def with_retrain(obs: Observation, child: Child | None) -> Observation:

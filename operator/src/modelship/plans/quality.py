@@ -46,7 +46,8 @@ from modelship.api.trainingjob import Trigger
 from modelship.builders.common import Child, PodEnvironment
 from modelship.builders.quality import build_performance_retrain, build_quality_job
 from modelship.logic import conditions as c
-from modelship.logic.retrain import RetrainDecision, may_retrain
+from modelship.logic.drift import retrain_within_limits
+from modelship.logic.retrain import RetrainDecision
 from modelship.logic.revision import child_name, short_hash
 from modelship.plans.common import Event
 from modelship_runtime.groundtruth.layout import groundtruth_uri
@@ -69,7 +70,6 @@ class Reason:
     QUALITY_JOB_FAILED = "QualityJobFailed"
     QUALITY_MEASURED = "QualityMeasured"
     PERFORMANCE_BELOW_FLOOR = "PerformanceBelowFloor"
-    RETRAIN_TRIGGERED = "RetrainTriggered"
 
 
 @dataclass(frozen=True)
@@ -244,24 +244,22 @@ def store_of(obs: QualityObservation, model_spec: ModelSpec) -> str:
     return groundtruth_uri(model_spec.artifact_store or obs.default_store, obs.namespace, obs.spec.model_ref.name)
 
 
-def quality_request(obs: QualityObservation, perf: Performance, model_spec: ModelSpec,
-                    model_status: ModelStatus, end: datetime) -> Obj:
+def quality_request(obs: QualityObservation, perf: Performance, model_spec: ModelSpec, end: datetime) -> Obj:
     """The QualityRequest (``modelship_runtime.groundtruth.cli``) for a window ending at ``end``."""
     return {
         "groundtruthUri": store_of(obs, model_spec),
         "labels": [s.wire() for s in perf.labels],
         "start": c.rfc3339(end - parse_duration(perf.window)),
         "end": c.rfc3339(end),
-        "revisions": served_revisions(model_status),
+        "revisions": served_revisions(obs.model_status),
         "estimate": perf.estimate,
     }
 
 
-def quality_job(obs: QualityObservation, perf: Performance, model_spec: ModelSpec, model_status: ModelStatus,
-                name: str, end: datetime) -> Child:
+def quality_job(obs: QualityObservation, perf: Performance, model_spec: ModelSpec, name: str, end: datetime) -> Child:
     """The quality Job ``name`` measuring the window ending at ``end`` (created once, never patched:
     a Job's pod template is immutable, and its name says which window it measures)."""
-    request = quality_request(obs, perf, model_spec, model_status, end)
+    request = quality_request(obs, perf, model_spec, end)
     job = build_quality_job(name, obs.namespace, obs.spec.model_ref.name, obs.monitor, request,
                             image=obs.trainer_image, owner=obs.owner, environment=obs.environment,
                             resource_spec=perf.resources)
@@ -286,21 +284,10 @@ def production_data(obs: QualityObservation, perf: Performance, model_spec: Mode
 def retrain_decision(obs: QualityObservation, perf: Performance, model_spec: ModelSpec,
                      performance: PerformanceStatus) -> RetrainDecision:
     """The drift path's limits: the stricter cooldown and daily limit, drift and performance retrains alike."""
-    action = obs.spec.action
-    cooldown = max(parse_duration(action.cooldown), parse_duration(model_spec.retrain.cooldown))
-    max_per_day = min(action.max_per_day, model_spec.retrain.max_per_day)
-    own = [*obs.status.triggered_at, *performance.triggered_at]
-    decision = may_retrain(obs.now, cooldown=cooldown, max_per_day=max_per_day, triggered=own,
-                           running=obs.running_training_job, enabled=perf.retrain,
-                           rolling_out=obs.model_status.canary_revision)
-    if not decision.allowed or not obs.automatic_retrains:
-        return decision
-    model_wide = may_retrain(obs.now, cooldown=parse_duration(model_spec.retrain.cooldown),
-                             max_per_day=model_spec.retrain.max_per_day, triggered=obs.automatic_retrains)
-    if model_wide.allowed:
-        return decision
-    return RetrainDecision(False, model_wide.reason, f"the Model's automatic retrains: {model_wide.message}",
-                           model_wide.retry_at)
+    return retrain_within_limits(
+        obs.now, obs.spec.action, model_spec.retrain, triggered=[*obs.status.triggered_at, *performance.triggered_at],
+        model_triggered=obs.automatic_retrains, model_limits="the Model's automatic retrains",
+        running=obs.running_training_job, enabled=perf.retrain, rolling_out=obs.model_status.canary_revision)
 
 
 def _condition(state: QualityState | None, reason: str, message: str, generation: int | None) -> Condition:
@@ -343,7 +330,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
             (Reason.INVALID_MODEL_SPEC, f"Model {name} has an invalid spec: {obs.model_spec}")
         plan.conditions.append(_condition(None, reason, message, generation))
         return plan
-    model_spec, model_status = obs.model_spec, obs.model_status
+    model_spec = obs.model_spec
 
     # 1. A measurement in flight: keep it while it runs, read it once it has finished (it is then
     #    no longer wanted, and deleted), or forget it when its Job is gone.
@@ -353,7 +340,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
             performance.job, performance.job_window_end = None, None
         elif seen.finished is None:
             end = c.parse_time(performance.job_window_end) or obs.now.replace(microsecond=0)
-            plan.job = quality_job(obs, perf, model_spec, model_status, performance.job, end)
+            plan.job = quality_job(obs, perf, model_spec, performance.job, end)
             return plan  # still measuring; the condition stays what it was
         else:
             result = parse_result(seen.message, str(perf.metric))
@@ -364,11 +351,11 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
                 plan.conditions.append(_condition(None, Reason.QUALITY_JOB_FAILED, message, generation))
                 plan.events.append(Event(Reason.QUALITY_JOB_FAILED, message, warning=True))
                 return plan
-            _take_result(obs, plan, perf, model_spec, model_status, result)
+            _take_result(obs, plan, perf, model_spec, result)
             return plan
 
     # 2. Time for a new measurement?
-    if not model_status.stable_revision:
+    if not obs.model_status.stable_revision:
         plan.conditions.append(_condition(None, Reason.NO_STABLE_REVISION,
                                           f"Model {name} has no serving revision yet", generation))
         return plan
@@ -376,7 +363,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
         end = obs.now.replace(microsecond=0)
         new = job_name(obs.monitor, c.rfc3339(end))
         performance.job, performance.job_window_end = new, c.rfc3339(end)
-        plan.job = quality_job(obs, perf, model_spec, model_status, new, end)
+        plan.job = quality_job(obs, perf, model_spec, new, end)
         if not performance.state:
             plan.conditions.append(_condition(None, Reason.MEASURING, f"measuring {perf.metric} with Job {new}",
                                               generation))
@@ -384,7 +371,7 @@ def plan_quality(obs: QualityObservation) -> QualityPlan:
 
 
 def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, model_spec: ModelSpec,
-                 model_status: ModelStatus, result: QualityResult) -> None:
+                 result: QualityResult) -> None:
     performance = plan.performance
     assert performance is not None
     was = performance.state
@@ -394,12 +381,10 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
         result.predictions, result.labelled, result.seconds)
     performance.window_start, performance.window_end = result.start, result.end
     for q in revisions:
-        for metric, value in q.metrics.items():
-            plan.gauges.append((q.revision, metric, "realised", value))
-        for metric, value in q.estimates.items():
-            plan.gauges.append((q.revision, metric, "estimated", value))
+        plan.gauges += [(q.revision, metric, "realised", value) for metric, value in q.metrics.items()]
+        plan.gauges += [(q.revision, metric, "estimated", value) for metric, value in q.estimates.items()]
         plan.gauges.append((q.revision, "labelled_rows", "realised", float(q.labelled)))
-    stable = model_status.stable_revision
+    stable = obs.model_status.stable_revision
     mine = next((q for q in revisions if q.revision == stable), None)
     if stable is None or mine is None:
         performance.state, performance.revision = None, stable
@@ -431,12 +416,12 @@ def _take_result(obs: QualityObservation, plan: QualityPlan, perf: Performance, 
         end = c.parse_time(result.end) or obs.now
         plan.retrain = Child(build_performance_retrain(
             obs.model, model_spec, tj, default_store=obs.default_store,
-            production=production_data(obs, perf, model_spec, end), champion_uri=champion_uri(model_status)),
+            production=production_data(obs, perf, model_spec, end), champion_uri=champion_uri(obs.model_status)),
             sync=())
         performance.last_triggered_training_job = tj
         performance.triggered_at = [*_recent(performance.triggered_at, obs.now), c.rfc3339(obs.now)]
         message += f"; created TrainingJob {tj} on {perf.retrain_data} data"
-        plan.events.append(Event(Reason.RETRAIN_TRIGGERED, f"Created TrainingJob {tj} for Model "
+        plan.events.append(Event(c.Reason.RETRAIN_TRIGGERED, f"Created TrainingJob {tj} for Model "
                                  f"{obs.spec.model_ref.name} (trigger performance): {text} is below {perf.floor:g}"))
     elif not decision.allowed:
         message += f"; no retrain: {decision.message}"

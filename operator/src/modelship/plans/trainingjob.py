@@ -27,7 +27,7 @@ from modelship.builders.training import (
 )
 from modelship.logic import trainersearch
 from modelship.logic.conditions import COMPLETE, FAILED, Reason, condition, merge_conditions
-from modelship.logic.outputs import confine_output
+from modelship.logic.outputs import OutputDecision, confine_output
 from modelship.logic.trainingjob import compute_fanout_status, compute_status, is_finished
 from modelship.plans.common import Event, parse_spec
 
@@ -76,25 +76,24 @@ def _observed(obs: Observation, child: Obj) -> bool:
     return name in obs.jobs
 
 
+def _confined(obs: Observation, spec: TrainingJobSpec) -> OutputDecision:
+    meta, s = obs.body["metadata"], obs.settings
+    return confine_output(spec.output_uri, store=s.artifact_store, allowed_prefixes=s.allowed_output_prefixes,
+                          namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"))
+
+
 def output_uri(obs: Observation, spec: TrainingJobSpec) -> str | None:
     """Where the artifact goes, confined to the namespace's locations (issue 22: ``logic.outputs``
     decides), or None when the spec asks for another place. A run whose Jobs exist keeps the place
     they were made with."""
-    meta = obs.body["metadata"]
-    s = obs.settings
-    decision = confine_output(spec.output_uri, store=s.artifact_store, allowed_prefixes=s.allowed_output_prefixes,
-                              namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"))
+    decision = _confined(obs, spec)
     if decision.uri is None and obs.jobs and spec.output_uri:
         return spec.output_uri
     return decision.uri
 
 
 def output_problem(obs: Observation, spec: TrainingJobSpec) -> str:
-    meta = obs.body["metadata"]
-    s = obs.settings
-    decision = confine_output(spec.output_uri, store=s.artifact_store, allowed_prefixes=s.allowed_output_prefixes,
-                              namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"))
-    return decision.problem or "spec.outputUri is not allowed"
+    return _confined(obs, spec).problem or "spec.outputUri is not allowed"
 
 
 def is_finished_body(body: Obj) -> bool:

@@ -86,7 +86,7 @@ def plan(obs: Observation) -> Plan:
     d = Draft(status=obs.status, spec=spec, history=tuple(obs.status.history))
     for step in STEPS:
         d = step(obs, d)
-    if d.rollout_events and "started" in d.rollout_events:
+    if "started" in d.rollout_events:
         faults = fault_env(obs)
         if isinstance(faults, str):
             d = replace(d, events=d.event("TestFaultsIgnored",

@@ -45,8 +45,7 @@ def deployments(obs: Observation, d: Draft) -> list[Child]:
             out.append(Child(build_serving_deployment(obs.name, obs.namespace, revision, template,
                                                       replicas=replicas, owner=obs.owner), sync=REPLICAS_ONLY))
     candidate = d.status.canary_revision
-    template = template_of(obs, d, candidate) if candidate and d.shadow_replicas is not None else None
-    if candidate and template is not None and d.shadow_replicas is not None:
+    if candidate and d.shadow_replicas is not None and (template := template_of(obs, d, candidate)) is not None:
         out.append(Child(build_shadow_deployment(obs.name, obs.namespace, candidate, template,
                                                  replicas=d.shadow_replicas, owner=obs.owner), sync=REPLICAS_ONLY))
     return out

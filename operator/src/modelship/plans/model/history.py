@@ -15,7 +15,10 @@ def find(history: Iterable[HistoryEntry], **match: Any) -> HistoryEntry | None:
     return next((h for h in history if all(getattr(h, k) == v for k, v in match.items())), None)
 
 
-def update(history: Sequence[HistoryEntry], old: HistoryEntry, **changes: Any) -> History:
+def update(history: Sequence[HistoryEntry], old: HistoryEntry | None, **changes: Any) -> History:
+    """``history`` with ``old`` changed (as it was when there is no such entry)."""
+    if old is None:
+        return tuple(history)
     new = old.model_copy(update=changes)
     return tuple(new if h is old else h for h in history)
 

@@ -154,13 +154,13 @@ def start(obs: Observation, d: Draft) -> Draft:
     earlier = h.find(history, revision=c.revision)
     if earlier is not None and turned_back(earlier, obs.generation):
         return d  # refused once: not tried again until the spec changes
+    shadowed = shadow_possible(obs, d)
     what = "Deploying" if status.stable_revision is None else (
-        "Started shadow of" if shadow_possible(obs, d) else "Started canary of")
+        "Started shadow of" if shadowed else "Started canary of")
     message = f"{what} {c.revision} ({why(obs, d)})"
     if status.canary_revision is not None:
-        old = h.find(history, revision=status.canary_revision)
-        if old is not None:
-            history = h.update(history, old, outcome=Outcome.SUPERSEDED, reason=f"superseded by {c.revision}")
+        history = h.update(history, h.find(history, revision=status.canary_revision),
+                           outcome=Outcome.SUPERSEDED, reason=f"superseded by {c.revision}")
         d = replace(d, events=d.event("Superseded", f"Canary {status.canary_revision} was superseded by {c.revision}"))
     fields: dict[str, Any] = {"revision": c.revision, "outcome": Outcome.PROGRESSING, "artifact_uri": c.artifact.uri,
               "artifact_sha256": c.artifact.sha256, "reason": None}
@@ -170,7 +170,6 @@ def start(obs: Observation, d: Draft) -> Draft:
     else:
         trigger = Trigger.INITIAL if status.stable_revision is None else Trigger.SPEC_CHANGE
         history = h.push(history, HistoryEntry(trigger=str(trigger), created_at=rfc3339(obs.now), **fields))
-    shadowed = shadow_possible(obs, d)
     status = status.model_copy(update={"canary_revision": c.revision, "canary_step": None if shadowed else 0,
                                        "step_started_at": None, "rollout": RolloutProgress(
                                            stage=Stage.SHADOW if shadowed else Stage.CANARY,

@@ -4,7 +4,6 @@ status: replica counts, step bookkeeping, the analysis baseline, promotion and r
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 
 from modelship.api.common import parse_duration
 from modelship.api.model import Outcome, RolloutProgress, Stage
@@ -17,30 +16,20 @@ from modelship.plans.model.observation import Draft, Observation
 from modelship.plans.model.shadow import shadow
 
 
-def due(obs: Observation, progress: RolloutProgress, interval: timedelta) -> bool:
-    """Whether the analysis judges now: every ``interval`` (the first one an interval after the start)."""
-    last = parse_time(progress.analysed_at)
-    return last is None or obs.now - last >= interval
-
-
-def pause_over(obs: Observation, d: Draft) -> bool:
-    st, steps = d.status, d.spec.rollout.steps
-    started = parse_time(st.step_started_at)
-    step = st.canary_step or 0
-    return started is not None and step < len(steps) and obs.now - started >= parse_duration(steps[step].pause)
-
-
 def verdict(obs: Observation, d: Draft) -> Verdict | None:
     """The canary's analysis over the current step so far, when it is due (every
-    ``analysis.interval``, and when the step's pause is over); None otherwise or when the
-    canary's metrics cannot be read now."""
-    st = d.status
+    ``analysis.interval``, the first one an interval after the start, and when the step's pause
+    is over: the final one); None otherwise or when the canary's metrics cannot be read now."""
+    st, rollout = d.status, d.spec.rollout
     if not (st.canary_revision and st.stable_revision and st.step_started_at) or not obs.canary_counters:
         return None
-    final = pause_over(obs, d)
-    if not (final or due(obs, st.rollout or RolloutProgress(), parse_duration(d.spec.rollout.analysis.interval))):
+    started, step = parse_time(st.step_started_at), st.canary_step or 0
+    pause = rollout.steps[step].pause if step < len(rollout.steps) else None
+    final = started is not None and pause is not None and obs.now - started >= parse_duration(pause)
+    last = parse_time(st.rollout.analysed_at) if st.rollout else None
+    if not (final or last is None or obs.now - last >= parse_duration(rollout.analysis.interval)):
         return None
-    return analyse(from_status(st.rollout), obs.canary_counters, d.spec.rollout.analysis, final=final)
+    return analyse(from_status(st.rollout), obs.canary_counters, rollout.analysis, final=final)
 
 
 def next_look(obs: Observation, d: Draft) -> float | None:
@@ -107,9 +96,8 @@ def _promote(obs: Observation, d: Draft, total: int) -> Draft:
     st, history = d.status, d.history
     stable, canary = st.stable_revision, st.canary_revision
     assert canary is not None and d.action is not None
-    entry = h.find(history, revision=canary)
-    if entry is not None:
-        history = h.update(history, entry, outcome=Outcome.PROMOTED, promoted_at=rfc3339(obs.now), reason=None)
+    history = h.update(history, h.find(history, revision=canary), outcome=Outcome.PROMOTED,
+                       promoted_at=rfc3339(obs.now), reason=None)
     previous = h.find(history, revision=stable) if stable and stable != canary else None
     if previous is not None and previous.outcome == Outcome.PROMOTED:
         history = h.update(history, previous, outcome=Outcome.SUPERSEDED, reason=f"replaced by {canary}")
@@ -124,19 +112,27 @@ def _promote(obs: Observation, d: Draft, total: int) -> Draft:
     return promoting(obs, d) if keep else d
 
 
+def handover(obs: Observation, incoming: str | None, outgoing: str | None, total: int) -> tuple[int, int | None]:
+    """While ``incoming`` grows to ``total``, ``outgoing`` gives up only the pods the ready
+    ``incoming`` replaces, so ready serving pods never drop below spec: the ready pods of
+    ``incoming``, and how many ``outgoing`` keeps (None: it can go)."""
+    new, old = obs.revisions.get(incoming or ""), obs.revisions.get(outgoing or "")
+    ready = new.state.ready if new is not None and new.state.replicas >= total else 0
+    if incoming is None or old is None or ready >= total:
+        return ready, None
+    return ready, min(old.state.replicas, max(0, total - ready))
+
+
 def promoting(obs: Observation, d: Draft) -> Draft:
-    """The promoted revision to its full size; the previous stable gives up only the pods the
-    ready new stable replaces: ready serving pods never drop below spec. Then it goes."""
+    """The promoted revision to its full size, the previous stable serving until it is ready; then it goes."""
     st = d.status
     stable, outgoing = st.stable_revision, st.rollout.outgoing if st.rollout else None
     assert stable is not None
     total = total_replicas(obs, d)
-    seen, old = obs.revisions.get(stable), obs.revisions.get(outgoing or "")
-    ready = seen.state.ready if seen is not None and seen.state.replicas >= total else 0
-    if old is None or ready >= total:
+    ready, keep = handover(obs, stable, outgoing, total)
+    if keep is None:
         return replace(d, status=st.model_copy(update={"rollout": None}), replicas={stable: total},
                        requeue_after=None)
-    keep = min(old.state.replicas, max(0, total - ready))
     message = f"Promoted {stable}; {outgoing} serves until {stable} is ready at {total} ({ready} now)"
     return replace(d, replicas={stable: total, outgoing or "": keep}, requeue_after=1.0,
                    progressing=condition(PROGRESSING, True, Reason.PROMOTED, message, generation=obs.generation))
@@ -147,10 +143,8 @@ def _rollback(obs: Observation, d: Draft, total: int) -> Draft:
     st, history = d.status, d.history
     canary, action = st.canary_revision, d.action
     assert canary is not None and action is not None
-    entry = h.find(history, revision=canary)
-    if entry is not None:
-        history = h.update(history, entry, outcome=Outcome.ROLLED_BACK, rolled_back_at=rfc3339(obs.now),
-                           rolled_back_generation=obs.generation, reason=action.message)
+    history = h.update(history, h.find(history, revision=canary), outcome=Outcome.ROLLED_BACK,
+                       rolled_back_at=rfc3339(obs.now), rolled_back_generation=obs.generation, reason=action.message)
     progress = (st.rollout or RolloutProgress()).model_copy(
         update={"stage": Stage.ROLLING_BACK, "rollback_reason": action.message, "baseline": []})
     d = replace(d, status=st.model_copy(update={"rollout": progress}), history=history,
@@ -160,27 +154,22 @@ def _rollback(obs: Observation, d: Draft, total: int) -> Draft:
 
 
 def rolling_back(obs: Observation, d: Draft) -> Draft:
-    """The stable back to its full size first, the canary giving up only the pods the ready
-    stable replaces: ready serving pods never drop below spec. Then the canary goes."""
+    """The stable back to its full size first, the canary serving until it is ready; then the canary goes."""
     st = d.status
     stable, canary = st.stable_revision, st.canary_revision
     assert canary is not None
     total = total_replicas(obs, d)
     reason = (st.rollout.rollback_reason if st.rollout else None) or "analysis failed"
-    stable_seen, canary_seen = obs.revisions.get(stable or ""), obs.revisions.get(canary)
-    stable_ready = stable_seen.state.ready if stable_seen and stable_seen.state.replicas >= total else 0
+    ready, keep = handover(obs, stable, canary, total)
     message = f"Rolled back {canary}: {reason}"
-    if stable is None or stable_ready >= total or canary_seen is None:
+    replicas: dict[str, int] = {stable: total} if stable else {}
+    if keep is None:
         st = st.model_copy(update={"canary_revision": None, "canary_step": None, "step_started_at": None,
                                    "rollout": None})
-        replicas: dict[str, int] = {stable: total} if stable else {}
-        wait = None
     else:
-        wait = 1.0
-        keep = min(canary_seen.state.replicas, max(0, total - stable_ready))
-        replicas = {stable: total, canary: keep}
-        message += f"; waiting for {stable} to be ready at {total} ({stable_ready} now)"
-    return replace(d, status=st, replicas=replicas, requeue_after=wait,
+        replicas[canary] = keep
+        message += f"; waiting for {stable} to be ready at {total} ({ready} now)"
+    return replace(d, status=st, replicas=replicas, requeue_after=None if keep is None else 1.0,
                    action=RolloutAction(ActionKind.ROLLBACK, replicas.get(canary, 0), total, 0, None, None,
                                         Reason.ROLLED_BACK, message),
                    progressing=condition(PROGRESSING, False, Reason.ROLLED_BACK, message, generation=obs.generation))

@@ -60,13 +60,13 @@ def shadow(obs: Observation, d: Draft) -> Draft:
             "shadow_baseline": [ShadowTally(pod=p, **t) for p, t in sorted((obs.stable_tallies or {}).items())]})
         d = replace(d, status=st.model_copy(update={"rollout": progress}))
         return _waiting(obs, d, f"Shadow {candidate} receives {rollout.shadow.percent}% of live requests, mirrored: "
-                        f"analysing for {rollout.shadow.duration}", Reason.ANALYSING, _next(obs, d, obs.now))
+                        f"analysing for {rollout.shadow.duration}", Reason.ANALYSING, _next(obs, d))
     duration, interval = parse_duration(rollout.shadow.duration), parse_duration(rollout.analysis.interval)
     final = obs.now - started >= duration
     last = parse_time(progress.analysed_at) or started
+    left = f"Analysing shadow {candidate}: {int((started + duration - obs.now).total_seconds())} s left"
     if not final and obs.now - last < interval:
-        return _waiting(obs, d, f"Analysing shadow {candidate}: {int((started + duration - obs.now).total_seconds())} s "
-                        "left", Reason.ANALYSING, _next(obs, d, last))
+        return _waiting(obs, d, left, Reason.ANALYSING, _next(obs, d))
     if obs.canary_counters is None:
         return _waiting(obs, d, f"Shadow {candidate}: its metrics could not be read; trying again",
                         Reason.ANALYSING, interval.total_seconds())
@@ -77,21 +77,19 @@ def shadow(obs: Observation, d: Draft) -> Draft:
     if verdict.kind == VerdictKind.FAIL:
         return refuse(obs, d, verdict.message)
     if not final:
-        return _waiting(obs, d, f"Analysing shadow {candidate}: "
-                        f"{int((started + duration - obs.now).total_seconds())} s left; so far {verdict.message}",
-                        Reason.ANALYSING, _next(obs, d, obs.now))
+        return _waiting(obs, d, f"{left}; so far {verdict.message}", Reason.ANALYSING, _next(obs, d))
     if verdict.kind == VerdictKind.NO_DATA and rollout.on_no_data == "pause":
         return _waiting(obs, d, f"Paused shadow {candidate}: {verdict.message}; it resumes when enough requests "
                         "are mirrored to it (onNoData: pause)", Reason.NO_DATA, interval.total_seconds())
     return passed(obs, d, verdict.message)
 
 
-def _next(obs: Observation, d: Draft, _last: object = None) -> float:
-    rollout = d.spec.rollout
+def _next(obs: Observation, d: Draft) -> float:
+    """Seconds until the shadow's next analysis or its end, whichever is first."""
+    rollout, progress = d.spec.rollout, _progress(d)
     assert rollout.shadow is not None
-    started = parse_time(_progress(d).shadow_started_at) or obs.now
-    moments = [parse_time(_progress(d).analysed_at) or obs.now, started + parse_duration(rollout.shadow.duration)]
-    moments[0] += parse_duration(rollout.analysis.interval)
+    moments = [(parse_time(progress.analysed_at) or obs.now) + parse_duration(rollout.analysis.interval),
+               (parse_time(progress.shadow_started_at) or obs.now) + parse_duration(rollout.shadow.duration)]
     return max(0.1, min((m - obs.now).total_seconds() for m in moments))
 
 
@@ -112,10 +110,8 @@ def refuse(obs: Observation, d: Draft, why: str) -> Draft:
     st, history = d.status, d.history
     candidate = st.canary_revision
     message = f"Refused {candidate} in shadow: {why}"
-    entry = h.find(history, revision=candidate)
-    if entry is not None:
-        history = h.update(history, entry, outcome=Outcome.REFUSED, reason=message,
-                           rolled_back_at=rfc3339(obs.now), rolled_back_generation=obs.generation)
+    history = h.update(history, h.find(history, revision=candidate), outcome=Outcome.REFUSED, reason=message,
+                       rolled_back_at=rfc3339(obs.now), rolled_back_generation=obs.generation)
     st = st.model_copy(update={"canary_revision": None, "canary_step": None, "step_started_at": None, "rollout": None})
     return replace(d, status=st, history=history, shadow_replicas=None, requeue_after=None,
                    events=d.event(SHADOW_FAILED, message, warning=True),

@@ -13,8 +13,11 @@ steady prediction load through the Model's Service:
   the leading operator is killed: the other operator leads within 15 s, the
   rollout still ends as its analysis says, the stable is back to its replica
   count on the surviving worker; failed requests are counted, with the time
-  until none fail, against Kubernetes' own bound for noticing a dead node
-  (the node monitor grace period).
+  until none fail, against Kubernetes' own bounds: noticing a dead node (the
+  node monitor grace period, when its pods leave the endpoints), then the
+  connection-tracking entries still sending SYNs to its pods (the SYN_SENT
+  timeout: the host is one client reusing source ports, and kube-proxy
+  flushes stale entries for UDP only).
 
 ``make bench`` runs it; it needs root and Docker (installed from Debian when
 missing) and fails, saying why, where those cannot be had (a bench that
@@ -24,6 +27,7 @@ printed and written to ``<cache>/kind/drills.json``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -123,6 +127,16 @@ class TimedLoad:
     def failures(self, limit: int = 5) -> list[str]:
         return [d for _, good, d in self.events if not good][:limit]
 
+    def failure_timeline(self, since: float, bucket: float = 10.0) -> dict[str, str]:
+        """Failed requests per ``bucket`` seconds after ``since`` ("20-30 s": "12 (ConnectionResetError)"),
+        buckets without failures left out: where the failures fell, not only how many."""
+        out: dict[int, list[str]] = {}
+        for t, good, detail in self.events:
+            if not good:
+                out.setdefault(int((t - since) // bucket), []).append(detail)
+        return {f"{k * bucket:.0f}-{(k + 1) * bucket:.0f} s": f"{len(v)} ({', '.join(sorted(set(v)))})"
+                for k, v in sorted(out.items())}
+
     def last_failure(self) -> float | None:
         return max((t for t, good, _ in self.events if not good), default=None)
 
@@ -199,14 +213,39 @@ class Drills:
         subprocess.run(["docker", "kill", node], check=True, capture_output=True, timeout=60)
         return time.monotonic()
 
-    def remove_dead_node(self, node: str, timeout: float = 180) -> tuple[float, float]:
-        """Wait until the control plane marks the node not ready, then delete it, as a cloud
-        provider's node controller does once the machine is gone. Times: (not ready, deleted)."""
+    def remove_dead_node(self, node: str, ns: str, timeout: float = 180) -> tuple[float, float]:
+        """Wait until the control plane marks the node not ready and, as its node lifecycle
+        controller then does, ``ns``'s pods there not ready (out of their Services' endpoints);
+        then delete the node, as a cloud provider's node controller does once the machine is
+        gone. Deleted sooner, the node's pods keep their endpoints until the pod garbage
+        collector removes them (measured here: 60-100 s more of failed requests). Times: (not
+        ready, deleted)."""
         stack.wait_until(lambda: self.node_ready(node) in ("Unknown", "False"), timeout,
                          f"{node} to be marked not ready", 1)
         not_ready = time.monotonic()
+
+        def marked() -> bool:
+            pods = json.loads(self.kubectl("get", "pods", "-n", ns, "--field-selector", f"spec.nodeName={node}",
+                                           "-o", "json").stdout)["items"]
+            return all(c.get("status") != "True" for p in pods for c in (p.get("status") or {}).get("conditions") or []
+                       if c.get("type") == "Ready")
+        stack.wait_until(marked, 60, f"{node}'s pods to be marked not ready", 0.5)
         self.kubectl("delete", "node", node, "--wait=false")
         return not_ready, time.monotonic()
+
+    def conntrack(self, *args: str) -> str:
+        """On the control plane, whose kube-proxy sends the host's Service traffic to pods."""
+        return subprocess.run(["docker", "exec", f"{NAME}-control-plane", *args], check=True, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    def stale_syn_sent(self, pod_cidr: str) -> int:
+        """Connection-tracking entries still sending SYNs to a pod in ``pod_cidr`` (a lost node's):
+        a new connection from a reused source port matches one and goes to the dead pod, whatever
+        the Service's endpoints say now (kube-proxy flushes such entries for UDP only)."""
+        net = ipaddress.ip_network(pod_cidr)
+        out = self.conntrack("conntrack", "-L", "-p", "tcp", "--state", "SYN_SENT")
+        replies = (line.split("src=")[2].split()[0] for line in out.splitlines() if line.count("src=") >= 2)
+        return sum(1 for ip in replies if ipaddress.ip_address(ip) in net)
 
     def restore_node(self, node: str) -> None:
         """The machine comes back: its container starts, the kubelet registers the node again, and
@@ -320,7 +359,7 @@ def test_a_lost_trainer_node_retries_the_job_elsewhere_once(drills: Drills) -> N
     node, first_pod = pod["spec"]["nodeName"], pod["metadata"]["name"]
     time.sleep(5)  # well into the search
     killed = drills.kill_node(node)
-    not_ready, removed = drills.remove_dead_node(node)
+    not_ready, removed = drills.remove_dead_node(node, ns)
     retry = stack.wait_until(lambda: next((p for p in drills.pods(ns, "job-name=lost-1")
                                            if p["metadata"]["name"] != first_pod
                                            and (p.get("spec") or {}).get("nodeName")), None),
@@ -382,11 +421,14 @@ def test_a_lost_node_mid_canary_with_the_leader(drills: Drills) -> None:
             drills.kubectl("uncordon", other)
         assert [p["spec"]["nodeName"] for p in drills.pods(ns, f"modelship.io/revision={canary}")] == [node]
         before_kill = load.failed
+        dead_cidr = next(n.pod_cidr for n in cluster.nodes(NAME) if n.name == node)
+        syn_sent_timeout = float(drills.conntrack("cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_syn_sent"))
         killed = drills.kill_node(node)
         new = stack.wait_until(lambda: drills.operator.leaders(exclude=(leader["metadata"]["name"],)), 60,
                                "the other operator to lead", 0.25)
         takeover = time.monotonic() - killed
-        not_ready, removed = drills.remove_dead_node(node)
+        not_ready, removed = drills.remove_dead_node(node, ns)
+        stale_at_removal = drills.stale_syn_sent(dead_cidr)
         done = drills.wait_rollout_end(ns, "kill", first)
         ended = time.monotonic()
 
@@ -399,6 +441,7 @@ def test_a_lost_node_mid_canary_with_the_leader(drills: Drills) -> None:
                     and all(p["spec"]["nodeName"] == other for p in pods))
         stack.wait_until(stable_back, 300, "the stable back to 2 ready replicas on the surviving worker", 2)
         restored = time.monotonic()
+        stale_at_restore = drills.stale_syn_sent(dead_cidr)
         time.sleep(10)  # steady traffic on the survivors
     last = load.last_failure()
     clear_after = (last - killed) if last is not None and last > killed else 0.0
@@ -407,13 +450,23 @@ def test_a_lost_node_mid_canary_with_the_leader(drills: Drills) -> None:
         "removed_after_s": round(removed - killed, 1), "rollout": done["history"][0]["outcome"],
         "rollout_ended_after_s": round(ended - killed, 1), "stable_restored_after_s": round(restored - killed, 1),
         "requests": load.ok + load.failed, "failed": load.failed, "failed_before_kill": before_kill,
-        "no_failures_after_s": round(clear_after, 1), "node_monitor_grace_s": NODE_MONITOR_GRACE}
+        "no_failures_after_s": round(clear_after, 1), "node_monitor_grace_s": NODE_MONITOR_GRACE,
+        "conntrack_syn_sent_timeout_s": syn_sent_timeout, "stale_syn_sent_at_removal": stale_at_removal,
+        "stale_syn_sent_at_restore": stale_at_restore,
+        "failures_after_kill": load.failure_timeline(killed)}
     print(f"lost node mid-canary: {node} (leader {leader['metadata']['name']}, canary {canary}, half the stable) "
           f"killed; {new[0]} leads after {takeover:.1f} s; node not ready after {not_ready - killed:.1f} s; "
           f"rollout {done['history'][0]['outcome']} after {ended - killed:.1f} s; stable back to 2 on {other} "
           f"after {restored - killed:.1f} s; {load.ok + load.failed} requests, {load.failed} failed, none after "
           f"{clear_after:.1f} s ({clear_after / NODE_MONITOR_GRACE:.2f}x the {NODE_MONITOR_GRACE:.0f} s node "
-          f"monitor grace period); e.g. {load.failures(2)}")
+          f"monitor grace period); failed by time after the kill: {load.failure_timeline(killed)}")
     assert takeover < TAKEOVER_LIMIT, f"takeover took {takeover:.1f} s"
     assert before_kill == 0, load.failures()
-    assert clear_after <= NODE_MONITOR_GRACE + 30, f"requests still failed {clear_after:.1f} s after the kill"
+    # After the node is marked not ready its pods leave the endpoints, but a new connection whose
+    # source port matches a conntrack entry still in SYN_SENT to a dead pod (the host is one client
+    # reusing ports) goes there until that entry expires: Kubernetes' bound is the later of the two.
+    bound = (not_ready - killed) + syn_sent_timeout + 15
+    print(f"stale SYN_SENT entries to {dead_cidr}: {stale_at_removal} when the node was removed, "
+          f"{stale_at_restore} when the stable was back; none failed after {clear_after:.1f} s "
+          f"(bound {bound:.1f} s: not ready + the {syn_sent_timeout:.0f} s SYN_SENT timeout + 15 s)")
+    assert clear_after <= bound, f"requests still failed {clear_after:.1f} s after the kill (bound {bound:.1f} s)"

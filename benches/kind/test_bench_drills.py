@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "modelship-drills"
 NODE_MONITOR_GRACE = 50.0  # kube-controller-manager --node-monitor-grace-period (default since v1.32)
 TAKEOVER_LIMIT = 15.0  # the chart's Lease: a crashed leader is replaced within about 14 s
+STALE_MARGIN = 15.0  # after the node is not ready and its pods' stale conntrack entries have expired
 FIGURES: dict[str, Any] = {}
 
 
@@ -217,9 +218,7 @@ class Drills:
         """Wait until the control plane marks the node not ready and, as its node lifecycle
         controller then does, ``ns``'s pods there not ready (out of their Services' endpoints);
         then delete the node, as a cloud provider's node controller does once the machine is
-        gone. Deleted sooner, the node's pods keep their endpoints until the pod garbage
-        collector removes them (measured here: 60-100 s more of failed requests). Times: (not
-        ready, deleted)."""
+        gone (it acts on nodes already not ready). Times: (not ready, deleted)."""
         stack.wait_until(lambda: self.node_ready(node) in ("Unknown", "False"), timeout,
                          f"{node} to be marked not ready", 1)
         not_ready = time.monotonic()
@@ -465,8 +464,8 @@ def test_a_lost_node_mid_canary_with_the_leader(drills: Drills) -> None:
     # After the node is marked not ready its pods leave the endpoints, but a new connection whose
     # source port matches a conntrack entry still in SYN_SENT to a dead pod (the host is one client
     # reusing ports) goes there until that entry expires: Kubernetes' bound is the later of the two.
-    bound = (not_ready - killed) + syn_sent_timeout + 15
+    bound = (not_ready - killed) + syn_sent_timeout + STALE_MARGIN
     print(f"stale SYN_SENT entries to {dead_cidr}: {stale_at_removal} when the node was removed, "
           f"{stale_at_restore} when the stable was back; none failed after {clear_after:.1f} s "
-          f"(bound {bound:.1f} s: not ready + the {syn_sent_timeout:.0f} s SYN_SENT timeout + 15 s)")
+          f"(bound {bound:.1f} s: not ready + the {syn_sent_timeout:.0f} s SYN_SENT timeout + {STALE_MARGIN:.0f} s)")
     assert clear_after <= bound, f"requests still failed {clear_after:.1f} s after the kill (bound {bound:.1f} s)"

@@ -444,6 +444,7 @@ def test_a_lost_node_mid_canary_with_the_leader(drills: Drills) -> None:
         time.sleep(10)  # steady traffic on the survivors
     last = load.last_failure()
     clear_after = (last - killed) if last is not None and last > killed else 0.0
+    timeline = load.failure_timeline(killed)
     FIGURES["lost_node_mid_canary"] = {
         "node": node, "leader_takeover_s": round(takeover, 1), "not_ready_after_s": round(not_ready - killed, 1),
         "removed_after_s": round(removed - killed, 1), "rollout": done["history"][0]["outcome"],
@@ -452,13 +453,13 @@ def test_a_lost_node_mid_canary_with_the_leader(drills: Drills) -> None:
         "no_failures_after_s": round(clear_after, 1), "node_monitor_grace_s": NODE_MONITOR_GRACE,
         "conntrack_syn_sent_timeout_s": syn_sent_timeout, "stale_syn_sent_at_removal": stale_at_removal,
         "stale_syn_sent_at_restore": stale_at_restore,
-        "failures_after_kill": load.failure_timeline(killed)}
+        "failures_after_kill": timeline}
     print(f"lost node mid-canary: {node} (leader {leader['metadata']['name']}, canary {canary}, half the stable) "
           f"killed; {new[0]} leads after {takeover:.1f} s; node not ready after {not_ready - killed:.1f} s; "
           f"rollout {done['history'][0]['outcome']} after {ended - killed:.1f} s; stable back to 2 on {other} "
           f"after {restored - killed:.1f} s; {load.ok + load.failed} requests, {load.failed} failed, none after "
           f"{clear_after:.1f} s ({clear_after / NODE_MONITOR_GRACE:.2f}x the {NODE_MONITOR_GRACE:.0f} s node "
-          f"monitor grace period); failed by time after the kill: {load.failure_timeline(killed)}")
+          f"monitor grace period); failed by time after the kill: {timeline}")
     assert takeover < TAKEOVER_LIMIT, f"takeover took {takeover:.1f} s"
     assert before_kill == 0, load.failures()
     # After the node is marked not ready its pods leave the endpoints, but a new connection whose

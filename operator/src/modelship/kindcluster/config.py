@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelship.localcluster import versions
+from modelship.localcluster.control import AUDIT_ROTATION
 
 API_VERSION = "kind.x-k8s.io/v1alpha4"
 POD_SUBNET = "10.244.0.0/16"
@@ -136,7 +137,7 @@ def kubeadm_patches(cgroup_v1: bool, audit: bool = False) -> list[str]:
     if audit:
         # kubeadm v1beta4: extraArgs is a list of name/value; the log is rotated as on the local cluster.
         args = {"audit-policy-file": f"{AUDIT_DIR}/{AUDIT_POLICY_FILE}", "audit-log-path": f"{AUDIT_DIR}/{AUDIT_LOG}",
-                "audit-log-maxsize": "100", "audit-log-maxbackup": "2"}
+                **AUDIT_ROTATION}
         cluster += ("apiServer:\n  extraArgs:\n"
                     + "".join(f"  - name: {k}\n    value: \"{v}\"\n" for k, v in args.items())
                     + "  extraVolumes:\n"

@@ -227,8 +227,7 @@ def stop() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and pid in detect.dockerd_pids():
-                _reap(pid)
+            while time.monotonic() < deadline and pid in detect.dockerd_pids():  # an exited one is a zombie: not in it
                 time.sleep(0.2)
             _reap(pid)
             if pid not in detect.dockerd_pids():

@@ -19,6 +19,7 @@ omitStages: [RequestReceived]
 rules:
 - level: Metadata
 """
+AUDIT_ROTATION = {"audit-log-maxsize": "100", "audit-log-maxbackup": "2"}  # MB and files kept; kind's too
 
 
 def start_etcd(ctx: Context) -> None:
@@ -68,7 +69,7 @@ def start_apiserver(ctx: Context) -> None:
         "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
         "--allow-privileged=true",
         "--audit-policy-file", str(ctx.paths.config / "audit-policy.yaml"),
-        "--audit-log-path", str(ctx.paths.audit_log), "--audit-log-maxsize", "100", "--audit-log-maxbackup", "2",
+        "--audit-log-path", str(ctx.paths.audit_log), *(x for k, v in AUDIT_ROTATION.items() for x in (f"--{k}", v)),
         "--profiling=false", "--v=1",
     ])
 

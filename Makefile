@@ -13,7 +13,7 @@ export MODELSHIP_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelship
 PYTEST_ARGS ?=
 
 .PHONY: help venv apt-tools test test-unit lint crds crds-check chart-schema chart-lint bench bench-serving \
-        images cluster-build demo e2e-kind clean
+        images cluster-build demo e2e-kind clean constraints
 
 help:
 	@echo "make demo    set up, start the local cluster and operator, show the loop"
@@ -23,13 +23,22 @@ help:
 	@echo "make bench   benchmarks (training, serving, drift, cluster)"
 	@echo "make images  build the trainer, serving and operator images"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(if $(wildcard constraints.txt),-c constraints.txt,) -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
+
+# constraints.txt pins every package to one tested set (make venv and the images install it);
+# this resolves pyproject.toml's ranges afresh in a scratch venv and pins the result.
+constraints:
+	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install -q --upgrade pip
+	.venv-constraints/bin/python -m pip install -q -e '.[dev]'
+	{ grep '^#' constraints.txt; .venv-constraints/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-constraints
 
 # Debian tools the tests use: command:package (load generators: wrk, hey, h2load for gRPC; promtool,
 # Alertmanager). A policy-rc.d keeps package scripts from starting services

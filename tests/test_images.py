@@ -35,6 +35,7 @@ EDITS = [
     ("trainer", "serving_image/src/modelship_runtime/training/cli.py", {"serving", "trainer"}),
     ("drift-stats", "serving_image/src/modelship_runtime/drift/stats.py", {"operator", "serving", "trainer"}),
     ("pyproject", "pyproject.toml", {"operator", "serving", "trainer"}),
+    ("constraints", "constraints.txt", {"operator", "serving", "trainer"}),
 ]
 
 

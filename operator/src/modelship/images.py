@@ -1,7 +1,8 @@
 """The project's images: their names, content-addressed tags, and building them.
 
 A tag is the project version plus a hash of exactly what goes into that
-image (the paths its Dockerfile copies, the Dockerfile, pyproject.toml), so an
+image (the paths its Dockerfile copies, the Dockerfile, pyproject.toml and
+constraints.txt), so an
 unchanged image reuses what was built and loaded before: operator edits do
 not rebuild the data-plane images, data-plane edits outside what the operator
 imports do not rebuild the operator's, and what a pod ran is traceable to the
@@ -28,10 +29,11 @@ from modelship import __version__
 ROOT = Path(__file__).resolve().parents[3]
 REPOSITORY = "docker.io/modelship"
 # What goes into the data-plane images (serving_image/Dockerfile copies exactly these).
-_DATA_PLANE = ("pyproject.toml", "serving_image", "operator/src/modelship/__init__.py",
+_DATA_PLANE = ("pyproject.toml", "constraints.txt", "serving_image", "operator/src/modelship/__init__.py",
                "operator/src/modelship/api")
 # What goes into the operator's image (operator/Dockerfile copies exactly these).
-_OPERATOR = ("pyproject.toml", "operator/Dockerfile", "operator/src/modelship", "serving_image/finish-install.sh",
+_OPERATOR = ("pyproject.toml", "constraints.txt", "operator/Dockerfile", "operator/src/modelship",
+             "serving_image/finish-install.sh",
              "serving_image/src/modelship_runtime/__init__.py", "serving_image/src/modelship_runtime/artifacts",
              "serving_image/src/modelship_runtime/drift",
              "serving_image/src/modelship_runtime/groundtruth/__init__.py",

@@ -52,7 +52,7 @@ apt-tools:
 	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status; fi
 
 test: venv apt-tools cluster-build
-	MODELSHIP_CLUSTER_TESTS=$${MODELSHIP_CLUSTER_TESTS:-all} $(PY) -m pytest $(PYTEST_ARGS)
+	MODELSHIP_CLUSTER_TESTS=$${MODELSHIP_CLUSTER_TESTS:-all} $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import Load, condition, dataset, model_manifest, post
+from helpers import ON_KIND, Load, condition, dataset, model_manifest, post
 
 from conftest import S3, Namespace, Operator, wait_until
 from modelship.demo import data
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 # (Issue 18 measured 6-11 failed for such a canary at 50 req/s, with 4 replicas and a 25% step.)
 FAULTY_CANARY_ERROR_RATIO = 0.2
 FAULTY_CANARY_LOAD_RPS = 50
-FAULTY_CANARY_MAX_FAILED = 40
+FAULTY_CANARY_MAX_FAILED = 60 if ON_KIND else 40  # kind: 46 and 47 measured (docs/kind.md)
 # apply → Ready of the test Model (one candidate, 2,000 rows, 2 replicas) on a shared 2-core machine.
 APPLY_TO_READY_MAX_S = 120
 
@@ -85,9 +85,11 @@ def test_apply_train_serve_then_canary_promoted_under_load_with_zero_failures(
         time.sleep(2)
         namespace.kubectl("annotate", "model", "loans", "modelship.io/retrain=1", "--overwrite")
         wait_until(lambda: status(namespace, "loans").get("canaryRevision"), 300, "a canary revision")
+        # Promoted, and the handover over: the previous stable serves until the promoted revision is
+        # ready at full size (on kind's nodes that takes longer than on one machine), then it goes.
         done = wait_until(
             lambda: (s := status(namespace, "loans")).get("stableRevision") not in (None, first)
-            and not s.get("canaryRevision") and s, 300, "promotion of the canary")
+            and not s.get("canaryRevision") and not s.get("rollout") and s, 300, "promotion of the canary")
         time.sleep(3)
     print(f"load during the rollout: {load.ok} ok, {load.failed} failed")
     assert load.failed == 0, load.failures
@@ -97,8 +99,8 @@ def test_apply_train_serve_then_canary_promoted_under_load_with_zero_failures(
     # Each serving revision records the image its pods ran (the kubelet's imageID).
     assert all("sha256:" in (h.get("image") or "") for h in history if h.get("revision")), history
     assert {h.get("trainingJob") for h in history} >= {"loans-1", "loans-2"}
-    deployments = namespace.list("deployment", "modelship.io/model=loans")
-    assert [d["metadata"]["name"] for d in deployments] == [done["stableRevision"]]
+    wait_until(lambda: [d["metadata"]["name"] for d in namespace.list("deployment", "modelship.io/model=loans")]
+               == [done["stableRevision"]], 30, "only the promoted revision's Deployment")
     assert "modelship_rollouts_total" in operator.metrics()
 
 

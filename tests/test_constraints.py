@@ -3,6 +3,7 @@ and every installer uses it (make venv, both Dockerfiles), so nothing floats bet
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from pathlib import Path
@@ -14,6 +15,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@functools.cache  # read once, not once per parametrized case
 def _pins() -> dict[str, str]:
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():

@@ -102,7 +102,10 @@ STR = TensorSpec("x", "BYTES", np.object_, (-1, 1))
     (F32, [1e39, 0.0], "NaN, infinity"),
     (F32, [[1.0], [1.0, 2.0]], "ragged"),
     (I64, [1.5, 2.0], "needs integers"),
-    (I64, [2**64, 1], "integers"),
+    (I64, [2**64, 1], "outside the INT64 range"),
+    (I64, [2**63, 1], "outside the INT64 range"),  # numpy makes these float64
+    (I64, [[2**70, 1]], "outside the INT64 range"),  # and these objects
+    (I64, [1, 2.5], "needs integers, got fractional numbers"),
     (BOOL, [1, 0], "true/false"),
     (STR, [1.5], "BYTES needs strings"),
     (STR, [None], "contains null; the model does not impute this input"),

@@ -68,6 +68,8 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False,
         return out
     if target.kind in "iu":
         if kind not in "iu":
+            if _all_ints(data):  # numpy made floats or objects of integers too large for int64
+                raise BadRequest(f"{where}: a value is outside the {spec.datatype} range")
             raise BadRequest(f"{where}: {spec.datatype} needs integers, got {_describe(arr)}")
         info = np.iinfo(target)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
@@ -78,6 +80,15 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False,
             raise BadRequest(f"{where}: BOOL needs true/false, got {_describe(arr)}")
         return arr
     raise BadRequest(f"{where}: unsupported datatype {spec.datatype}")
+
+
+def _all_ints(data: Any) -> bool:
+    """Every value is an integer (not a bool): read only on the refusal path."""
+    try:
+        flat = np.array(data, dtype=object).ravel().tolist()
+    except (ValueError, TypeError):
+        return False
+    return bool(flat) and all(isinstance(v, int) and not isinstance(v, bool) for v in flat)
 
 
 def finite(arr: Array) -> bool:

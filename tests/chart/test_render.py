@@ -5,6 +5,7 @@ CRDs equal to crds/, and objects valid for the pinned Kubernetes version."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from modelship.api import crdgen
 from modelship.builders.serving import PORT as SERVING_PORT
 from modelship.chart import helm, lint
 from modelship.chart import rbac as chart_rbac
+from modelship.chart import values as chart_values
+from modelship.localcluster import versions
 from modelship.settings import OperatorSettings
 
 Obj = dict[str, Any]
@@ -332,6 +335,26 @@ def test_pvc_render(renders: dict[str, helm.Render]) -> None:
 def test_pvc_in_each_watched_namespace(helm_bin: Path) -> None:
     r = helm.template(sets=["watchNamespaces={a,b}", "artifacts.pvc.create=true", "artifacts.store=file:///artifacts"])
     assert {p["metadata"]["namespace"] for p in r.of_kind("PersistentVolumeClaim")} == {"a", "b"}
+
+
+def test_the_prometheus_token_goes_only_to_the_allowed_urls(renders: dict[str, helm.Render]) -> None:
+    prom = env(renders["prometheus"])
+    assert json.loads(prom["MODELSHIP_PROMETHEUS_ALLOWED_URLS"]["value"]) == [
+        "http://prometheus-operated.monitoring.svc:9090", "https://thanos.example.com/prometheus"]
+    assert prom["MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE"]["value"] == "/etc/modelship/prometheus/token"
+    default = env(renders["default"])
+    assert default["MODELSHIP_PROMETHEUS_ALLOWED_URLS"]["value"] == "[]"
+    assert "MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE" not in default
+
+
+def test_a_prometheus_token_without_allowed_urls_is_refused(helm_bin: Path) -> None:
+    with pytest.raises(helm.HelmError, match="/prometheus/allowedUrls"):  # by the schema
+        helm.template(sets=["prometheus.bearerTokenSecret.name=reader"])
+    with pytest.raises(helm.HelmError, match=r"in prometheus\.allowedUrls"):  # by the template, without it
+        helm.run("template", "modelship", str(helm.CHART), "--skip-schema-validation", "--kube-version",
+                 versions.KUBERNETES, "--set", "prometheus.bearerTokenSecret.name=reader")
+    with pytest.raises(ValueError, match=r"prometheus\.allowedUrls"):
+        chart_values.Values.model_validate({"prometheus": {"bearerTokenSecret": {"name": "reader"}}})
 
 
 def test_network_policy(renders: dict[str, helm.Render]) -> None:

@@ -370,3 +370,36 @@ def test_network_policy(renders: dict[str, helm.Render]) -> None:
     assert serving["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "modelship-serving"}
     api = next(rule for rule in np["spec"]["egress"] if {p["port"] for p in rule["ports"]} == {443, 6443})
     assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+
+
+def ports_of(rule: Obj) -> list[int]:
+    return [p["port"] for p in rule["ports"]]
+
+
+def test_network_policy_opens_the_allowed_prometheus_ports(helm_bin: Path, tmp_path: Path) -> None:
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    values = tmp_path / "prometheus.yaml"
+    values.write_text(yaml.safe_dump({
+        "prometheus": {"allowedUrls": ["http://prometheus-operated.monitoring.svc:9090",
+                                       "https://thanos.example.com/prometheus", "http://[fd00::1]",
+                                       "http://prometheus-operated.monitoring.svc:9090/tenant"]},
+        "networkPolicy": {"egress": {"prometheus": {"peers": [monitoring], "ports": [9091, 443]}}}}))
+    r = helm.template([CI_FILES["namespaced"], values])
+    errors, _ = lint.validate(r.objects)
+    assert not errors
+    egress = r.one("NetworkPolicy")["spec"]["egress"]
+    # the URLs' ports (the scheme's default when none), then the extra ones, each once
+    prometheus = next(rule for rule in egress if 9090 in ports_of(rule))
+    assert ports_of(prometheus) == [9090, 443, 80, 9091]
+    assert {p["protocol"] for p in prometheus["ports"]} == {"TCP"}
+    assert prometheus["to"] == [monitoring]
+
+
+def test_network_policy_has_no_prometheus_rule_without_allowed_urls(renders: dict[str, helm.Render],
+                                                                   helm_bin: Path) -> None:
+    egress = renders["namespaced"].one("NetworkPolicy")["spec"]["egress"]
+    assert [ports_of(rule) for rule in egress] == [[53, 53], [443, 6443], [SERVING_PORT]]
+    # allowed URLs and no peers: any address on their ports
+    r = helm.template([CI_FILES["namespaced"]], sets=["prometheus.allowedUrls={https://prom.example}"])
+    prometheus = r.one("NetworkPolicy")["spec"]["egress"][-1]
+    assert ports_of(prometheus) == [443] and "to" not in prometheus

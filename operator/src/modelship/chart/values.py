@@ -296,9 +296,25 @@ class DnsEgress(_Values):
     )
 
 
+class PrometheusEgress(_Values):
+    peers: list[K8sObject] = Field(
+        default_factory=list,
+        description="NetworkPolicyPeers where Prometheus answers (its pods, or an ipBlock); empty allows any "
+        "address on its ports. The ports are those of `prometheus.allowedUrls` (80 or 443 when a URL has none); "
+        "no rule without allowed URLs or `ports`.")
+    ports: list[int] = Field(
+        default_factory=list,
+        description="More TCP ports to open towards Prometheus, e.g. its pods' port when its Service maps another "
+        "one (a NetworkPolicy sees the pod's port).",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 65535}, "uniqueItems": True},
+    )
+
+
 class NetworkPolicyEgress(_Values):
     api_server: ApiServerEgress = Field(default_factory=ApiServerEgress, description="To the API server.")
     dns: DnsEgress = Field(default_factory=DnsEgress, description="To cluster DNS.")
+    prometheus: PrometheusEgress = Field(
+        default_factory=PrometheusEgress, description="To Prometheus, for DriftMonitors with `source: prometheus`.")
     extra: list[K8sObject] = Field(
         default_factory=list, description="More NetworkPolicyEgressRules (the serving pods' port 8080 is always "
         "allowed: the operator scrapes them; it never talks to the artifact store).")

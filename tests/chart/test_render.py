@@ -5,6 +5,7 @@ CRDs equal to crds/, and objects valid for the pinned Kubernetes version."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from modelship.api import crdgen
 from modelship.builders.serving import PORT as SERVING_PORT
 from modelship.chart import helm, lint
 from modelship.chart import rbac as chart_rbac
+from modelship.chart import values as chart_values
+from modelship.localcluster import versions
 from modelship.settings import OperatorSettings
 
 Obj = dict[str, Any]
@@ -334,6 +337,26 @@ def test_pvc_in_each_watched_namespace(helm_bin: Path) -> None:
     assert {p["metadata"]["namespace"] for p in r.of_kind("PersistentVolumeClaim")} == {"a", "b"}
 
 
+def test_the_prometheus_token_goes_only_to_the_allowed_urls(renders: dict[str, helm.Render]) -> None:
+    prom = env(renders["prometheus"])
+    assert json.loads(prom["MODELSHIP_PROMETHEUS_ALLOWED_URLS"]["value"]) == [
+        "http://prometheus-operated.monitoring.svc:9090", "https://thanos.example.com/prometheus"]
+    assert prom["MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE"]["value"] == "/etc/modelship/prometheus/token"
+    default = env(renders["default"])
+    assert default["MODELSHIP_PROMETHEUS_ALLOWED_URLS"]["value"] == "[]"
+    assert "MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE" not in default
+
+
+def test_a_prometheus_token_without_allowed_urls_is_refused(helm_bin: Path) -> None:
+    with pytest.raises(helm.HelmError, match="/prometheus/allowedUrls"):  # by the schema
+        helm.template(sets=["prometheus.bearerTokenSecret.name=reader"])
+    with pytest.raises(helm.HelmError, match=r"in prometheus\.allowedUrls"):  # by the template, without it
+        helm.run("template", "modelship", str(helm.CHART), "--skip-schema-validation", "--kube-version",
+                 versions.KUBERNETES, "--set", "prometheus.bearerTokenSecret.name=reader")
+    with pytest.raises(ValueError, match=r"prometheus\.allowedUrls"):
+        chart_values.Values.model_validate({"prometheus": {"bearerTokenSecret": {"name": "reader"}}})
+
+
 def test_network_policy(renders: dict[str, helm.Render]) -> None:
     np = renders["namespaced"].one("NetworkPolicy")
     assert np["spec"]["podSelector"]["matchLabels"] == operator_deployment(renders["namespaced"])["spec"]["selector"][
@@ -347,3 +370,36 @@ def test_network_policy(renders: dict[str, helm.Render]) -> None:
     assert serving["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "modelship-serving"}
     api = next(rule for rule in np["spec"]["egress"] if {p["port"] for p in rule["ports"]} == {443, 6443})
     assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+
+
+def ports_of(rule: Obj) -> list[int]:
+    return [p["port"] for p in rule["ports"]]
+
+
+def test_network_policy_opens_the_allowed_prometheus_ports(helm_bin: Path, tmp_path: Path) -> None:
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    values = tmp_path / "prometheus.yaml"
+    values.write_text(yaml.safe_dump({
+        "prometheus": {"allowedUrls": ["http://prometheus-operated.monitoring.svc:9090",
+                                       "https://thanos.example.com/prometheus", "http://[fd00::1]",
+                                       "http://prometheus-operated.monitoring.svc:9090/tenant"]},
+        "networkPolicy": {"egress": {"prometheus": {"peers": [monitoring], "ports": [9091, 443]}}}}))
+    r = helm.template([CI_FILES["namespaced"], values])
+    errors, _ = lint.validate(r.objects)
+    assert not errors
+    egress = r.one("NetworkPolicy")["spec"]["egress"]
+    # the URLs' ports (the scheme's default when none), then the extra ones, each once
+    prometheus = next(rule for rule in egress if 9090 in ports_of(rule))
+    assert ports_of(prometheus) == [9090, 443, 80, 9091]
+    assert {p["protocol"] for p in prometheus["ports"]} == {"TCP"}
+    assert prometheus["to"] == [monitoring]
+
+
+def test_network_policy_has_no_prometheus_rule_without_allowed_urls(renders: dict[str, helm.Render],
+                                                                   helm_bin: Path) -> None:
+    egress = renders["namespaced"].one("NetworkPolicy")["spec"]["egress"]
+    assert [ports_of(rule) for rule in egress] == [[53, 53], [443, 6443], [SERVING_PORT]]
+    # allowed URLs and no peers: any address on their ports
+    r = helm.template([CI_FILES["namespaced"]], sets=["prometheus.allowedUrls={https://prom.example}"])
+    prometheus = r.one("NetworkPolicy")["spec"]["egress"][-1]
+    assert ports_of(prometheus) == [443] and "to" not in prometheus

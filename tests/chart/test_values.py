@@ -128,6 +128,9 @@ BAD_VALUES = [
     pytest.param(["replicas=2", "leaderElection.enabled=false"], "leaderElection", id="two-leaders"),
     pytest.param(["artifacts.pvc.create=true"], "file://", id="pvc-with-s3-store"),
     pytest.param(["podAnnotations.a=1"], "podAnnotations", id="non-string-annotation"),
+    pytest.param(["prometheus.bearerTokenSecret.name=reader"], "allowedUrls", id="prometheus-token-to-any-url"),
+    pytest.param(["prometheus.allowedUrls={http://prom@evil.example}"], "allowedUrls", id="prometheus-url-user-info"),
+    pytest.param(["prometheus.allowedUrls={http://prom:9090?x=1}"], "allowedUrls", id="prometheus-url-query"),
 ]
 
 

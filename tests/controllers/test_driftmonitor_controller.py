@@ -1,6 +1,7 @@
 """The DriftMonitor controller against an in-memory API and canned pod answers: it evaluates
 when due, writes nothing when not, retrains once, and its window survives an operator restart;
-with performance, its quality Job is created, polled, read back and deleted, and a drop retrains once."""
+with performance, its quality Job is created, polled, read back and deleted, and a drop retrains once;
+a prometheus source is queried only at an allowed URL."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from logic.test_drift_pipeline import METADATA, Pod
 from modelship.controllers import driftmonitor as controller
 from modelship.controllers.context import Context
 from modelship.k8s.fake import FakeKube, FakePods
+from modelship.logic.prometheus import NoSeries
 
 SHA = "0" * 64
 
 
-def world(pod: Pod) -> Context:
-    ctx = context()
+def world(pod: Pod, **settings: Any) -> Context:
+    ctx = context(**settings)
     kube = ctx.kube
     assert isinstance(kube, FakeKube)
     kube.create(model())
@@ -249,3 +251,61 @@ def test_removing_performance_deletes_the_job_in_flight_and_clears_status(monkey
     assert "performance" not in st and not [c for c in st["conditions"] if c["type"] == "PerformanceDegraded"]
     evaluate(ctx, t0 + timedelta(seconds=20), monkeypatch)
     assert writes_of(ctx) == []
+
+
+# --- source prometheus: only allowed URLs are queried, and only they get the token ---------------
+
+PROM = "http://prometheus.monitoring.svc:9090"
+
+
+def prometheus_world(monkeypatch: pytest.MonkeyPatch, url: str, **settings: Any) -> tuple[Context, list[Any]]:
+    """A monitor with source prometheus at ``url``; the returned list records each query the operator made."""
+    pod = Pod()
+    pod.serve(2000, shift=0.0)
+    ctx = world(pod, **settings)
+    ctx.kube.patch("modelship.io/v1alpha1", "DriftMonitor", NS, "dm",
+                   {"spec": {"source": {"type": "prometheus", "prometheusUrl": url}}})
+    writes_of(ctx)
+    queries: list[Any] = []
+
+    def instant_query(*args: Any) -> Any:
+        queries.append(args)
+        raise NoSeries("the query matched no series")
+
+    monkeypatch.setattr(controller, "instant_query", instant_query)
+    return ctx, queries
+
+
+@pytest.mark.parametrize(("url", "settings", "words"), [
+    ("http://prometheus.monitoring.svc:9090@evil.example", {"prometheus_allowed_urls": [PROM]}, "user info"),
+    ("http://prometheus.monitoring.svc.evil.example:9090", {"prometheus_allowed_urls": [PROM]},
+     f"not under an allowed Prometheus URL ({PROM})"),
+    ("http://prometheus.monitoring.svc:9091", {"prometheus_allowed_urls": [PROM],
+                                               "prometheus_bearer_token_file": "/token"}, "prometheus.allowedUrls"),
+    (PROM, {"prometheus_bearer_token_file": "/token"}, "no Prometheus URL is allowed to receive it"),
+])
+def test_a_prometheus_url_that_is_not_allowed_is_never_queried(
+        monkeypatch: pytest.MonkeyPatch, url: str, settings: dict[str, Any], words: str) -> None:
+    ctx, queries = prometheus_world(monkeypatch, url, **settings)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    st = evaluate(ctx, t0, monkeypatch)
+    assert queries == []
+    ready = condition(st, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PrometheusUrlNotAllowed")
+    assert words in ready["message"]
+    assert [(v, k) for v, k, _ in writes_of(ctx)] == [("patch", "DriftMonitor/status"), ("create", "Event")]
+    evaluate(ctx, t0 + timedelta(minutes=1), monkeypatch)  # the same refusal again: nothing written
+    assert queries == [] and writes_of(ctx) == []
+
+
+@pytest.mark.parametrize(("url", "settings", "token"), [
+    (PROM + "/", {"prometheus_allowed_urls": [PROM], "prometheus_bearer_token_file": "/token"}, "/token"),
+    (PROM + "/tenant-a", {"prometheus_allowed_urls": [PROM]}, None),
+    ("http://anything.example:1234", {}, None),  # no token, no list: any URL, as before allow-lists
+])
+def test_an_allowed_prometheus_url_is_queried(monkeypatch: pytest.MonkeyPatch, url: str, settings: dict[str, Any],
+                                              token: str | None) -> None:
+    ctx, queries = prometheus_world(monkeypatch, url, **settings)
+    st = evaluate(ctx, datetime(2026, 12, 1, 12, tzinfo=UTC), monkeypatch)
+    assert [(q[0], q[3]) for q in queries] == [(url, token)]
+    assert condition(st, "Ready")["reason"] == "NoSeries"

@@ -33,10 +33,21 @@ class Handler(BaseHTTPRequestHandler):
             "/html/api/v1/query": (200, b"<html>Grafana</html>"),
         }
         code, out = routes.get(self.path, (404, b"404 page not found"))
+        if self.path == "/moved/api/v1/query":
+            code, out = 302, b""
         self.send_response(code)
+        if code == 302:
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/elsewhere")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
+
+    def do_GET(self) -> None:  # where a followed redirect would land
+        SEEN.append({"path": self.path, "form": {}, "auth": self.headers.get("Authorization")})
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(json.dumps(OK))))
+        self.end_headers()
+        self.wfile.write(json.dumps(OK).encode())
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -75,6 +86,16 @@ def test_an_error_answer_is_returned_for_the_logic_to_explain(server: str) -> No
 def test_a_wrong_url_says_so(server: str, path: str, match: str) -> None:
     with pytest.raises(PrometheusError, match=match):
         instant_query(server + path, "up", 2)
+
+
+def test_a_redirect_is_not_followed_so_the_token_stays_where_it_was_sent(server: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    SEEN.clear()
+    with pytest.raises(PrometheusError, match=r"answered HTTP 302 .* to http://127\.0\.0\.1:\d+/elsewhere \(redirects are "
+                       "not followed"):
+        instant_query(server + "/moved", "up", 2, str(token))
+    assert [s["path"] for s in SEEN] == ["/moved/api/v1/query"]
 
 
 def test_prometheus_down_and_unreadable_token(tmp_path: Path) -> None:

@@ -99,4 +99,7 @@ app.kubernetes.io/part-of: modelship
 {{- if and (or .Values.artifacts.pvc.create .Values.artifacts.pvc.existingClaim) (not (hasPrefix "file://" .Values.artifacts.store)) -}}
 {{- fail "artifacts.pvc is set: artifacts.store must be a file:// URI under artifacts.pvc.mountPath" -}}
 {{- end -}}
+{{- if and .Values.prometheus.bearerTokenSecret.name (not .Values.prometheus.allowedUrls) -}}
+{{- fail "prometheus.bearerTokenSecret is set: list the Prometheus base URLs the token may be sent to in prometheus.allowedUrls" -}}
+{{- end -}}
 {{- end -}}

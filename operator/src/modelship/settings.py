@@ -93,6 +93,11 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="File whose content is sent as bearer token to Prometheus (source prometheus), read per query.",
     )
+    prometheus_allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="Prometheus base URLs (http(s)://host[:port][/path]) a DriftMonitor's source.prometheusUrl must "
+        "be under (a JSON list in the environment). Empty: any URL without a bearer token, none with one.",
+    )
     leader_election: bool = Field(
         default=False,
         description="Act only while holding the leader Lease (needed with more than one replica; the chart sets it).",

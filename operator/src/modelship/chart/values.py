@@ -173,7 +173,17 @@ class PrometheusQueries(_Values):
     bearer_token_secret: SecretKey = Field(
         default_factory=SecretKey,
         description="Bearer token sent to Prometheus, from a Secret in the release namespace mounted as a file "
-        "(`MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE`).")
+        "(`MODELSHIP_PROMETHEUS_BEARER_TOKEN_FILE`); only to `allowedUrls`, which it makes required.")
+    allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="Prometheus base URLs, http(s)://host[:port][/path], that a DriftMonitor's "
+        "source.prometheusUrl must be at or under, compared on scheme, host, port and whole path segments "
+        "(`MODELSHIP_PROMETHEUS_ALLOWED_URLS`). Any other URL gets the condition PrometheusUrlNotAllowed and no "
+        "request. Empty: any URL, queried without credentials; required once bearerTokenSecret.name is set "
+        "(the token goes to these only). With networkPolicy.enabled, their ports are open for egress.",
+        json_schema_extra={"items": {"type": "string", "pattern": r"^https?://[^/?#@\s\\]+(/[^?#\s\\]*)?$"},
+                           "uniqueItems": True},
+    )
 
 
 class Ports(_Values):
@@ -286,9 +296,25 @@ class DnsEgress(_Values):
     )
 
 
+class PrometheusEgress(_Values):
+    peers: list[K8sObject] = Field(
+        default_factory=list,
+        description="NetworkPolicyPeers where Prometheus answers (its pods, or an ipBlock); empty allows any "
+        "address on its ports. The ports are those of `prometheus.allowedUrls` (80 or 443 when a URL has none); "
+        "no rule without allowed URLs or `ports`.")
+    ports: list[int] = Field(
+        default_factory=list,
+        description="More TCP ports to open towards Prometheus, e.g. its pods' port when its Service maps another "
+        "one (a NetworkPolicy sees the pod's port).",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 65535}, "uniqueItems": True},
+    )
+
+
 class NetworkPolicyEgress(_Values):
     api_server: ApiServerEgress = Field(default_factory=ApiServerEgress, description="To the API server.")
     dns: DnsEgress = Field(default_factory=DnsEgress, description="To cluster DNS.")
+    prometheus: PrometheusEgress = Field(
+        default_factory=PrometheusEgress, description="To Prometheus, for DriftMonitors with `source: prometheus`.")
     extra: list[K8sObject] = Field(
         default_factory=list, description="More NetworkPolicyEgressRules (the serving pods' port 8080 is always "
         "allowed: the operator scrapes them; it never talks to the artifact store).")
@@ -321,7 +347,10 @@ def _pvc_needs_file_store(pvc: dict[str, JsonValue]) -> JsonValue:
     }
 
 
-# The two rules of Values._consistent, in the schema too, so `helm lint` refuses them as well as
+PROMETHEUS_TOKEN_NEEDS_URLS = ("prometheus.bearerTokenSecret is set: list the Prometheus base URLs the token may "
+                               "be sent to in prometheus.allowedUrls")
+
+# The rules of Values._consistent, in the schema too, so `helm lint` refuses them as well as
 # `helm template` (lint reports a template's `fail` as information only).
 CROSS_FIELD_RULES: list[JsonValue] = [
     {
@@ -330,6 +359,13 @@ CROSS_FIELD_RULES: list[JsonValue] = [
     },
     _pvc_needs_file_store({"properties": {"create": {"const": True}}, "required": ["create"]}),
     _pvc_needs_file_store({"properties": {"existingClaim": {"minLength": 1}}, "required": ["existingClaim"]}),
+    {
+        "if": {"properties": {"prometheus": {"properties": {"bearerTokenSecret": {
+            "properties": {"name": {"minLength": 1}}, "required": ["name"]}}, "required": ["bearerTokenSecret"]}},
+            "required": ["prometheus"]},
+        "then": {"properties": {"prometheus": {"properties": {"allowedUrls": {"minItems": 1}},
+                                               "required": ["allowedUrls"]}}},
+    },
 ]
 
 
@@ -420,11 +456,13 @@ class Values(_Values):
 
     @model_validator(mode="after")
     def _consistent(self) -> Values:
-        # The chart's templates `fail` on the same two cases; this keeps the Python side honest.
+        # The chart's templates `fail` on the same cases; this keeps the Python side honest.
         if self.replicas > 1 and not self.leader_election.enabled:
             raise ValueError("replicas > 1 needs leaderElection.enabled: two operators would act at once")
         if self.artifacts.uses_pvc and not self.artifacts.store.startswith("file://"):
             raise ValueError("artifacts.pvc is set: artifacts.store must be a file:// URI under pvc.mountPath")
+        if self.prometheus.bearer_token_secret.name and not self.prometheus.allowed_urls:
+            raise ValueError(PROMETHEUS_TOKEN_NEEDS_URLS)
         return self
 
 
@@ -451,6 +489,7 @@ SETTINGS_VALUES: dict[str, str | None] = {
     "resync_seconds": "resyncSeconds",
     "prometheus_timeout_seconds": "prometheus.timeoutSeconds",
     "prometheus_bearer_token_file": "prometheus.bearerTokenSecret",
+    "prometheus_allowed_urls": "prometheus.allowedUrls",
     "leader_election": "leaderElection.enabled",
     "leader_pod_label": "leaderElection.enabled",
     "lease_name": "leaderElection.leaseName",

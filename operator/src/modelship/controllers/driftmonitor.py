@@ -4,7 +4,8 @@
 Observed when an evaluation is due: the Model, its TrainingJobs, the stable
 revision's reference (its metadata, read once per artifact from a serving
 pod: the operator needs no store credentials) and the live counts (the pods'
-/metrics, or one ``increase()`` query to Prometheus). With ``performance``,
+/metrics, or one ``increase()`` query to Prometheus at a URL the platform
+allowed: ``logic.prometheus_urls``). With ``performance``,
 also when a quality measurement is due or one is in flight: the Model, its
 TrainingJobs and the quality Job in flight, by the name status keeps (read
 back: finished or not, and its pod's termination message once it has). Applied:
@@ -35,6 +36,7 @@ from modelship.k8s.scrape import ready_pods
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import Reason
 from modelship.logic.prometheus import NoSeries, PrometheusError, counts_query, no_series_message
+from modelship.logic.prometheus_urls import refusal
 from modelship.logic.retrain import is_firing
 from modelship.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE, MODEL_QUALITY
 from modelship.plans import quality
@@ -82,8 +84,22 @@ def observe_model(ctx: Context, namespace: str, name: str) -> ObservedModel | No
                          ModelStatus.model_validate(body.get("status") or {}), jobs)
 
 
+def source_refusal(ctx: Context, spec: DriftMonitorSpec) -> tuple[str, str] | None:
+    """Why a prometheus source must not be queried (reason, message), or None."""
+    if not spec.source.prometheus_url:  # the CRD's CEL rule refuses this; a spec applied without it may not
+        return Reason.QUERY_FAILED, "source type prometheus needs source.prometheusUrl"
+    message = refusal(spec.source.prometheus_url, ctx.settings.prometheus_allowed_urls,
+                      token=bool(ctx.settings.prometheus_bearer_token_file))
+    return None if message is None else (Reason.PROMETHEUS_URL_NOT_ALLOWED, message)
+
+
 def observe_live(ctx: Context, spec: DriftMonitorSpec, namespace: str, model: ObservedModel) -> dict[str, Any]:
     """The stable revision's reference and live counts, or the problem that stopped the reading."""
+    if spec.source.type == SourceType.PROMETHEUS:
+        # Checked before anything is read: a refused URL is never asked, and never gets the token.
+        refused = source_refusal(ctx, spec)
+        if refused is not None:
+            return {"problem": refused}
     stable = model.status.stable_revision
     entry = next((h for h in model.status.history if h.revision == stable), None) if stable else None
     if stable is None or entry is None or not entry.artifact_uri:
@@ -97,11 +113,11 @@ def observe_live(ctx: Context, spec: DriftMonitorSpec, namespace: str, model: Ob
         return {"problem": (Reason.NO_REFERENCE, f"the artifact of {stable} has no drift reference (a bare ONNX model)")}
     if spec.source.type != SourceType.PROMETHEUS:
         return {"reference": reference, "texts": ctx.pods.metrics(pods)}
-    if not spec.source.prometheus_url:  # the CRD's CEL rule refuses this; a spec applied without it may not
-        return {"problem": (Reason.QUERY_FAILED, "source type prometheus needs source.prometheusUrl")}
+    url = spec.source.prometheus_url
+    assert url is not None  # source_refusal refused a prometheus source without one
     query = counts_query(namespace, stable, parse_duration(spec.window.duration))
     try:
-        vector = instant_query(spec.source.prometheus_url, query, ctx.settings.prometheus_timeout_seconds,
+        vector = instant_query(url, query, ctx.settings.prometheus_timeout_seconds,
                                ctx.settings.prometheus_bearer_token_file)
     except NoSeries:
         return {"problem": (Reason.NO_SERIES, no_series_message(namespace, stable))}

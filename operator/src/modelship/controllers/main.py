@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from modelship.logic.prometheus_urls import SETTING, BadUrl, allow_list
 from modelship.settings import OperatorSettings
 
 
@@ -56,10 +57,19 @@ def run(settings: OperatorSettings) -> int:
     from modelship.controllers.leader import lead
     from modelship.metrics import REGISTRY
 
+    log = logging.getLogger("modelship")
+    try:
+        allow_list(settings.prometheus_allowed_urls)
+    except BadUrl as exc:
+        log.error("Refused to start: %s", exc)
+        return 2
+    if settings.prometheus_bearer_token_file and not settings.prometheus_allowed_urls:
+        log.warning("A Prometheus bearer token is configured and no Prometheus URL may receive it: DriftMonitors "
+                    "with source prometheus are refused until prometheus.allowedUrls (%s) lists their URLs", SETTING)
     runtime.start(settings)
     start_http_server(settings.metrics_port, registry=REGISTRY)
     handlers.register_all(settings)
-    logging.getLogger("modelship").info(
+    log.info(
         "Started the Modelship operator (namespaces: %s; metrics on :%d; health on :%d)",
         ", ".join(settings.namespaces) or "all", settings.metrics_port, settings.health_port)
     def act(stop_flag: object) -> None:

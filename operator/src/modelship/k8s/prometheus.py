@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 MAX_BODY = 16 << 20
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would carry the bearer token to wherever the Location
+    points, past the allow-list (``logic.prometheus_urls``). A 3xx becomes an HTTPError."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _headers(token_file: str | None) -> dict[str, str]:
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     if token_file:
@@ -48,7 +59,7 @@ def instant_query(base_url: str, query: str, timeout: float, token_file: str | N
     headers = _headers(token_file)
     try:
         request = urllib.request.Request(url, data=data, method="POST", headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return _decode(response.read(MAX_BODY), url)
     except urllib.error.HTTPError as exc:
         # Prometheus answers 400/422/503 with a JSON error body worth showing.
@@ -59,7 +70,9 @@ def instant_query(base_url: str, query: str, timeout: float, token_file: str | N
             payload = None
         if isinstance(payload, dict) and payload.get("status") == "error":
             return payload
-        raise PrometheusError(f"{url} answered HTTP {exc.code} {exc.reason}") from None
+        moved = f" to {exc.headers.get('Location')} (redirects are not followed: set prometheusUrl to the " \
+            "address it points to)" if 300 <= exc.code < 400 else ""
+        raise PrometheusError(f"{url} answered HTTP {exc.code} {exc.reason}{moved}") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise PrometheusError(f"cannot reach Prometheus at {url}: {reason}") from None

@@ -64,6 +64,7 @@ class Reason:
     NOT_ENOUGH_SAMPLES = "NotEnoughSamples"
     SCRAPE_FAILED = "ScrapeFailed"
     QUERY_FAILED = "QueryFailed"
+    PROMETHEUS_URL_NOT_ALLOWED = "PrometheusUrlNotAllowed"
     NO_SERIES = "NoSeries"
     NO_REFERENCE = "NoReference"
     MODEL_NOT_FOUND = "ModelNotFound"

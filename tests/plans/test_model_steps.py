@@ -296,6 +296,25 @@ def test_children_of_a_serving_model(spec_extra: dict[str, Any], gateway: bool, 
     assert syncs["Deployment"] == ("spec.replicas",)  # a revision's template is fixed by its name
 
 
+@pytest.mark.parametrize(("log", "routed"), [
+    (None, False),
+    ({}, False),  # no token: anyone through the Gateway could post labels
+    ({"enabled": False, "feedbackTokenSecret": {"name": "t", "key": "token"}}, False),
+    ({"feedbackTokenSecret": {"name": "t", "key": "token"}}, True),
+])
+def test_the_httproute_takes_feedback_only_behind_a_token(log: dict[str, Any] | None, routed: bool) -> None:
+    served, stable = serving()
+    serving_spec = {**SPEC.serving.model_dump(by_alias=True, exclude_none=True),
+                    **({"predictionLog": log} if log is not None else {})}
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True), "serving": serving_spec,
+                                     "rollout": {"trafficRouting": "gatewayAPI", "gateway": {"name": "gw"}}})
+    p = plan(obs(served, T0, spec=spec, training_jobs=JOBS, revisions={stable: ready(2)}, gateway_api=True))
+    route = next(c.obj for c in p.children or [] if c.obj["kind"] == "HTTPRoute")
+    paths = [m["path"]["value"] for r in route["spec"]["rules"] for m in r["matches"]]
+    assert ("/v2/models/m/feedback" in paths) is routed
+    assert "/v2/models/m/infer" in paths and not any(p in ("/", "/metrics") or p.endswith("/artifact") for p in paths)
+
+
 @pytest.mark.parametrize(("budget", "bound", "absent"), [
     ({}, {"maxUnavailable": 1}, ("spec.minAvailable",)),
     ({"maxUnavailable": "25%"}, {"maxUnavailable": "25%"}, ("spec.minAvailable",)),

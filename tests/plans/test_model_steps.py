@@ -115,6 +115,26 @@ def test_training(phase: str, in_flight: bool, reason: str | None, outcome: str)
     assert out.history[0].outcome == outcome
 
 
+NO_SECRET = 'Pod m-1-x cannot start: container trainer: CreateContainerConfigError: secret "s3" not found'
+
+
+@pytest.mark.parametrize(("tj_status", "reason", "message"), [
+    ({"phase": "Running"}, "Training", "TrainingJob m-1 is running"),
+    ({"phase": "Running", "reason": "PodNotStarting", "message": NO_SECRET}, "PodNotStarting",
+     f"TrainingJob m-1 is running: {NO_SECRET}"),
+    ({"phase": "Pending"}, "Training", "TrainingJob m-1 is running"),
+])
+def test_trained_relays_what_a_running_training_job_says(tj_status: dict[str, Any], reason: str,
+                                                         message: str) -> None:
+    from modelship.api.trainingjob import TrainingJobStatus
+    base = status(trainingJobsCreated=1, currentTrainingJob="m-1",
+                  history=[{"trainingJob": "m-1", "outcome": "Training"}])
+    st = TrainingJobStatus.model_validate(tj_status)
+    out = training(obs(base, T0, training_jobs=(tj("m-1", 1, st),)), draft(base))
+    assert out.trained is not None and out.training_in_flight
+    assert (out.trained.status, out.trained.reason, out.trained.message) == ("Unknown", reason, message)
+
+
 @pytest.mark.parametrize(("accuracy", "allowed"), [(0.9, True), (0.8, True), (0.79, False)])
 def test_gates(accuracy: float, allowed: bool) -> None:
     base = status(trainingJobsCreated=1, currentTrainingJob="m-1",

@@ -16,6 +16,7 @@ from modelship.builders.routing import (
     build_httproute,
     build_revision_service,
     build_service,
+    route_paths,
     service_url,
 )
 from modelship.builders.serving import (
@@ -129,6 +130,90 @@ def test_httproute(validate: Validate, owner: dict[str, Any], weight: int, has_c
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
     with pytest.raises(ValueError):
         build_httproute("iris", "ml", GatewayRef(name="gw"), 101, owner)
+
+
+def _takes(route: dict[str, Any], path: str) -> bool:
+    """Whether a Gateway sends ``path`` to the route, by the Gateway API's rules: Exact is the
+    whole path; PathPrefix matches whole path elements (``/a/b`` takes ``/a/b`` and ``/a/b/c``,
+    not ``/a/bc``), a trailing ``/`` of the value ignored."""
+    for rule in route["spec"]["rules"]:
+        for m in rule["matches"]:
+            kind, value = m["path"]["type"], m["path"]["value"]
+            if kind == "Exact" and path == value:
+                return True
+            if kind == "PathPrefix":
+                prefix = value.rstrip("/")
+                if path == prefix or path.startswith(prefix + "/") or not prefix:
+                    return True
+            assert kind in ("Exact", "PathPrefix")
+    return False
+
+
+# Every path the server answers (serving/server.py's router), and whether the Gateway takes it.
+ROUTED = [
+    ("/v1/models/iris", True),
+    ("/v1/models/iris:predict", True),
+    ("/v2/models/iris", True),
+    ("/v2/models/iris/ready", True),
+    ("/v2/models/iris/infer", True),
+    ("/v2/models/iris/versions/3", True),
+    ("/v2/models/iris/versions/3/ready", True),
+    ("/v2/models/iris/versions/3/infer", True),
+    ("/v2/models/iris/artifact", False),  # training metadata: dataset URI, leaderboard
+    ("/v2/models/iris/feedback", False),  # only with a token (below)
+    ("/metrics", False),
+    ("/openapi.json", False),
+    ("/v2", False),
+    ("/v2/health/live", False),
+    ("/v2/health/ready", False),
+    ("/v1/models", False),
+    # Another Model's paths, and names that only start like this one's.
+    ("/v1/models/iris2:predict", False),
+    ("/v2/models/iris2/infer", False),
+    ("/v2/models/iris/versionsx/3/infer", False),
+    ("/", False),
+]
+
+
+@pytest.mark.parametrize(("path", "routed"), ROUTED)
+def test_httproute_publishes_only_the_models_public_paths(owner: dict[str, Any], path: str, routed: bool) -> None:
+    route = build_httproute("iris", "ml", GatewayRef(name="gw"), 0, owner, has_canary=False)
+    assert _takes(route, path) is routed
+
+
+@pytest.mark.parametrize(("feedback", "routed"), [(False, False), (True, True)])
+def test_httproute_takes_feedback_only_when_asked(owner: dict[str, Any], feedback: bool, routed: bool) -> None:
+    route = build_httproute("iris", "ml", GatewayRef(name="gw"), 0, owner, has_canary=False, feedback=feedback)
+    assert _takes(route, "/v2/models/iris/feedback") is routed
+    assert not _takes(route, "/v2/models/iris/artifact")
+
+
+# The HTTPRoute CRD's (standard channel, v1.6) checks on a path value of type Exact or PathPrefix.
+PATH_VALUE = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$")
+
+
+@pytest.mark.parametrize("name", ["iris", "a", "loans-v2.eu", "x" * 63])
+def test_httproute_stays_within_the_gateway_api_limits(owner: dict[str, Any], name: str) -> None:
+    route = build_httproute(name, "ml", GatewayRef(name="gw"), 30, owner, mirror_percent=50, feedback=True)
+    rules = route["spec"]["rules"]
+    assert len(rules) <= 16 and all(len(r["matches"]) <= 64 for r in rules)
+    assert sum(len(r["matches"]) for r in rules) <= 128
+    for r in rules:
+        for m in r["matches"]:
+            value = m["path"]["value"]
+            assert PATH_VALUE.match(value) and value.startswith("/") and len(value) <= 1024
+            assert not any(bad in value for bad in ("//", "/./", "/../", "%2f", "%2F", "#"))
+        # One split: every rule sends to the same backends by the same weights.
+        assert r["backendRefs"] == rules[0]["backendRefs"]
+
+
+def test_httproute_mirrors_inference_only(owner: dict[str, Any]) -> None:
+    route = build_httproute("iris", "ml", GatewayRef(name="gw"), 0, owner, has_canary=False, mirror_percent=25)
+    inference, meta = route_paths("iris", feedback=False)
+    mirrored = [r for r in route["spec"]["rules"] if r.get("filters")]
+    assert [r["matches"] for r in mirrored] == [inference]
+    assert mirrored[0]["filters"][0]["requestMirror"]["percent"] == 25
+    assert [r["matches"] for r in route["spec"]["rules"] if not r.get("filters")] == [meta]
 
 
 def test_prometheus_rule(validate: Validate, owner: dict[str, Any]) -> None:

@@ -50,6 +50,10 @@ def test_canary_moves_through_httproute_weights_and_promotes(
     assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                             "name": "public"}]
     assert weights(route) == {"routed-stable": 100}
+    # Accepted by the Gateway API's own validation, and only the model's public paths.
+    paths = {m["path"]["value"] for r in route["spec"]["rules"] for m in r["matches"]}
+    assert {"/v1/models/routed:predict", "/v2/models/routed/infer"} <= paths
+    assert not paths & {"/", "/metrics", "/v2/models/routed/artifact", "/v2/models/routed/feedback"}
     stable_svc = namespace.get("service", "routed-stable")
     assert stable_svc["spec"]["selector"]["modelship.io/revision"] == first
 

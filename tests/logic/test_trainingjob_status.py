@@ -143,3 +143,46 @@ def test_oom_message_names_the_limit_to_raise(case: str, model: str | None, memo
     assert "not retried" in (status.message or "")
     failed = next(c for c in status.conditions if c.type == "Failed")
     assert failed.reason == "OOMKilled" and failed.message == status.message
+
+
+def waiting(reason: str, message: str = "", name: str = "m-1-abcde") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"phase": "Pending", "containerStatuses": [
+        {"name": "trainer", "state": {"waiting": {"reason": reason, "message": message}}}]}}
+
+
+NO_SECRET = 'secret "modelship-s3" not found'
+STUCK_CASES = [
+    ("missing-secret", [waiting("CreateContainerConfigError", NO_SECRET)], "PodNotStarting",
+     f"Pod m-1-abcde cannot start: container trainer: CreateContainerConfigError: {NO_SECRET}"),
+    ("bad-image", [waiting("InvalidImageName", 'couldn\'t parse image name "A:B:C"')], "PodNotStarting",
+     'Pod m-1-abcde cannot start: container trainer: InvalidImageName: couldn\'t parse image name "A:B:C"'),
+    ("pull-backoff", [waiting("ImagePullBackOff", 'Back-off pulling image "reg/nope:1"')], "PodNotStarting",
+     'Pod m-1-abcde cannot start: container trainer: ImagePullBackOff: Back-off pulling image "reg/nope:1"'),
+    ("after-a-failed-pod", [pod(1, "{}"), waiting("ErrImagePull", "denied", name="m-1-fghij")], "PodNotStarting",
+     "Pod m-1-fghij cannot start: container trainer: ErrImagePull: denied"),
+    ("creating", [waiting("ContainerCreating")], "JobRunning", "Job m-1 is running"),
+    ("started", [pod(None)], "JobRunning", "Job m-1 is running"),
+]
+
+
+@pytest.mark.parametrize(("case", "pods", "reason", "message"), STUCK_CASES, ids=[c[0] for c in STUCK_CASES])
+def test_a_pod_that_cannot_start_is_named_while_the_run_stays_running(case: str, pods: Any, reason: str,
+                                                                       message: str) -> None:
+    status = compute_status(TrainingJobStatus(), 1, "m-1", job(active=1), pods, NOW)
+    assert status.phase == TrainingPhase.RUNNING  # the kubelet retries: a Secret made later lets it start
+    complete = next(c for c in status.conditions if c.type == "Complete")
+    assert (complete.status, complete.reason, complete.message) == ("False", reason, message)
+    stuck = reason == "PodNotStarting"
+    assert (status.reason, status.message) == ((reason, message) if stuck else (None, None))
+
+
+def test_a_pod_that_starts_later_clears_the_reason_and_a_retried_pull_changes_nothing() -> None:
+    pulling = compute_status(TrainingJobStatus(), 1, "m-1", job(active=1), [waiting("ErrImagePull", "denied")], NOW)
+    assert pulling.reason == "PodNotStarting"
+    backoff = compute_status(pulling, 1, "m-1", job(active=1), [waiting("ImagePullBackOff", "Back-off")],
+                             NOW + timedelta(seconds=10))
+    assert backoff == pulling  # no status patch, no second Event for the kubelet's retry
+    started = compute_status(backoff, 1, "m-1", job(active=1), [pod(None)], NOW + timedelta(minutes=2))
+    assert (started.phase, started.reason, started.message) == (TrainingPhase.RUNNING, None, None)
+    complete = next(c for c in started.conditions if c.type == "Complete")
+    assert (complete.reason, complete.message) == ("JobRunning", "Job m-1 is running")

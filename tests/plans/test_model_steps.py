@@ -115,6 +115,26 @@ def test_training(phase: str, in_flight: bool, reason: str | None, outcome: str)
     assert out.history[0].outcome == outcome
 
 
+NO_SECRET = 'Pod m-1-x cannot start: container trainer: CreateContainerConfigError: secret "s3" not found'
+
+
+@pytest.mark.parametrize(("tj_status", "reason", "message"), [
+    ({"phase": "Running"}, "Training", "TrainingJob m-1 is running"),
+    ({"phase": "Running", "reason": "PodNotStarting", "message": NO_SECRET}, "PodNotStarting",
+     f"TrainingJob m-1 is running: {NO_SECRET}"),
+    ({"phase": "Pending"}, "Training", "TrainingJob m-1 is running"),
+])
+def test_trained_relays_what_a_running_training_job_says(tj_status: dict[str, Any], reason: str,
+                                                         message: str) -> None:
+    from modelship.api.trainingjob import TrainingJobStatus
+    base = status(trainingJobsCreated=1, currentTrainingJob="m-1",
+                  history=[{"trainingJob": "m-1", "outcome": "Training"}])
+    st = TrainingJobStatus.model_validate(tj_status)
+    out = training(obs(base, T0, training_jobs=(tj("m-1", 1, st),)), draft(base))
+    assert out.trained is not None and out.training_in_flight
+    assert (out.trained.status, out.trained.reason, out.trained.message) == ("Unknown", reason, message)
+
+
 @pytest.mark.parametrize(("accuracy", "allowed"), [(0.9, True), (0.8, True), (0.79, False)])
 def test_gates(accuracy: float, allowed: bool) -> None:
     base = status(trainingJobsCreated=1, currentTrainingJob="m-1",
@@ -294,6 +314,25 @@ def test_children_of_a_serving_model(spec_extra: dict[str, Any], gateway: bool, 
     assert deployments(p) == {stable: 2}
     syncs = {c.obj["kind"]: c.sync for c in p.children or []}
     assert syncs["Deployment"] == ("spec.replicas",)  # a revision's template is fixed by its name
+
+
+@pytest.mark.parametrize(("log", "routed"), [
+    (None, False),
+    ({}, False),  # no token: anyone through the Gateway could post labels
+    ({"enabled": False, "feedbackTokenSecret": {"name": "t", "key": "token"}}, False),
+    ({"feedbackTokenSecret": {"name": "t", "key": "token"}}, True),
+])
+def test_the_httproute_takes_feedback_only_behind_a_token(log: dict[str, Any] | None, routed: bool) -> None:
+    served, stable = serving()
+    serving_spec = {**SPEC.serving.model_dump(by_alias=True, exclude_none=True),
+                    **({"predictionLog": log} if log is not None else {})}
+    spec = ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True), "serving": serving_spec,
+                                     "rollout": {"trafficRouting": "gatewayAPI", "gateway": {"name": "gw"}}})
+    p = plan(obs(served, T0, spec=spec, training_jobs=JOBS, revisions={stable: ready(2)}, gateway_api=True))
+    route = next(c.obj for c in p.children or [] if c.obj["kind"] == "HTTPRoute")
+    paths = [m["path"]["value"] for r in route["spec"]["rules"] for m in r["matches"]]
+    assert ("/v2/models/m/feedback" in paths) is routed
+    assert "/v2/models/m/infer" in paths and not any(p in ("/", "/metrics") or p.endswith("/artifact") for p in paths)
 
 
 @pytest.mark.parametrize(("budget", "bound", "absent"), [

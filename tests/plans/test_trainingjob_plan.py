@@ -139,3 +139,39 @@ def test_an_invalid_spec_fails_with_a_message_and_makes_nothing() -> None:
     p = plan(world(b, configmap=False))
     assert p.children == [] and p.status.phase == TrainingPhase.FAILED and p.status.reason == "InvalidSpec"
     assert "spec.search.parallelism" in (p.status.message or "")
+
+
+def stuck_pod(name: str, reason: str, message: str, index: int | None = None) -> dict[str, Any]:
+    labels = {INDEX_LABEL: str(index)} if index is not None else {}
+    return {"metadata": {"name": name, "labels": labels}, "status": {"phase": "Pending", "containerStatuses": [
+        {"name": "trainer", "state": {"waiting": {"reason": reason, "message": message}}}]}}
+
+
+def test_a_pod_that_cannot_start_gets_one_warning_per_cause() -> None:
+    b = body()
+    first = plan(world(b))
+    active = {"loans-1": {"status": {"active": 1}}}
+    no_secret = {"loans-1": [stuck_pod("loans-1-a", "CreateContainerConfigError", 'secret "s3" not found')]}
+    stuck = plan(world(b, first, jobs=active, pods=no_secret))
+    assert stuck.status.phase == TrainingPhase.RUNNING and stuck.status.reason == "PodNotStarting"
+    assert [(e.reason, e.warning) for e in stuck.events] == [("PodNotStarting", True)]
+    assert stuck.events[0].message == ('Pod loans-1-a cannot start: container trainer: '
+                                       'CreateContainerConfigError: secret "s3" not found')
+    assert plan(world(b, stuck, jobs=active, pods=no_secret)).events == []  # the same cause: no second Event
+    other = {"loans-1": [stuck_pod("loans-1-a", "CreateContainerConfigError", 'secret "tok" not found')]}
+    changed = plan(world(b, stuck, jobs=active, pods=other))
+    assert [e.reason for e in changed.events] == ["PodNotStarting"] and '"tok"' in changed.events[0].message
+    started = plan(world(b, changed, jobs=active, pods={"loans-1": [pod(None, "Running", None)]}))
+    assert started.events == [] and started.status.reason is None and started.status.message is None
+
+
+def test_a_search_pod_that_cannot_start_is_named_too() -> None:
+    b = body(parallelism=2)
+    first = plan(world(b))
+    pods = {"loans-1-search": [pod(0, "Running", None),
+                               stuck_pod("loans-1-search-1", "ImagePullBackOff", "Back-off", index=1)]}
+    p = plan(world(b, first, jobs={"loans-1-search": {"status": {"active": 2}}}, pods=pods))
+    assert p.status.phase == TrainingPhase.RUNNING and p.status.reason == "PodNotStarting"
+    complete = next(c for c in p.status.conditions if c.type == "Complete")
+    assert complete.reason == "PodNotStarting" and "loans-1-search-1" in complete.message
+    assert [e.reason for e in p.events] == ["PodNotStarting"]

@@ -79,6 +79,8 @@ KINDS = [
         columns=[
             {"name": "Model", "type": "string", "jsonPath": ".spec.modelRef.name"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Reason", "type": "string", "jsonPath": ".status.reason",
+             "description": "Why it failed, or why its pod cannot start"},
             {"name": "Metric", "type": "string", "jsonPath": ".status.metric"},
             {"name": "Score", "type": "number", "jsonPath": ".status.score"},
             {"name": "Cells", "type": "string", "jsonPath": ".status.search.progress",

@@ -455,6 +455,8 @@ class TrainingJobStatus(Status):
     completion_time: str | None = Field(default=None, description="When it finished.")
     duration_seconds: float | None = Field(default=None, description="Wall time of the run.")
     cpu_seconds: float | None = Field(default=None, description="CPU time the trainer used.")
-    reason: str | None = Field(default=None, description="Why it failed, machine-readable.")
-    message: str | None = Field(default=None, description="Why it failed, for a person.")
+    reason: str | None = Field(default=None, description="Why it failed, machine-readable; while Running, "
+                               "PodNotStarting when its pod waits on something only a person can fix.")
+    message: str | None = Field(default=None, description="Why it failed, or why its pod cannot start "
+                                "(the kubelet's words), for a person.")
     conditions: list[Condition] = Field(default_factory=list, description="Complete, Failed.")

@@ -103,6 +103,30 @@ def build_hpa(
     }
 
 
+def _match(kind: str, path: str) -> Obj:
+    return {"path": {"type": kind, "value": path}}
+
+
+def route_paths(model: str, *, feedback: bool = False) -> tuple[list[Obj], list[Obj]]:
+    """The HTTPRoute matches of the model's public paths: (inference, metadata).
+
+    What KServe's InferenceService publishes of its predictor: v1 ``/v1/models/<m>`` and
+    ``:predict``; v2 ``/v2/models/<m>``, ``/ready``, ``/infer`` and the same under
+    ``/versions/<v>`` (a PathPrefix, which matches whole path elements; the server answers
+    nothing else below it). Not routed: ``/metrics``, ``/openapi.json``,
+    ``/v2/models/<m>/artifact`` (the training metadata), the server-wide ``/v2``,
+    ``/v2/health/*`` and ``/v1/models`` (the route has no hostname: two Models on one Gateway
+    would both claim them), and ``/v2/models/<m>/feedback`` unless ``feedback`` (a token
+    guards it)."""
+    v1, v2 = f"/v1/models/{model}", f"/v2/models/{model}"
+    inference = [_match("Exact", f"{v1}:predict"), _match("Exact", f"{v2}/infer"),
+                 _match("PathPrefix", f"{v2}/versions")]
+    meta = [_match("Exact", v1), _match("Exact", v2), _match("Exact", f"{v2}/ready")]
+    if feedback:
+        meta.append(_match("Exact", f"{v2}/feedback"))
+    return inference, meta
+
+
 def build_httproute(
     model: str,
     namespace: str,
@@ -112,9 +136,11 @@ def build_httproute(
     *,
     has_canary: bool = True,
     mirror_percent: int | None = None,
+    feedback: bool = False,
 ) -> Obj:
-    """gateway.networking.k8s.io/v1 HTTPRoute ``<model>``: stable and canary Services by weight;
-    with ``mirror_percent`` a RequestMirror filter copies that share to the shadow Service."""
+    """gateway.networking.k8s.io/v1 HTTPRoute ``<model>``: the model's public paths
+    (``route_paths``) to the stable and canary Services by weight; with ``mirror_percent`` a
+    RequestMirror filter copies that share of the inference requests to the shadow Service."""
     if not 0 <= canary_weight <= 100:
         raise ValueError("canary_weight must be within 0..100")
     # The API server's defaults (group, kind) are written out, so that the object read
@@ -127,23 +153,29 @@ def build_httproute(
         return {"group": "", "kind": "Service", "name": revision_service_name(model, role), "port": SERVICE_PORT,
                 "weight": weight}
 
-    backends: list[Obj] = [backend("stable", 100 - canary_weight if has_canary else 100)]
-    if has_canary:
-        backends.append(backend("canary", canary_weight))
-    rule: Obj = {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}
+    def backends() -> list[Obj]:
+        out = [backend("stable", 100 - canary_weight if has_canary else 100)]
+        if has_canary:
+            out.append(backend("canary", canary_weight))
+        return out
+
+    inference, metadata_paths = route_paths(model, feedback=feedback)
+    # Two rules, one split: only inference is mirrored (as the stable's own servers mirror),
+    # so a shadow never sees a label post or a metadata read.
+    infer_rule: Obj = {"matches": inference, "backendRefs": backends()}
     if mirror_percent is not None:
-        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
+        infer_rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
             "backendRef": {"group": "", "kind": "Service", "name": shadow_service_name(model), "port": SERVICE_PORT},
             "percent": mirror_percent}}]
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": metadata(model, namespace, {MODEL_LABEL: model}, owner),
-        "spec": {"parentRefs": [parent], "rules": [rule]},
+        "spec": {"parentRefs": [parent], "rules": [infer_rule, {"matches": metadata_paths, "backendRefs": backends()}]},
     }
 
 
 __all__ = [
     "GRPC_PORT", "PORT", "SERVICE_GRPC_PORT", "SERVICE_PORT", "build_hpa", "build_httproute", "build_revision_service", "build_service",
-    "revision_service_name", "service_url",
+    "revision_service_name", "route_paths", "service_url",
 ]

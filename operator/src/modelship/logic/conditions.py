@@ -56,6 +56,7 @@ class Reason:
     # TrainingJob
     JOB_CREATED = "JobCreated"
     JOB_RUNNING = "JobRunning"
+    POD_NOT_STARTING = "PodNotStarting"  # running, but a pod waits on something only a person can fix
     SUCCEEDED = "Succeeded"
     # DriftMonitor
     DRIFT_DETECTED = "DriftDetected"

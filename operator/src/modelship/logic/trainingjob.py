@@ -26,7 +26,7 @@ from modelship.api.trainingjob import (
     TrainingJobStatus,
     TrainingPhase,
 )
-from modelship.logic import trainersearch
+from modelship.logic import podstart, trainersearch
 from modelship.logic.conditions import COMPLETE, FAILED, Reason, condition, merge_conditions
 from modelship.logic.trainersearch import EXIT_REASONS, OOM_REASON, last_termination, parse_summary
 
@@ -124,14 +124,29 @@ def compute_status(
         start = (job.get("status") or {}).get("startTime")
         if start and not current.start_time:  # a fanned-out run started with its search
             fields["start_time"] = start
-        conds = [condition(COMPLETE, False, Reason.JOB_RUNNING, f"Job {job_name} is running",
-                           generation=generation)]
+        conds = [_running_condition(fields, current, generation, Reason.JOB_RUNNING, f"Job {job_name} is running",
+                                    pods)]
     else:
-        fields.update(phase=TrainingPhase.PENDING)
+        fields.update(phase=TrainingPhase.PENDING, reason=None, message=None)
         conds = [condition(COMPLETE, False, Reason.JOB_CREATED, f"Job {job_name} is starting",
                            generation=generation)]
     fields["conditions"] = [c.model_dump() for c in merge_conditions(current.conditions, conds, now)]
     return TrainingJobStatus.model_validate({**current.model_dump(), **fields})
+
+
+def _running_condition(fields: Obj, current: TrainingJobStatus, generation: int | None, reason: str, message: str,
+                       pods: list[Obj]) -> Any:
+    """Complete=False for a running run: ``reason``/``message``, or PodNotStarting with the
+    kubelet's own words while a pod waits on something only a person can fix (the status's
+    reason and message say it too, and are cleared once the pod starts)."""
+    stuck = podstart.cannot_start(pods)
+    if stuck is None:
+        fields.update(reason=None, message=None)
+        return condition(COMPLETE, False, reason, message, generation=generation)
+    previous = current.message if current.reason == Reason.POD_NOT_STARTING else None
+    text = podstart.message(stuck, previous)
+    fields.update(reason=Reason.POD_NOT_STARTING, message=text)
+    return condition(COMPLETE, False, Reason.POD_NOT_STARTING, text, generation=generation)
 
 
 def compute_fanout_status(
@@ -162,7 +177,7 @@ def compute_fanout_status(
                             refit_pods, now, model=model, parallelism=spec.search.parallelism)
         if st.phase == TrainingPhase.PENDING:  # the run as a whole is well under way
             st = _running(st, current, generation, REFITTING, f"Search done; refit Job {refit_name} is starting",
-                          search_job, now)
+                          search_job, now, refit_pods)
         return st
 
     fields: Obj = {"job_name": refit_name, "observed_generation": generation, "search": progress.model_dump()}
@@ -184,9 +199,9 @@ def compute_fanout_status(
                    else f"Search Job {search_name}: {progress.progress} cells scored by "
                         f"{spec.search.parallelism} pods")
         return _running(TrainingJobStatus.model_validate({**current.model_dump(), **fields}), current, generation,
-                        REFITTING if done else SEARCHING, message, search_job, now)
+                        REFITTING if done else SEARCHING, message, search_job, now, [] if done else search_pods)
     else:
-        fields.update(phase=TrainingPhase.PENDING)
+        fields.update(phase=TrainingPhase.PENDING, reason=None, message=None)
         conds = [condition(COMPLETE, False, Reason.JOB_CREATED, f"Search Job {search_name} is starting",
                            generation=generation)]
     fields["conditions"] = [c.model_dump() for c in merge_conditions(current.conditions, conds, now)]
@@ -194,8 +209,10 @@ def compute_fanout_status(
 
 
 def _running(st: TrainingJobStatus, current: TrainingJobStatus, generation: int | None, reason: str, message: str,
-             search_job: Obj | None, now: datetime) -> TrainingJobStatus:
+             search_job: Obj | None, now: datetime, pods: list[Obj]) -> TrainingJobStatus:
     start = current.start_time or ((search_job or {}).get("status") or {}).get("startTime")
-    conds = merge_conditions(current.conditions,
-                             [condition(COMPLETE, False, reason, message, generation=generation)], now)
-    return st.model_copy(update={"phase": TrainingPhase.RUNNING, "start_time": start, "conditions": conds})
+    fields: Obj = {}
+    cond = _running_condition(fields, current, generation, reason, message, pods)
+    conds = merge_conditions(current.conditions, [cond], now)
+    return st.model_copy(update={"phase": TrainingPhase.RUNNING, "start_time": start, "conditions": conds,
+                                 **fields})

@@ -179,6 +179,9 @@ def events_for(obs: Observation, spec: TrainingJobSpec, current: TrainingJobStat
         if index.failures > (prev.failures if prev else 0) and not is_finished(new):
             out.append(Event("IndexFailed", f"Index {index.index} of search Job {search_job_name(name)} failed "
                                             f"({index.reason}); retried alone", warning=True))
+    if new.reason == Reason.POD_NOT_STARTING and (new.reason, new.message) != (current.reason, current.message):
+        # Once per cause: the message keeps its text while the kubelet retries the same thing.
+        out.append(Event(Reason.POD_NOT_STARTING, new.message or "a trainer pod cannot start", warning=True))
     if new.phase != current.phase:
         if new.phase == TrainingPhase.SUCCEEDED:
             artifact = new.artifact.uri if new.artifact else "?"

@@ -70,8 +70,12 @@ def routing(obs: Observation, d: Draft) -> list[Child]:
         weight = d.action.route_weight if canary is not None and d.action is not None else 0
         shadow_percent = rollout.shadow.percent if rollout.shadow is not None and d.shadow_replicas else None
         has_canary = canary is not None and shadow_percent is None
+        log = spec.serving.prediction_log
+        # Labels steer retraining: the Gateway takes them only where a token guards them.
+        feedback = log is not None and log.enabled and log.feedback_token_secret is not None
         out.append(Child(build_httproute(obs.name, obs.namespace, rollout.gateway, weight if has_canary else 0,
-                                         obs.owner, has_canary=has_canary, mirror_percent=shadow_percent)))
+                                         obs.owner, has_canary=has_canary, mirror_percent=shadow_percent,
+                                         feedback=feedback)))
     if spec.serving.autoscaling is not None and stable:
         out.append(Child(build_hpa(obs.name, obs.namespace, stable, spec.serving.autoscaling, obs.owner)))
     return out

@@ -75,8 +75,12 @@ def training(obs: Observation, d: Draft) -> Draft:
     name = d.status.current_training_job
     current = next((t for t in obs.training_jobs if t.name == name), None)
     if current is None or current.status.phase in (None, TrainingPhase.PENDING, TrainingPhase.RUNNING):
+        # The TrainingJob's own reason and message when it has one (a pod that cannot start).
+        said = current.status if current is not None and current.status.message else None
+        message = f"TrainingJob {name} is running" + (f": {said.message}" if said else "")
+        reason = (said.reason if said else None) or Reason.TRAINING
         return replace(d, current=current, training_in_flight=True, trained=condition(
-            TRAINED, UNKNOWN, Reason.TRAINING, f"TrainingJob {name} is running", generation=gen))
+            TRAINED, UNKNOWN, reason, message, generation=gen))
     if current.status.phase != TrainingPhase.FAILED:
         return replace(d, current=current)
     reason = current.status.reason or Reason.TRAINING_FAILED

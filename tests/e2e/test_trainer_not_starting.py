@@ -1,0 +1,66 @@
+"""A trainer pod that cannot start, on a real cluster: in a namespace without the
+artifact store's credentials Secret the trainer's container waits with
+CreateContainerConfigError. The TrainingJob says so within seconds (reason
+PodNotStarting, the kubelet's words, a Warning Event) instead of Running until
+activeDeadlineSeconds, its Model's Trained condition relays it, and once the
+Secret is created the pod starts and the reason goes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import condition, dataset, model_manifest
+
+from conftest import S3, Namespace, Operator, wait_until
+from modelship.demo import stack
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def bare_namespace(local_cluster: Any, operator: Operator) -> Iterator[Namespace]:
+    """A namespace without the ``artifacts.s3.credentialsSecret`` the trainer's pod refers to."""
+    name = f"e2e-ns-{uuid.uuid4().hex[:6]}"
+    local_cluster.kubectl("create", "namespace", name)
+    try:
+        yield Namespace(name, local_cluster)
+    finally:
+        local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_a_missing_credentials_secret_is_named_at_once_and_clears_when_created(
+        local_cluster: Any, bare_namespace: Namespace, s3: S3, operator: Operator) -> None:
+    ns = bare_namespace
+    uri = s3.put(f"datasets/{ns.name}/loans.csv", dataset(seed=21, rows=500))
+    ns.apply(model_manifest("nosecret", uri))
+    missing = f'secret "{stack.SECRET}" not found'
+
+    def stuck() -> dict[str, Any] | None:
+        tj = ns.get("trainingjob", "nosecret-1")
+        c = condition(tj, "Complete")
+        return tj if c.get("reason") == "PodNotStarting" and missing in c.get("message", "") else None
+
+    tj = wait_until(stuck, 90, "the TrainingJob to name the missing Secret", interval=2)
+    st = tj["status"]
+    assert st["phase"] == "Running", st  # the kubelet keeps trying: not a failure
+    assert st["reason"] == "PodNotStarting" and "CreateContainerConfigError" in st["message"], st
+    trained = wait_until(lambda: (c := condition(ns.get("model", "nosecret"), "Trained"))
+                         .get("reason") == "PodNotStarting" and c, 30, "the Model to relay it")
+    assert trained["status"] == "Unknown" and missing in trained["message"], trained
+    events = json.loads(ns.kubectl("get", "events", "--field-selector", "involvedObject.name=nosecret-1",
+                                   "-o", "json").stdout)["items"]
+    warnings = [e for e in events if e["reason"] == "PodNotStarting" and e["type"] == "Warning"]
+    assert len(warnings) == 1 and missing in warnings[0]["message"], events
+    shown = ns.kubectl("get", "trainingjob", "nosecret-1").stdout
+    assert "PodNotStarting" in shown, shown
+
+    # The Secret appears: the kubelet starts the container and the reason goes.
+    local_cluster.kubectl("create", "secret", "generic", stack.SECRET, "-n", ns.name,
+                          *[f"--from-literal={k}={v}" for k, v in stack.KEYS.items()])
+    after = wait_until(lambda: (s := ((ns.get("trainingjob", "nosecret-1") or {}).get("status") or {}))
+                       .get("reason") != "PodNotStarting" and s, 180, "the pod to start", interval=2)
+    assert after["phase"] in ("Running", "Succeeded"), after

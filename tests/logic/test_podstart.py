@@ -1,0 +1,84 @@
+"""Which waiting trainer pods are reported as unable to start, and in what words: a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelship.logic.podstart import STUCK_REASONS, Stuck, cannot_start, message
+
+
+def pod(name: str = "t-x", reason: str | None = None, detail: str = "", phase: str = "Pending",
+        init: bool = False, deleting: bool = False) -> dict[str, Any]:
+    state: dict[str, Any] = {"waiting": {"reason": reason, "message": detail}} if reason else {"running": {}}
+    statuses = [{"name": "trainer", "state": state}]
+    status: dict[str, Any] = {"phase": phase, ("initContainerStatuses" if init else "containerStatuses"): statuses}
+    meta: dict[str, Any] = {"name": name}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-23T12:00:00Z"
+    return {"metadata": meta, "status": status}
+
+
+SECRET = 'secret "modelship-s3" not found'
+CASES = [
+    ("running", [pod()], None),
+    ("no-status-yet", [{"metadata": {"name": "t-x"}}], None),
+    ("creating-passes-by-itself", [pod(reason="ContainerCreating")], None),
+    ("initializing-passes-by-itself", [pod(reason="PodInitializing")], None),
+    ("missing-secret", [pod(reason="CreateContainerConfigError", detail=SECRET)],
+     f"Pod t-x cannot start: container trainer: CreateContainerConfigError: {SECRET}"),
+    ("create-error", [pod(reason="CreateContainerError", detail="no command")],
+     "Pod t-x cannot start: container trainer: CreateContainerError: no command"),
+    ("pull-error", [pod(reason="ErrImagePull", detail="not found")],
+     "Pod t-x cannot start: container trainer: ErrImagePull: not found"),
+    ("pull-backoff", [pod(reason="ImagePullBackOff", detail='Back-off pulling image "nope:1"')],
+     'Pod t-x cannot start: container trainer: ImagePullBackOff: Back-off pulling image "nope:1"'),
+    ("invalid-image", [pod(reason="InvalidImageName", detail="")],
+     "Pod t-x cannot start: container trainer: InvalidImageName"),
+    ("init-container", [pod(reason="CreateContainerConfigError", detail=SECRET, init=True)],
+     f"Pod t-x cannot start: container trainer: CreateContainerConfigError: {SECRET}"),
+    ("a-failed-pod-is-history", [pod(reason="CreateContainerConfigError", detail=SECRET, phase="Failed")], None),
+    ("a-deleted-pod-is-history", [pod(reason="ErrImagePull", deleting=True)], None),
+    ("first-by-name", [pod("t-b", reason="ErrImagePull", detail="b"), pod("t-a", reason="ErrImagePull", detail="a")],
+     "Pod t-a cannot start: container trainer: ErrImagePull: a"),
+    ("a-running-pod-beside-a-stuck-one", [pod("t-a"), pod("t-b", reason="InvalidImageName")],
+     "Pod t-b cannot start: container trainer: InvalidImageName"),
+]
+
+
+@pytest.mark.parametrize(("case", "pods", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_cannot_start(case: str, pods: list[dict[str, Any]], expected: str | None) -> None:
+    stuck = cannot_start(pods)
+    assert (stuck.message() if stuck else None) == expected
+
+
+def test_the_reasons_are_those_that_need_a_person() -> None:
+    assert set(STUCK_REASONS) == {"CreateContainerConfigError", "CreateContainerError", "ImagePullBackOff",
+                                  "ErrImagePull", "InvalidImageName"}
+
+
+def test_a_long_kubelet_message_is_cut() -> None:
+    stuck = cannot_start([pod(reason="ErrImagePull", detail="x" * 5000)])
+    assert stuck is not None and len(stuck.message()) < 700 and stuck.message().endswith("...")
+
+
+PULL = "Pod t-x cannot start: container trainer: ErrImagePull: manifest unknown"
+MESSAGE_CASES = [
+    ("first-seen", Stuck("t-x", "trainer", "ErrImagePull", "manifest unknown"), None, PULL),
+    ("backoff-keeps-the-pull-error", Stuck("t-x", "trainer", "ImagePullBackOff", "Back-off"), PULL, PULL),
+    ("another-pod-is-news", Stuck("t-y", "trainer", "ImagePullBackOff", "Back-off"), PULL,
+     "Pod t-y cannot start: container trainer: ImagePullBackOff: Back-off"),
+    ("another-cause-is-news", Stuck("t-x", "trainer", "CreateContainerConfigError", SECRET), PULL,
+     f"Pod t-x cannot start: container trainer: CreateContainerConfigError: {SECRET}"),
+    ("a-different-secret-is-news",
+     Stuck("t-x", "trainer", "CreateContainerConfigError", 'secret "b" not found'),
+     f"Pod t-x cannot start: container trainer: CreateContainerConfigError: {SECRET}",
+     'Pod t-x cannot start: container trainer: CreateContainerConfigError: secret "b" not found'),
+]
+
+
+@pytest.mark.parametrize(("case", "stuck", "previous", "expected"), MESSAGE_CASES, ids=[c[0] for c in MESSAGE_CASES])
+def test_message_is_kept_while_an_image_pull_retries(case: str, stuck: Stuck, previous: str | None,
+                                                     expected: str) -> None:
+    assert message(stuck, previous) == expected

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelship.api.common import (
     CelRule,
@@ -331,6 +331,8 @@ TRAINING_TEMPLATE_RULES: list[CelRule] = [
     },
 ]
 
+FAIRNESS_NEEDS_SENSITIVE = "gates.fairness needs dataset.sensitiveFeature"
+
 TRAINING_JOB_RULES: list[CelRule] = [
     *TRAINING_TEMPLATE_RULES,
     {
@@ -339,7 +341,7 @@ TRAINING_JOB_RULES: list[CelRule] = [
     },
     {
         "rule": "!has(self.gates) || !has(self.gates.fairness) || has(self.dataset.sensitiveFeature)",
-        "message": "gates.fairness needs dataset.sensitiveFeature",
+        "message": FAIRNESS_NEEDS_SENSITIVE,
         "fieldPath": ".gates.fairness",
     },
 ]
@@ -368,6 +370,12 @@ class TrainingJobSpec(TrainingTemplate):
     ttl_seconds_after_finished: int = Field(
         default=3600, ge=0, description="How long the finished batch Job is kept."
     )
+
+    @model_validator(mode="after")
+    def _fairness_has_a_group(self) -> TrainingJobSpec:
+        if self.gates.fairness is not None and self.dataset.sensitive_feature is None:
+            raise ValueError(FAIRNESS_NEEDS_SENSITIVE)
+        return self
 
 
 class TrainingPhase(StrEnum):

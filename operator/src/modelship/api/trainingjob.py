@@ -363,8 +363,9 @@ class TrainingJobSpec(TrainingTemplate):
     )
     champion_uri: str | None = Field(
         default=None,
-        pattern=r"^(file|s3)://.+",
-        description="The serving model's artifact, scored on the same holdout for mustBeatChampion.",
+        pattern=URI_PATTERN,
+        description="The serving model's artifact, scored on the same holdout for mustBeatChampion: file://, "
+        "s3:// or http(s):// (a Model's spec.source may serve from any of them).",
     )
     trigger: Trigger = Field(default=Trigger.MANUAL, description="Why this run exists.")
     ttl_seconds_after_finished: int = Field(

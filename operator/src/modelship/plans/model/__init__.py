@@ -18,9 +18,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from modelship.api.model import ModelSpec, Phase, TrafficRouting
 from modelship.logic.conditions import READY, Reason, condition, merge_conditions
-from modelship.plans.common import Event
+from modelship.plans.common import Event, built_problem
 from modelship.plans.model.children import children
 from modelship.plans.model.observation import (
     FAULT_ENV_ANNOTATION,
@@ -84,14 +86,18 @@ def plan(obs: Observation) -> Plan:
     if message is not None:
         return invalid(obs, message)
     d = Draft(status=obs.status, spec=spec, history=tuple(obs.status.history))
-    for step in STEPS:
-        d = step(obs, d)
+    try:
+        for step in STEPS:
+            d = step(obs, d)
+        wanted = children(obs, d)
+    except ValidationError as exc:  # a child the schema would refuse: say so rather than fail every reconcile
+        return invalid(obs, built_problem(exc))
     if "started" in d.rollout_events:
         faults = fault_env(obs)
         if isinstance(faults, str):
             d = replace(d, events=d.event("TestFaultsIgnored",
                                           f"Ignored annotation {FAULT_ENV_ANNOTATION}: {faults}", warning=True))
-    return Plan(status=finish(obs, d), children=children(obs, d), events=list(d.events),
+    return Plan(status=finish(obs, d), children=wanted, events=list(d.events),
                 rollout_events=list(d.rollout_events), action=d.action, requeue_after=d.requeue_after)
 
 

@@ -1,0 +1,66 @@
+"""Table tests of what makes a Model's plan say InvalidSpec instead of acting: a child its spec
+would make that the schema refuses, an artifact store outside the allowed ones, a child the API
+server refused. Each keeps the children as they are (the stable serves on) and posts one Event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelship.api.model import ModelSpec, ModelStatus
+from modelship.api.trainingjob import Fairness, Gates
+from modelship.plans.model import plan
+from plans.model_support import SPEC, T0, created_job, obs, ready
+
+
+def spec_with(**fields: Any) -> ModelSpec:
+    return ModelSpec.model_validate({**SPEC.model_dump(by_alias=True, exclude_none=True), **fields})
+
+
+def ready_condition(status: ModelStatus) -> Any:
+    return next(c for c in status.conditions if c.type == "Ready")
+
+
+def serving_source(uri: str) -> tuple[ModelStatus, str]:
+    """A Model that serves ``spec.source`` ``uri`` as its stable revision."""
+    source = ModelSpec.model_validate({"source": {"uri": uri}, "serving": {"replicas": 1}})
+    p = plan(obs(ModelStatus(), T0, spec=source))
+    rev = p.status.canary_revision
+    assert rev is not None
+    p = plan(obs(p.status, T0, spec=source, revisions={rev: ready(1)}))
+    assert p.status.stable_revision == rev
+    return p.status, rev
+
+
+# --- from spec.source to training: the served artifact is the champion -----------------------------
+
+@pytest.mark.parametrize(("uri", "must_beat"), [
+    ("https://models.example.org/iris/", True),
+    ("https://models.example.org/iris.onnx", False),
+    ("s3://b/a/iris/", True),
+    ("file:///models/iris/", True),
+])
+def test_a_source_model_that_turns_to_training_scores_its_served_artifact(uri: str, must_beat: bool) -> None:
+    served, rev = serving_source(uri)
+    spec = spec_with(gates={"mustBeatChampion": must_beat})
+    p = plan(obs(served, T0, spec=spec, revisions={rev: ready(1)}))
+    assert created_job(p) == ("m-1", "initial")
+    job = next(c.obj for c in p.children or [] if c.obj["kind"] == "TrainingJob")
+    assert job["spec"].get("championUri") == (uri if must_beat else None)
+    assert ready_condition(p.status).reason == "Available"
+
+
+# --- a child the schema would refuse -----------------------------------------------------------------
+
+def test_a_child_the_schema_would_refuse_is_an_invalid_spec_not_an_exception() -> None:
+    # A spec object made without validation (as one stored before a rule existed may be read):
+    # its TrainingJob breaks the TrainingJob's own rule.
+    unchecked = SPEC.model_copy(update={"gates": Gates(fairness=Fairness(max_demographic_parity_difference=0.1))})
+    p = plan(obs(ModelStatus(), T0, spec=unchecked))
+    ready_c = ready_condition(p.status)
+    assert ready_c.status == "False" and ready_c.reason == "InvalidSpec"
+    assert "TrainingJobSpec" in ready_c.message and "gates.fairness needs dataset.sensitiveFeature" in ready_c.message
+    assert p.children is None and p.status.training_jobs_created == 0  # nothing was started
+    assert [(e.reason, e.warning) for e in p.events] == [("InvalidSpec", True)]
+    assert plan(obs(p.status, T0, spec=unchecked)).events == []  # posted once

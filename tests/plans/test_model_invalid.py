@@ -4,6 +4,7 @@ server refused. Each keeps the children as they are (the stable serves on) and p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from modelship.api.model import ModelSpec, ModelStatus
 from modelship.api.trainingjob import Fairness, Gates
 from modelship.plans.model import plan
-from plans.model_support import SPEC, T0, created_job, obs, ready
+from plans.model_support import DEFAULTS, SPEC, T0, created_job, kinds, obs, ready
 
 
 def spec_with(**fields: Any) -> ModelSpec:
@@ -64,3 +65,39 @@ def test_a_child_the_schema_would_refuse_is_an_invalid_spec_not_an_exception() -
     assert p.children is None and p.status.training_jobs_created == 0  # nothing was started
     assert [(e.reason, e.warning) for e in p.events] == [("InvalidSpec", True)]
     assert plan(obs(p.status, T0, spec=unchecked)).events == []  # posted once
+
+
+# --- spec.artifactStore: where the Model's artifacts and its prediction logs go --------------------
+
+ALLOWED = ("s3://shared/models",)
+
+
+@pytest.mark.parametrize(("source", "store", "invalid"), [
+    (False, None, False),
+    (False, "s3://b/a", False),                  # the operator's store (DEFAULTS)
+    (True, "s3://shared/models/", False),        # an allowed prefix
+    (True, "s3://b/a/ns/team-logs", False),      # inside the namespace's own location
+    (True, "s3://attacker/logs", True),          # a source Model's prediction log would go there
+    (False, "s3://attacker/logs", True),         # and a training Model's artifacts
+    (True, "s3://b/a/other-ns", True),
+])
+def test_an_artifact_store_outside_the_allowed_ones_is_an_invalid_spec(
+        source: bool, store: str | None, invalid: bool) -> None:
+    fields: dict[str, Any] = {"serving": {"replicas": 1, "predictionLog": {}}}
+    if store is not None:
+        fields["artifactStore"] = store
+    if source:
+        fields = {**fields, "source": {"uri": "s3://b/a/m.onnx"}}
+        spec = ModelSpec.model_validate(fields)
+    else:
+        spec = spec_with(**fields)
+    o = replace(obs(ModelStatus(), T0, spec=spec), defaults=replace(DEFAULTS, allowed_output_prefixes=ALLOWED))
+    p = plan(o)
+    ready_c = ready_condition(p.status)
+    if invalid:
+        assert ready_c.reason == "InvalidSpec" and p.children is None
+        assert f"spec.artifactStore {store} " in ready_c.message
+        assert "(s3://b/a, s3://shared/models)" in ready_c.message  # the stores it may name
+        assert [e.reason for e in p.events] == ["InvalidSpec"]
+    else:
+        assert ready_c.reason != "InvalidSpec" and kinds(p)  # it trains or deploys

@@ -307,8 +307,9 @@ class ModelSpec(Spec):
     artifact_store: str | None = Field(
         default=None,
         pattern=r"^(file|s3)://.+",
-        description="Where this Model's artifacts go (under <artifactStore>/<namespace>/); the operator's default "
-        "when unset. It must be the operator's store or one of its allowed output prefixes.",
+        description="Where this Model's artifacts and prediction logs go (under <artifactStore>/<namespace>/); the "
+        "operator's default when unset. It must be the operator's store or one of its allowed output prefixes (or "
+        "a directory inside <that>/<namespace>/), else the Model is Ready=False, InvalidSpec.",
     )
     serving: Serving = Field(default_factory=Serving, description="Serving pods.")
     rollout: Rollout = Field(default_factory=Rollout, description="Canary or Recreate rollout.")

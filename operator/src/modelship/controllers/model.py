@@ -89,7 +89,8 @@ def defaults(ctx: Context) -> ServingDefaults:
     s = ctx.settings
     return ServingDefaults(serving_image=s.serving_image, artifact_store=s.artifact_store,
                            environment=PodEnvironment.from_settings(s), history_limit=s.history_limit,
-                           allow_test_faults=s.allow_test_faults)
+                           allow_test_faults=s.allow_test_faults,
+                           allowed_output_prefixes=tuple(s.allowed_output_prefixes))
 
 
 def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:

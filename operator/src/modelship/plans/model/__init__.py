@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from modelship.api.model import ModelSpec, Phase, TrafficRouting
 from modelship.logic.conditions import READY, Reason, condition, merge_conditions
+from modelship.logic.outputs import confine_store
 from modelship.plans.common import Event, built_problem
 from modelship.plans.model.children import children
 from modelship.plans.model.observation import (
@@ -75,7 +76,8 @@ def problem(obs: Observation, spec: ModelSpec) -> str | None:
     if spec.rollout.traffic_routing == TrafficRouting.GATEWAY_API and not obs.gateway_api:
         return (f"rollout.trafficRouting is gatewayAPI but the cluster serves no Gateway API ({GATEWAY_API}): "
                 "install its CRDs or use trafficRouting: replicas")
-    return None
+    return confine_store(spec.artifact_store, store=obs.defaults.artifact_store,
+                         allowed_prefixes=obs.defaults.allowed_output_prefixes, namespace=obs.namespace)
 
 
 def plan(obs: Observation) -> Plan:

@@ -101,3 +101,25 @@ def test_an_artifact_store_outside_the_allowed_ones_is_an_invalid_spec(
         assert [e.reason for e in p.events] == ["InvalidSpec"]
     else:
         assert ready_c.reason != "InvalidSpec" and kinds(p)  # it trains or deploys
+
+
+# --- a child the API server refused ------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", ["first", "serving", "canary"])
+def test_a_refused_child_keeps_the_observed_status_but_for_ready(stage: str) -> None:
+    from modelship.plans.model import refused
+
+    served, rev = serving_source("s3://b/a/m-1/")
+    status = {"first": ModelStatus(), "serving": served,
+              "canary": served.model_copy(update={"canary_revision": "m-new"})}[stage]
+    o = obs(status, T0, spec=spec_with(serving={"replicas": 1}), revisions={rev: ready(1)})
+    message = "the API server refused to create Deployment m-new (422): Deployment \"m-new\" is invalid: ..."
+    p = refused(o, message)
+    ready_c = ready_condition(p.status)
+    assert (ready_c.status, ready_c.reason, ready_c.message) == ("False", "InvalidSpec", message)
+    assert p.children is None and p.requeue_after is None  # nothing touched; no timed retry of its own
+    unchanged = ("stable_revision", "canary_revision", "history", "training_jobs_created", "rollout")
+    assert {f: getattr(p.status, f) for f in unchanged} == {f: getattr(status, f) for f in unchanged}
+    assert p.status.phase == (status.phase if status.stable_revision else "Failed")
+    assert [(e.reason, e.warning) for e in p.events] == [("InvalidSpec", True)]
+    assert refused(replace(o, status=p.status), message).events == []  # posted once

@@ -139,3 +139,14 @@ def test_an_invalid_spec_fails_with_a_message_and_makes_nothing() -> None:
     p = plan(world(b, configmap=False))
     assert p.children == [] and p.status.phase == TrainingPhase.FAILED and p.status.reason == "InvalidSpec"
     assert "spec.search.parallelism" in (p.status.message or "")
+
+
+def test_a_refused_child_fails_the_run_as_invalid_spec_once() -> None:
+    from modelship.plans.trainingjob import refused
+
+    message = "the API server refused to create Job loans-1 (422): Job \"loans-1\" is invalid: ..."
+    p = refused(world(body(), configmap=True), message)
+    assert p.children == [] and p.status.phase == TrainingPhase.FAILED and p.status.reason == "InvalidSpec"
+    assert p.status.message == message and [(e.reason, e.warning) for e in p.events] == [("InvalidSpec", True)]
+    again = plan(world(body(status=p.status.wire())))
+    assert again.children == [] and again.events == [] and again.status == p.status  # finished: left alone

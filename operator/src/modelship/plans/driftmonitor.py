@@ -216,6 +216,13 @@ def failed(obs: Observation, spec: DriftMonitorSpec, reason: str, message: str, 
     return Plan(status=new, children=children, events=events)
 
 
+def refused(obs: Observation, message: str) -> Plan:
+    """The API server refused a child (``message`` names it and why): Ready=False, InvalidSpec, with
+    one Event; nothing of this evaluation is kept, and the next one (when due) tries again."""
+    assert not isinstance(obs.spec, str)  # an invalid spec's plan has no children to refuse
+    return replace(failed(obs, obs.spec, Reason.INVALID_SPEC, message, []), children=None)
+
+
 def quality_observation(obs: Observation, spec: DriftMonitorSpec) -> q.QualityObservation:
     """What live quality reads of the observation: the Model's facts, the quality Job in flight."""
     model = obs.model

@@ -54,6 +54,7 @@ __all__ = [
     "ServingDefaults",
     "at_rest",
     "plan",
+    "refused",
 ]
 
 
@@ -69,6 +70,14 @@ def invalid(obs: Observation, message: str) -> Plan:
     changed = status.conditions != st.conditions
     return Plan(status=status, children=None,
                 events=[Event(Reason.INVALID_SPEC, message, warning=True)] if changed else [])
+
+
+def refused(obs: Observation, message: str) -> Plan:
+    """The API server refused a child the plan wanted (``message`` names it and why): the spec
+    asks for something the cluster will not take, so it is treated as an invalid spec. Nothing the
+    plan decided is kept (the status stays as observed, but for Ready), and the next reconcile,
+    on a new spec or any event, plans afresh."""
+    return invalid(obs, message)
 
 
 def problem(obs: Observation, spec: ModelSpec) -> str | None:

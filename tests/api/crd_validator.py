@@ -64,6 +64,8 @@ def _check(schema: dict[str, Any], value: Any, path: str, errors: list[str]) -> 
     if schema.get("x-kubernetes-int-or-string"):
         if not (isinstance(value, str) or _type_ok("integer", value)):
             errors.append(f"{path}: must be an integer or a string")
+        elif isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{path}: Invalid value: {value!r}: should match '{schema['pattern']}'")
         return
     expected = schema.get("type")
     if expected is None:

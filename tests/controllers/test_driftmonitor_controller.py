@@ -309,3 +309,26 @@ def test_an_allowed_prometheus_url_is_queried(monkeypatch: pytest.MonkeyPatch, u
     st = evaluate(ctx, datetime(2026, 12, 1, 12, tzinfo=UTC), monkeypatch)
     assert [(q[0], q[3]) for q in queries] == [(url, token)]
     assert condition(st, "Ready")["reason"] == "NoSeries"
+
+
+def test_a_retrain_the_api_server_refuses_is_a_condition_not_a_failing_reconcile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = Pod()
+    pod.serve(2000, shift=0.0)
+    ctx = world(pod)
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    with_performance(ctx)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    name = evaluate(ctx, t0, monkeypatch)["performance"]["job"]
+    finish(ctx, name, quality_answer(0.6))
+    writes_of(ctx)
+    kube.invalid["TrainingJob"] = "spec.dataset.uri: Invalid value"
+    st = evaluate(ctx, t0 + timedelta(seconds=40), monkeypatch)  # does not raise
+    ready = condition(st, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert ready["message"].startswith("the API server refused to create TrainingJob m-2 (422)")
+    assert [w[1] for w in writes_of(ctx)] == ["DriftMonitor/status", "Event"]
+    assert kube.get("batch/v1", "Job", NS, name) is not None  # nothing deleted for it: read again next time
+    evaluate(ctx, t0 + timedelta(seconds=50), monkeypatch)  # the same answer: no second Event
+    assert writes_of(ctx) == []

@@ -7,6 +7,8 @@ writes nothing, neither a child nor the status nor an Event."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from controllers.world import (
     NS,
     context,
@@ -17,6 +19,9 @@ from controllers.world import (
     succeed_training_job,
     writes_of,
 )
+from modelship.controllers import model as controller
+from modelship.controllers.context import Context
+from modelship.k8s.fake import FakeKube
 
 
 def test_a_model_trains_deploys_and_serves_and_rests_without_writes() -> None:
@@ -53,3 +58,62 @@ def test_an_invalid_spec_touches_no_child() -> None:
     ready = next(c for c in fresh(ctx, "Model", "m")["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec" and "spec.serving.replicas" in ready["message"]
     assert ctx.kube.list("modelship.io/v1alpha1", "TrainingJob", NS) == []
+
+
+def _ready(ctx: Context) -> dict[str, Any]:
+    return next(c for c in fresh(ctx, "Model", "m")["status"]["conditions"] if c["type"] == "Ready")
+
+
+def test_a_child_the_api_server_refuses_is_an_invalid_spec_and_the_stable_serves_on() -> None:
+    """The backstop for what neither the schema nor the plan catches: the API server's 422 on a
+    child becomes Ready=False, InvalidSpec naming the child and the server's message, with one
+    Warning Event; nothing is deleted for it and the reconcile does not fail (so it is not retried
+    as an error). A spec that makes a valid child again carries on."""
+    ctx = context()
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    kube.create(model())
+    reconcile_twice(ctx)
+    succeed_training_job(ctx, "m-1", "a" * 64)
+    reconcile_twice(ctx)
+    stable = fresh(ctx, "Model", "m")["status"]["canaryRevision"]
+    ready_deployment(ctx, stable)
+    reconcile_twice(ctx)
+    assert fresh(ctx, "Model", "m")["status"]["stableRevision"] == stable
+
+    # A new pod template (a new revision) the API server refuses.
+    kube.patch("modelship.io/v1alpha1", "Model", NS, "m", {"spec": {"serving": {"maxBatchSize": 8}}})
+    writes_of(ctx)
+    kube.invalid["Deployment"] = ('spec.template.spec.containers[0].resources.requests: Invalid value: "2": '
+                                  "must be less than or equal to cpu limit of 1")
+    made = reconcile_twice(ctx)  # settles: the refused create is tried again but writes nothing
+    assert [w[:2] for w in made] == [("patch", "Model/status"), ("create", "Event")]
+    ready = _ready(ctx)
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert ready["message"].startswith("the API server refused to create Deployment m-")
+    assert "must be less than or equal to cpu limit of 1" in ready["message"]
+    events = [e for e in kube.list("v1", "Event", NS) if e["reason"] == "InvalidSpec"]
+    assert len(events) == 1 and events[0]["type"] == "Warning"
+    status = fresh(ctx, "Model", "m")["status"]
+    assert status["stableRevision"] == stable and "canaryRevision" not in status
+    assert [d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", NS)] == [stable]
+
+    # The cluster takes it again (the spec or the cause changed): the rollout starts.
+    kube.invalid.clear()
+    controller.reconcile(ctx, fresh(ctx, "Model", "m"))
+    status = fresh(ctx, "Model", "m")["status"]
+    assert status.get("canaryRevision") not in (None, stable) and _ready(ctx)["reason"] != "InvalidSpec"
+
+
+def test_a_model_whose_first_child_is_refused_fails_without_an_error() -> None:
+    ctx = context()
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    kube.invalid["TrainingJob"] = "spec.gates.fairness: Invalid value: gates.fairness needs dataset.sensitiveFeature"
+    kube.create(model())
+    writes_of(ctx)
+    made = reconcile_twice(ctx)
+    assert [w[1] for w in made] == ["Model/status", "Event"]
+    status = fresh(ctx, "Model", "m")["status"]
+    assert status["phase"] == "Failed" and status.get("trainingJobsCreated", 0) == 0
+    assert "refused to create TrainingJob m-1 (422)" in _ready(ctx)["message"]

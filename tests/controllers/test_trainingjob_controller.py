@@ -89,3 +89,23 @@ def test_a_pod_waiting_for_a_missing_secret_is_reported_on_the_training_job_and_
     model_controller.reconcile(ctx, fresh(ctx, "Model", "m"))
     trained = next(c for c in fresh(ctx, "Model", "m")["status"]["conditions"] if c["type"] == "Trained")
     assert (trained["reason"], trained["message"]) == ("Training", "TrainingJob m-1 is running")
+
+
+def test_a_job_the_api_server_refuses_fails_the_run_once_as_invalid_spec() -> None:
+    ctx = context()
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    kube.invalid["Job"] = 'spec.template.spec.containers[0].resources.limits[memory]: Invalid value: "1Gb"'
+    kube.create({"apiVersion": "modelship.io/v1alpha1", "kind": "TrainingJob",
+                 "metadata": {"name": "t", "namespace": NS}, "spec": SPEC})
+    writes_of(ctx)
+    controller.reconcile(ctx, fresh(ctx, "TrainingJob", "t"))  # does not raise
+    made = writes_of(ctx)
+    assert [w[:2] for w in made] == [("create", "ConfigMap"), ("patch", "TrainingJob/status"), ("create", "Event")]
+    status = fresh(ctx, "TrainingJob", "t")["status"]
+    assert status["phase"] == "Failed" and status["reason"] == "InvalidSpec"
+    assert status["message"].startswith("the API server refused to create Job t (422)") and "1Gb" in status["message"]
+    events = [e for e in kube.list("v1", "Event", NS) if e["reason"] == "InvalidSpec"]
+    assert len(events) == 1 and events[0]["type"] == "Warning"
+    controller.reconcile(ctx, fresh(ctx, "TrainingJob", "t"))  # finished: nothing more, no second Event
+    assert writes_of(ctx) == []

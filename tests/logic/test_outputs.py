@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelship.logic.outputs import artifact_dir, confine_output, namespace_prefixes
+from modelship.logic.outputs import artifact_dir, confine_output, confine_store, namespace_prefixes
 
 STORE = "s3://modelship/artifacts"
 ALLOWED = ["s3://team-bucket/models/", "file:///artifacts/shared"]
@@ -81,3 +81,30 @@ def test_a_models_training_jobs_land_inside_and_apart_per_incarnation() -> None:
         assert confine_output(uri, store=STORE, allowed_prefixes=[], namespace="team-a", name="loans-1").uri == uri
         uris.append(uri)
     assert uris == ["s3://modelship/artifacts/team-a/loans-1-11111111/", "s3://modelship/artifacts/team-a/loans-1-22222222/"]
+
+
+@pytest.mark.parametrize(("requested", "allowed"), [
+    (None, True),
+    ("", True),
+    ("s3://modelship/artifacts", True),                        # the operator's store
+    ("s3://modelship/artifacts/", True),
+    ("s3://team-bucket/models", True),                         # an allowed prefix
+    ("file:///artifacts/shared/", True),
+    ("s3://modelship/artifacts/team-a/experiments", True),     # inside the namespace's own location
+    ("s3://modelship/artifacts/team-a", True),
+    ("s3://elsewhere/logs", False),
+    ("s3://modelship/artifacts/team-b", False),                # another namespace's location
+    ("s3://modelship/artifacts/team-b/x", False),
+    ("s3://modelship", False),                                 # above the store
+    ("s3://modelship/artifacts-other", False),
+    ("file:///artifacts/shared/team-b", False),
+    ("s3://modelship/artifacts/team-a/../team-b", False),      # climbing out
+    ("s3://modelship/artifacts/team-a/%2e%2e/team-b", False),
+])
+def test_a_models_artifact_store(requested: str | None, allowed: bool) -> None:
+    problem = confine_store(requested, store=STORE, allowed_prefixes=ALLOWED, namespace="team-a")
+    if allowed:
+        assert problem is None
+    else:
+        assert problem is not None and f"spec.artifactStore {requested} " in problem
+        assert f"({STORE}, {', '.join(ALLOWED)})" in problem and "allowedOutputPrefixes" in problem

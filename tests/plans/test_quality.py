@@ -355,3 +355,23 @@ def test_steady_state_changes_nothing_the_second_time() -> None:
     after = merged_status(status, again, later)
     assert after == status and again.children == [] and again.events == []
     assert isinstance(status.performance, PerformanceStatus)
+
+
+def test_a_retrain_the_schema_would_refuse_is_the_monitors_invalid_spec_not_a_crash() -> None:
+    """The DriftMonitor's plan (drift and quality): a TrainingJob built from a Model spec that skipped
+    validation (fairness without its group column) gives Ready False, not a failing reconcile."""
+    from modelship.api.trainingjob import Fairness, Gates
+    from modelship.plans.driftmonitor import Observation, ObservedModel, plan
+
+    body = model()
+    good = ModelSpec.model_validate(body["spec"])
+    unchecked = good.model_copy(update={"gates": Gates(fairness=Fairness(max_demographic_parity_difference=0.1))})
+    o = Observation(owner=MONITOR, generation=2, spec=spec(), status=DriftMonitorStatus.model_validate(in_flight()),
+                    now=NOW, artifact_store=STORE, drift_due=False, quality_job=finished_job(answer(0.71)),
+                    model=ObservedModel(body, unchecked, ModelStatus.model_validate(body["status"])))
+    p = plan(o)
+    ready = next(cond for cond in p.status.conditions if cond.type == "Ready")
+    assert ready.status == c.FALSE and ready.reason == "InvalidSpec"
+    assert "Model loans: the TrainingJobSpec" in ready.message and "sensitiveFeature" in ready.message
+    assert not any(ch.obj["kind"] == "TrainingJob" for ch in p.children or [])
+    assert [e.reason for e in p.events] == ["InvalidSpec"]

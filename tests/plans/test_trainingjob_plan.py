@@ -175,3 +175,14 @@ def test_a_search_pod_that_cannot_start_is_named_too() -> None:
     complete = next(c for c in p.status.conditions if c.type == "Complete")
     assert complete.reason == "PodNotStarting" and "loans-1-search-1" in complete.message
     assert [e.reason for e in p.events] == ["PodNotStarting"]
+
+
+def test_a_refused_child_fails_the_run_as_invalid_spec_once() -> None:
+    from modelship.plans.trainingjob import refused
+
+    message = "the API server refused to create Job loans-1 (422): Job \"loans-1\" is invalid: ..."
+    p = refused(world(body(), configmap=True), message)
+    assert p.children == [] and p.status.phase == TrainingPhase.FAILED and p.status.reason == "InvalidSpec"
+    assert p.status.message == message and [(e.reason, e.warning) for e in p.events] == [("InvalidSpec", True)]
+    again = plan(world(body(status=p.status.wire())))
+    assert again.children == [] and again.events == [] and again.status == p.status  # finished: left alone

@@ -18,7 +18,14 @@ from modelship.api.common import (
     cel_config,
 )
 from modelship.api.groundtruth import PredictionLog
-from modelship.api.trainingjob import TRAINING_TEMPLATE_RULES, Gates, TrainingTemplate
+from modelship.api.trainingjob import (
+    FAIRNESS_NEEDS_SENSITIVE,
+    TRAINING_TEMPLATE_RULES,
+    Gates,
+    TrainingTemplate,
+)
+
+FAIRNESS_NEEDS_SENSITIVE_MODEL = FAIRNESS_NEEDS_SENSITIVE.replace("dataset.", "training.dataset.")
 
 
 class Source(Spec):
@@ -275,6 +282,14 @@ MODEL_RULES: list[CelRule] = [
         "message": "rollout.trafficRouting gatewayAPI needs rollout.gateway",
         "fieldPath": ".rollout.gateway",
     },
+    {
+        # The TrainingJob the Model makes carries the same rule: without it here the API
+        # server would accept the Model and refuse each of its TrainingJobs.
+        "rule": "!has(self.training) || !has(self.gates) || !has(self.gates.fairness) || "
+        "has(self.training.dataset.sensitiveFeature)",
+        "message": FAIRNESS_NEEDS_SENSITIVE_MODEL,
+        "fieldPath": ".gates.fairness",
+    },
 ]
 
 
@@ -292,13 +307,21 @@ class ModelSpec(Spec):
     artifact_store: str | None = Field(
         default=None,
         pattern=r"^(file|s3)://.+",
-        description="Where this Model's artifacts go (under <artifactStore>/<namespace>/); the operator's default "
-        "when unset. It must be the operator's store or one of its allowed output prefixes.",
+        description="Where this Model's artifacts and prediction logs go (under <artifactStore>/<namespace>/); the "
+        "operator's default when unset. It must be the operator's store or one of its allowed output prefixes (or "
+        "a directory inside <that>/<namespace>/), else the Model is Ready=False, InvalidSpec.",
     )
     serving: Serving = Field(default_factory=Serving, description="Serving pods.")
     rollout: Rollout = Field(default_factory=Rollout, description="Canary or Recreate rollout.")
     gates: Gates = Field(default_factory=Gates, description="Checks a new version must pass.")
     retrain: Retrain = Field(default_factory=Retrain, description="Automatic retraining.")
+
+    @model_validator(mode="after")
+    def _fairness_has_a_group(self) -> ModelSpec:
+        if self.training is not None and self.gates.fairness is not None \
+                and self.training.dataset.sensitive_feature is None:
+            raise ValueError(FAIRNESS_NEEDS_SENSITIVE_MODEL)
+        return self
 
 
 class Phase(StrEnum):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelship.api.common import (
     CelRule,
@@ -331,6 +331,8 @@ TRAINING_TEMPLATE_RULES: list[CelRule] = [
     },
 ]
 
+FAIRNESS_NEEDS_SENSITIVE = "gates.fairness needs dataset.sensitiveFeature"
+
 TRAINING_JOB_RULES: list[CelRule] = [
     *TRAINING_TEMPLATE_RULES,
     {
@@ -339,7 +341,7 @@ TRAINING_JOB_RULES: list[CelRule] = [
     },
     {
         "rule": "!has(self.gates) || !has(self.gates.fairness) || has(self.dataset.sensitiveFeature)",
-        "message": "gates.fairness needs dataset.sensitiveFeature",
+        "message": FAIRNESS_NEEDS_SENSITIVE,
         "fieldPath": ".gates.fairness",
     },
 ]
@@ -361,13 +363,20 @@ class TrainingJobSpec(TrainingTemplate):
     )
     champion_uri: str | None = Field(
         default=None,
-        pattern=r"^(file|s3)://.+",
-        description="The serving model's artifact, scored on the same holdout for mustBeatChampion.",
+        pattern=URI_PATTERN,
+        description="The serving model's artifact, scored on the same holdout for mustBeatChampion: file://, "
+        "s3:// or http(s):// (a Model's spec.source may serve from any of them).",
     )
     trigger: Trigger = Field(default=Trigger.MANUAL, description="Why this run exists.")
     ttl_seconds_after_finished: int = Field(
         default=3600, ge=0, description="How long the finished batch Job is kept."
     )
+
+    @model_validator(mode="after")
+    def _fairness_has_a_group(self) -> TrainingJobSpec:
+        if self.gates.fairness is not None and self.dataset.sensitive_feature is None:
+            raise ValueError(FAIRNESS_NEEDS_SENSITIVE)
+        return self
 
 
 class TrainingPhase(StrEnum):

@@ -12,7 +12,8 @@ back: finished or not, and its pod's termination message once it has). Applied:
 the PrometheusRule, the quality Job and at most one retraining TrainingJob
 (``k8s.apply.ensure``, which deletes a quality Job once it has been read),
 the status (the window's snapshots with it), the Model's ``driftState``,
-the Events and the drift and quality gauges.
+the Events and the drift and quality gauges. A child the API server refuses
+as invalid gives Ready=False, InvalidSpec instead of the evaluation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from modelship.builders.common import MODEL_LABEL, MONITOR_LABEL, REVISION_LABEL
 from modelship.controllers import alerts
 from modelship.controllers.context import Context
 from modelship.k8s import events
-from modelship.k8s.apply import ensure, owned_by
+from modelship.k8s.apply import Refused, ensure, owned_by
 from modelship.k8s.prometheus import instant_query
 from modelship.k8s.scrape import ready_pods
 from modelship.k8s.status import write_status
@@ -41,7 +42,15 @@ from modelship.logic.retrain import is_firing
 from modelship.metrics import API_WRITES, DRIFT_SCORE, DRIFT_STATE, MODEL_QUALITY
 from modelship.plans import quality
 from modelship.plans.common import parse_spec
-from modelship.plans.driftmonitor import Observation, ObservedJob, ObservedModel, Plan, due, plan
+from modelship.plans.driftmonitor import (
+    Observation,
+    ObservedJob,
+    ObservedModel,
+    Plan,
+    due,
+    plan,
+    refused,
+)
 from modelship_runtime.artifacts.metadata import Metadata
 
 log = logging.getLogger(__name__)
@@ -180,17 +189,26 @@ def observe(ctx: Context, body: Body, spec: DriftMonitorSpec | str, status: Drif
     return Observation(**base, model=model, alert_firing=firing, **live), owned
 
 
-def apply(ctx: Context, body: Body, p: Plan, owned: list[Body], spec: DriftMonitorSpec | str) -> None:
+def apply_children(ctx: Context, p: Plan, owned: list[Body]) -> None:
+    if p.children is None:
+        return
+    try:
+        ensure(ctx.kube, p.children, owned)
+    except ApiException as exc:
+        if exc.status != 404 or not any(c.obj.get("kind") == "PrometheusRule" for c in p.children):
+            raise
+        ctx.forget_api(PROMETHEUS_RULES_API)  # its CRD went since observe: the next reconcile knows
+        ensure(ctx.kube, [c for c in p.children if c.obj.get("kind") != "PrometheusRule"],
+               [o for o in owned if o.get("kind") != "PrometheusRule"])
+
+
+def apply(ctx: Context, observation: Observation, p: Plan, owned: list[Body]) -> None:
+    body, spec = observation.owner, observation.spec
     meta = body["metadata"]
-    if p.children is not None:
-        try:
-            ensure(ctx.kube, p.children, owned)
-        except ApiException as exc:
-            if exc.status != 404 or not any(c.obj.get("kind") == "PrometheusRule" for c in p.children):
-                raise
-            ctx.forget_api(PROMETHEUS_RULES_API)  # its CRD went since observe: the next reconcile knows
-            ensure(ctx.kube, [c for c in p.children if c.obj.get("kind") != "PrometheusRule"],
-                   [o for o in owned if o.get("kind") != "PrometheusRule"])
+    try:
+        apply_children(ctx, p, owned)
+    except Refused as exc:
+        p = refused(observation, str(exc))  # a condition, not a reconcile failing at every interval
     write_status(ctx.kube, body, p.status.wire())
     if p.model_drift_state is not None and not isinstance(spec, str):
         ctx.kube.patch("modelship.io/v1alpha1", "Model", meta["namespace"], spec.model_ref.name,
@@ -220,7 +238,7 @@ def reconcile(ctx: Context, body: Body) -> None:
         if not drift_due and not quality.wanted(spec, status, now):
             return
     observation, owned = observe(ctx, body, spec, status, now, drift_due)
-    apply(ctx, body, plan(observation), owned, spec)
+    apply(ctx, observation, plan(observation), owned)
 
 
 def forget(namespace: str, name: str) -> None:

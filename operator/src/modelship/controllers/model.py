@@ -5,7 +5,10 @@ PodDisruptionBudget and HTTPRoute (owned by it, found by the ``modelship.io/mode
 label), its serving pods (the canary's /metrics during a rollout; the image a revision runs, once).
 Applied: the plan's children through ``k8s.apply.ensure`` (create, patch what
 differs, delete what is no longer wanted), then the status (only when it
-changed, on the resourceVersion it was computed from), then the Events.
+changed, on the resourceVersion it was computed from), then the Events. A
+child the API server refuses as invalid makes the status Ready=False,
+InvalidSpec instead (``plans.model.refused``): nothing is deleted for it and
+the reconcile does not fail.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from modelship.builders.common import (
 from modelship.builders.model_training import TRIGGER_LABEL
 from modelship.controllers.context import Context
 from modelship.k8s import events
-from modelship.k8s.apply import ensure, owned_by
+from modelship.k8s.apply import Refused, ensure, owned_by
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
 from modelship.logic.revision import training_job_number
@@ -42,6 +45,7 @@ from modelship.plans.model import (
     Plan,
     ServingDefaults,
     plan,
+    refused,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +93,8 @@ def defaults(ctx: Context) -> ServingDefaults:
     s = ctx.settings
     return ServingDefaults(serving_image=s.serving_image, artifact_store=s.artifact_store,
                            environment=PodEnvironment.from_settings(s), history_limit=s.history_limit,
-                           allow_test_faults=s.allow_test_faults)
+                           allow_test_faults=s.allow_test_faults,
+                           allowed_output_prefixes=tuple(s.allowed_output_prefixes))
 
 
 def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
@@ -141,10 +146,16 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
     return observation, owned
 
 
-def apply(ctx: Context, body: Body, p: Plan, owned: list[Body]) -> None:
+def apply(ctx: Context, observation: Observation, p: Plan, owned: list[Body]) -> None:
+    body = observation.owner
     meta = body["metadata"]
     if p.children is not None:
-        ensure(ctx.kube, p.children, owned)
+        try:
+            ensure(ctx.kube, p.children, owned)
+        except Refused as exc:
+            # Retrying the same request cannot succeed: say why in the status (and one Event), as for
+            # an invalid spec, and let the next spec change or event try again.
+            p = refused(observation, str(exc))
     write_status(ctx.kube, body, p.status.wire())
     for event in p.events:
         events.post(ctx.kube, body, event.reason, event.message, warning=event.warning)
@@ -157,7 +168,7 @@ def reconcile(ctx: Context, body: Body) -> float | None:
     """One pass; returns when the plan wants to look again (seconds), if it does."""
     observation, owned = observe(ctx, body)
     p = plan(observation)
-    apply(ctx, body, p, owned)
+    apply(ctx, observation, p, owned)
     return p.requeue_after
 
 

@@ -5,7 +5,8 @@ Jobs of a fanned-out search), their pods and the spec ConfigMap, once.
 ``plans.trainingjob.plan`` decides the whole next status, the children and
 the Events, purely. Apply is ``k8s.apply.ensure`` with create-only children
 (409 is fine; Jobs are never patched: their pod templates are immutable),
-then the status on change and the Events. Every child carries an owner
+then the status on change and the Events; a child the API server refuses as
+invalid fails the run as InvalidSpec. Every child carries an owner
 reference, so deleting the TrainingJob removes them.
 """
 
@@ -19,7 +20,7 @@ from modelship.builders.common import PodEnvironment
 from modelship.builders.training import search_job_name, spec_configmap_name
 from modelship.controllers.context import Context
 from modelship.k8s import events
-from modelship.k8s.apply import ensure
+from modelship.k8s.apply import Refused, ensure
 from modelship.k8s.status import write_status
 from modelship.plans import trainingjob as plans
 from modelship.plans.trainingjob import Observation, Plan, Settings
@@ -55,7 +56,10 @@ def observe(ctx: Context, body: Body) -> Observation:
 def apply(ctx: Context, body: Body, obs: Observation, plan: Plan) -> None:
     meta = body["metadata"]
     # Only what the plan wants and was not observed: owned Jobs stay in the desired set while they exist.
-    ensure(ctx.kube, [c for c in plan.desired() if c.obj in plan.to_create(obs)], [])
+    try:
+        ensure(ctx.kube, [c for c in plan.desired() if c.obj in plan.to_create(obs)], [])
+    except Refused as exc:
+        plan = plans.refused(obs, str(exc))  # the run fails as InvalidSpec rather than retrying for ever
     current_phase = (body.get("status") or {}).get("phase")
     if write_status(ctx.kube, body, plan.status.wire()) and plan.status.phase != current_phase:
         log.info("TrainingJob %s/%s is %s", meta["namespace"], meta["name"], plan.status.phase)

@@ -9,10 +9,16 @@ says must be absent); an owned object that is no longer desired is
 deleted (404: already gone), after every create and patch, so traffic moves
 before what served it goes. Running it again on the world it made writes
 nothing.
+
+A create or patch the API server refuses as invalid (400, 422) raises
+``Refused`` at once, before any delete: the spec asks for an object the
+server will never take, so retrying cannot help, and what serves now must
+not go for it. The controller turns it into its owner's InvalidSpec status.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +33,25 @@ from modelship.metrics import API_WRITES
 
 log = logging.getLogger(__name__)
 _META_SYNCED = ("labels", "annotations")
+INVALID = (400, 422)  # BadRequest, Invalid: the object as sent is wrong; the same request fails again
+
+
+class Refused(Exception):
+    """The API server refused a desired child as invalid; ``str()`` is a message for its owner's status."""
+
+    def __init__(self, verb: str, kind: str, name: str, status: int, message: str) -> None:
+        super().__init__(f"the API server refused to {verb} {kind} {name} ({status}): {message}")
+        self.verb, self.kind, self.name, self.status, self.message = verb, kind, name, status, message
+
+
+def server_message(exc: ApiException) -> str:
+    """The ``message`` of the API server's Status body (it names the child's invalid fields)."""
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        message = json.loads(body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or exc.reason or "no reason given")
 
 
 @dataclass(frozen=True)
@@ -116,18 +141,20 @@ def ensure(kube: Api, desired: Sequence[Child], owned: Sequence[Obj]) -> list[Wr
         obj = target.obj if isinstance(target, Child) else target
         api_version, kind, name = key_of(obj)
         namespace = obj["metadata"].get("namespace")
-        if verb == "create":
-            try:
+        try:
+            if verb == "create":
                 kube.create(obj)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+            elif verb == "patch":
+                kube.patch(api_version, kind, namespace, name, patch)
+            elif not kube.delete(api_version, kind, namespace, name):
+                continue
+        except ApiException as exc:
+            if verb == "create" and exc.status == 409:
                 log.info("%s %s/%s exists but was not ours when observed; left as it is", kind, namespace, name)
                 continue
-        elif verb == "patch":
-            kube.patch(api_version, kind, namespace, name, patch)
-        elif not kube.delete(api_version, kind, namespace, name):
-            continue
+            if verb != "delete" and exc.status in INVALID:
+                raise Refused(verb, kind, name, exc.status, server_message(exc)) from exc
+            raise
         API_WRITES.labels(verb, kind).inc()
         writes.append(Write(verb, kind, name))
     return writes

@@ -26,18 +26,19 @@ Obj = dict[str, Any]
 class _Response:
     """Enough of a urllib3 response for ``ApiException(http_resp=...)``."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
         self.status = status
         self.reason = reason
-        self.data = json.dumps({"kind": "Status", "code": status, "reason": reason}).encode()
+        self.data = json.dumps({"kind": "Status", "code": status, "reason": reason,
+                                **({"message": message} if message else {})}).encode()
         self.headers: dict[str, str] = {}  # read by newer kubernetes clients' ApiException
 
     def getheaders(self) -> dict[str, str]:
         return {}
 
 
-def _error(status: int, reason: str) -> ApiException:
-    return ApiException(http_resp=_Response(status, reason))
+def _error(status: int, reason: str, message: str = "") -> ApiException:
+    return ApiException(http_resp=_Response(status, reason, message))
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -71,11 +72,14 @@ def matches(labels: dict[str, str], selector: str | None) -> bool:
 
 @dataclass
 class FakeKube:
-    """``Kube`` in memory. ``writes`` logs (verb, kind, name) of every successful write."""
+    """``Kube`` in memory. ``writes`` logs (verb, kind, name) of every successful write;
+    ``invalid`` maps a kind to the message a create or patch of it is refused with (422),
+    as the API server refuses an object its validation does not pass."""
 
     apis: set[str] = field(default_factory=lambda: {"modelship.io/v1alpha1"})
     objects: dict[tuple[str, str, str, str], Obj] = field(default_factory=dict)
     writes: list[tuple[str, str, str]] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _uids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -98,6 +102,7 @@ class FakeKube:
         key = self._key(obj["apiVersion"], obj["kind"], meta.get("namespace"), name)
         if key in self.objects:
             raise _error(409, "AlreadyExists")
+        self._validate(obj["kind"], name)
         new = copy.deepcopy(obj)
         new["metadata"] = {**new["metadata"], "name": name, "uid": f"uid-{next(self._uids)}",
                            "resourceVersion": str(next(self._versions)), "generation": 1,
@@ -144,6 +149,7 @@ class FakeKube:
         if subresource == "status":
             patch = {"status": patch.get("status")} if "status" in patch else {}
         else:
+            self._validate(kind, name)
             patch = {k: v for k, v in patch.items() if k != "status"}
         new = merge(current, patch)
         new["metadata"]["resourceVersion"] = str(next(self._versions))
@@ -161,6 +167,10 @@ class FakeKube:
 
     def has_api(self, group_version: str) -> bool:
         return group_version in self.apis
+
+    def _validate(self, kind: str, name: str) -> None:
+        if kind in self.invalid:
+            raise _error(422, "Invalid", f'{kind} "{name}" is invalid: {self.invalid[kind]}')
 
     # --- test helpers -------------------------------------------------------------------------
 

@@ -89,3 +89,26 @@ def confine_output(
         f"{artifact_dir(store, namespace, name, uid)}, use a directory under {prefixes[0]}, or ask the platform team "
         "to add your prefix to the chart's artifacts.allowedOutputPrefixes (MODELSHIP_ALLOWED_OUTPUT_PREFIXES; "
         "it is confined to <prefix>/<namespace>/ as well)"))
+
+
+def confine_store(requested: str | None, *, store: str, allowed_prefixes: Sequence[str], namespace: str) -> str | None:
+    """Why a Model's ``spec.artifactStore`` cannot be used, or None when it can (or is unset).
+
+    Its TrainingJobs write under ``<artifactStore>/<namespace>/`` and its serving pods log predictions
+    under ``<artifactStore>/<namespace>/_groundtruth/<model>/``, so it must be the operator's store or an
+    allowed prefix, or lie inside one of this namespace's own locations (``namespace_prefixes``); the
+    serving pods, unlike a TrainingJob, are confined by nothing else.
+    """
+    if not requested:
+        return None
+    stores = [store, *allowed_prefixes]
+    if requested.rstrip("/") in {s.rstrip("/") for s in stores}:
+        return None
+    prefixes = namespace_prefixes(store, allowed_prefixes, namespace)
+    directory = requested.rstrip("/") + "/"
+    if any(directory.startswith(p) and not (directory != p and _climbs_out(directory[len(p):])) for p in prefixes):
+        return None
+    return (f"spec.artifactStore {requested} is not an artifact store of this operator ({', '.join(stores)}) nor "
+            f"inside this namespace's locations ({' or '.join(prefixes)}): leave it unset for {store}, name one of "
+            "those, or ask the platform team to add it to the chart's artifacts.allowedOutputPrefixes "
+            "(MODELSHIP_ALLOWED_OUTPUT_PREFIXES)")

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from modelship.api.common import parse_duration
 from modelship.api.driftmonitor import (
@@ -48,7 +49,7 @@ from modelship.logic.retrain import RetrainDecision
 from modelship.logic.revision import next_training_job
 from modelship.logic.scrape import drift_counts, parse_samples
 from modelship.plans import quality as q
-from modelship.plans.common import Event
+from modelship.plans.common import Event, built_problem
 from modelship_runtime.artifacts.metadata import DriftReference, Metadata
 from modelship_runtime.drift.window import Snapshot, pick_baseline, prune, window_counts
 
@@ -215,6 +216,13 @@ def failed(obs: Observation, spec: DriftMonitorSpec, reason: str, message: str, 
     return Plan(status=new, children=children, events=events)
 
 
+def refused(obs: Observation, message: str) -> Plan:
+    """The API server refused a child (``message`` names it and why): Ready=False, InvalidSpec, with
+    one Event; nothing of this evaluation is kept, and the next one (when due) tries again."""
+    assert not isinstance(obs.spec, str)  # an invalid spec's plan has no children to refuse
+    return replace(failed(obs, obs.spec, Reason.INVALID_SPEC, message, []), children=None)
+
+
 def quality_observation(obs: Observation, spec: DriftMonitorSpec) -> q.QualityObservation:
     """What live quality reads of the observation: the Model's facts, the quality Job in flight."""
     model = obs.model
@@ -243,9 +251,12 @@ def plan(obs: Observation) -> Plan:
         return Plan(status=drift_status(placeholder, obs.status, None, obs.now, generation=obs.generation,
                                         reference_revision=None, problem=(Reason.INVALID_SPEC, spec)), children=None)
     children = [Child(prometheus_rule(obs.owner, spec))] if obs.rule_api else []
-    quality = q.plan_quality(quality_observation(obs, spec))
-    drift = plan_drift(with_retrain(obs, quality.retrain), spec, children) if obs.drift_due \
-        else Plan(status=obs.status, children=children)
+    try:
+        quality = q.plan_quality(quality_observation(obs, spec))
+        drift = plan_drift(with_retrain(obs, quality.retrain), spec, children) if obs.drift_due \
+            else Plan(status=obs.status, children=children)
+    except ValidationError as exc:  # e.g. the Model's retraining TrainingJob: a condition, not a failing reconcile
+        return failed(obs, spec, Reason.INVALID_SPEC, f"Model {spec.model_ref.name}: {built_problem(exc)}", children)
     assert drift.children is not None
     return replace(drift, status=q.merged_status(drift.status, quality, obs.now),
                    children=[*drift.children, *quality.children], events=[*drift.events, *quality.events],

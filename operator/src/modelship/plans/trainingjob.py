@@ -194,6 +194,15 @@ def events_for(obs: Observation, spec: TrainingJobSpec, current: TrainingJobStat
 
 # --- the plan -------------------------------------------------------------------------------
 
+def refused(obs: Observation, message: str) -> Plan:
+    """The API server refused a child (``message`` names it and why): the run fails as InvalidSpec,
+    once (a TrainingJob's spec is immutable, so the same run would be refused again)."""
+    meta = obs.body["metadata"]
+    current = TrainingJobStatus.model_validate(obs.body.get("status") or {})
+    return Plan(status=invalid_status(current, message, meta.get("generation"), obs.now),
+                events=[Event(Reason.INVALID_SPEC, message, warning=True)])
+
+
 def plan(obs: Observation) -> Plan:
     """The whole next status, the children wanted, and the Events; nothing for a finished run."""
     meta = obs.body["metadata"]
@@ -215,4 +224,4 @@ def plan(obs: Observation) -> Plan:
     return Plan(status=status, children=children, events=events_for(obs, spec, current, status, creating))
 
 
-__all__ = ["Event", "Observation", "Plan", "Settings", "plan", "spec_configmap_name"]
+__all__ = ["Event", "Observation", "Plan", "Settings", "plan", "refused", "spec_configmap_name"]

@@ -18,9 +18,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from modelship.api.model import ModelSpec, Phase, TrafficRouting
 from modelship.logic.conditions import READY, Reason, condition, merge_conditions
-from modelship.plans.common import Event
+from modelship.logic.outputs import confine_store
+from modelship.plans.common import Event, built_problem
 from modelship.plans.model.children import children
 from modelship.plans.model.observation import (
     FAULT_ENV_ANNOTATION,
@@ -51,6 +54,7 @@ __all__ = [
     "ServingDefaults",
     "at_rest",
     "plan",
+    "refused",
 ]
 
 
@@ -68,12 +72,21 @@ def invalid(obs: Observation, message: str) -> Plan:
                 events=[Event(Reason.INVALID_SPEC, message, warning=True)] if changed else [])
 
 
+def refused(obs: Observation, message: str) -> Plan:
+    """The API server refused a child the plan wanted (``message`` names it and why): the spec
+    asks for something the cluster will not take, so it is treated as an invalid spec. Nothing the
+    plan decided is kept (the status stays as observed, but for Ready), and the next reconcile,
+    on a new spec or any event, plans afresh."""
+    return invalid(obs, message)
+
+
 def problem(obs: Observation, spec: ModelSpec) -> str | None:
     """What the schema cannot say about a spec, as a message a person can act on."""
     if spec.rollout.traffic_routing == TrafficRouting.GATEWAY_API and not obs.gateway_api:
         return (f"rollout.trafficRouting is gatewayAPI but the cluster serves no Gateway API ({GATEWAY_API}): "
                 "install its CRDs or use trafficRouting: replicas")
-    return None
+    return confine_store(spec.artifact_store, store=obs.defaults.artifact_store,
+                         allowed_prefixes=obs.defaults.allowed_output_prefixes, namespace=obs.namespace)
 
 
 def plan(obs: Observation) -> Plan:
@@ -84,14 +97,18 @@ def plan(obs: Observation) -> Plan:
     if message is not None:
         return invalid(obs, message)
     d = Draft(status=obs.status, spec=spec, history=tuple(obs.status.history))
-    for step in STEPS:
-        d = step(obs, d)
+    try:
+        for step in STEPS:
+            d = step(obs, d)
+        wanted = children(obs, d)
+    except ValidationError as exc:  # a child the schema would refuse: say so rather than fail every reconcile
+        return invalid(obs, built_problem(exc))
     if "started" in d.rollout_events:
         faults = fault_env(obs)
         if isinstance(faults, str):
             d = replace(d, events=d.event("TestFaultsIgnored",
                                           f"Ignored annotation {FAULT_ENV_ANNOTATION}: {faults}", warning=True))
-    return Plan(status=finish(obs, d), children=children(obs, d), events=list(d.events),
+    return Plan(status=finish(obs, d), children=wanted, events=list(d.events),
                 rollout_events=list(d.rollout_events), action=d.action, requeue_after=d.requeue_after)
 
 

@@ -32,6 +32,7 @@ class ServingDefaults:
     environment: PodEnvironment = field(default_factory=PodEnvironment)
     history_limit: int = 10
     allow_test_faults: bool = False
+    allowed_output_prefixes: tuple[str, ...] = ()  # stores a Model's spec.artifactStore may name besides artifact_store
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from modelship.api.model import HistoryEntry, ModelSpec, ModelStatus, Outcome, Phase
 from modelship.builders.common import PodEnvironment
 from modelship.logic.canary import ActionKind
-from modelship.plans.model import plan
+from modelship.plans.model import CLUSTER_RECHECK_SECONDS, plan
 from modelship.plans.model.observation import Artifact, Draft
 from modelship.plans.model.revision import candidate, fault_env, start
 from modelship.plans.model.rollout import rollout
@@ -375,6 +375,11 @@ def test_gateway_api_missing_is_an_invalid_spec() -> None:
     p = plan(obs(ModelStatus(), T0, spec=spec, gateway_api=False))
     ready_c = next(c for c in p.status.conditions if c.type == "Ready")
     assert ready_c.reason == "InvalidSpec" and "Gateway API" in ready_c.message and p.children is None
+    # Failed and so at rest, yet the cure is in the cluster: it looks again without an event.
+    assert p.requeue_after == CLUSTER_RECHECK_SECONDS
+    installed = plan(obs(p.status, T0, spec=spec, gateway_api=True))
+    assert next(c for c in installed.status.conditions if c.type == "Ready").reason != "InvalidSpec"
+    assert installed.children is not None  # planned as usual once the API is there
 
 
 # --- the test-fault annotation (test-only, and narrow) --------------------------------------------

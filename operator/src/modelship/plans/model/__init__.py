@@ -41,9 +41,13 @@ from modelship.plans.model.status import finish
 from modelship.plans.model.training import adopt, gates, retrain, training
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
+# A problem of the cluster rather than the spec (the Gateway API's CRDs absent) is looked at again
+# this often: installing them needs no change to the Model (the operator's discovery answer ages 60 s).
+CLUSTER_RECHECK_SECONDS = 30.0
 STEPS = (adopt, retrain, training, gates, candidate, start, rollout)
 
 __all__ = [
+    "CLUSTER_RECHECK_SECONDS",
     "FAULT_ENV_ANNOTATION",
     "GATEWAY_API",
     "RETRAIN_ANNOTATION",
@@ -58,7 +62,7 @@ __all__ = [
 ]
 
 
-def invalid(obs: Observation, message: str) -> Plan:
+def invalid(obs: Observation, message: str, requeue_after: float | None = None) -> Plan:
     """An invalid spec: say so in Ready and touch no child (the stable keeps serving)."""
     st = obs.status
     ready = condition(READY, False, Reason.INVALID_SPEC, message, generation=obs.generation)
@@ -68,7 +72,7 @@ def invalid(obs: Observation, message: str) -> Plan:
         "conditions": merge_conditions(st.conditions, [ready], obs.now),
     })
     changed = status.conditions != st.conditions
-    return Plan(status=status, children=None,
+    return Plan(status=status, children=None, requeue_after=requeue_after,
                 events=[Event(Reason.INVALID_SPEC, message, warning=True)] if changed else [])
 
 
@@ -80,11 +84,16 @@ def refused(obs: Observation, message: str) -> Plan:
     return invalid(obs, message)
 
 
-def problem(obs: Observation, spec: ModelSpec) -> str | None:
-    """What the schema cannot say about a spec, as a message a person can act on."""
+def cluster_problem(obs: Observation, spec: ModelSpec) -> str | None:
+    """What the cluster lacks for the spec, as a message a person can act on."""
     if spec.rollout.traffic_routing == TrafficRouting.GATEWAY_API and not obs.gateway_api:
         return (f"rollout.trafficRouting is gatewayAPI but the cluster serves no Gateway API ({GATEWAY_API}): "
                 "install its CRDs or use trafficRouting: replicas")
+    return None
+
+
+def problem(obs: Observation, spec: ModelSpec) -> str | None:
+    """What the schema cannot say about a spec, as a message a person can act on."""
     return confine_store(spec.artifact_store, store=obs.defaults.artifact_store,
                          allowed_prefixes=obs.defaults.allowed_output_prefixes, namespace=obs.namespace)
 
@@ -93,6 +102,9 @@ def plan(obs: Observation) -> Plan:
     spec = obs.spec
     if isinstance(spec, str):
         return invalid(obs, spec)
+    message = cluster_problem(obs, spec)
+    if message is not None:  # at rest (Failed, no timer): it must look again by itself
+        return invalid(obs, message, requeue_after=CLUSTER_RECHECK_SECONDS)
     message = problem(obs, spec)
     if message is not None:
         return invalid(obs, message)

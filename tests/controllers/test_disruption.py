@@ -12,6 +12,7 @@ from controllers.world import (
     model,
     ready_deployment,
     reconcile_twice,
+    serving_model,
     succeed_training_job,
     writes_of,
 )
@@ -37,16 +38,8 @@ def settle(ctx: Context, passes: int = 6) -> list[tuple[str, str, str]]:
 
 def serving(ctx: Context, budget: dict[str, Any] | None) -> str:
     """A Model trained, deployed and serving; its stable revision."""
-    serving = {"replicas": 2, **({"podDisruptionBudget": budget} if budget is not None else {})}
-    ctx.kube.create(model(serving=serving, rollout=RECREATE))
-    reconcile_twice(ctx)
-    succeed_training_job(ctx, "m-1", "a" * 64)
-    reconcile_twice(ctx)
-    revision = fresh(ctx, "Model", "m")["status"]["canaryRevision"]
-    ready_deployment(ctx, revision)
-    reconcile_twice(ctx)
-    assert fresh(ctx, "Model", "m")["status"]["stableRevision"] == revision
-    return str(revision)
+    return serving_model(ctx, serving={"replicas": 2, **({"podDisruptionBudget": budget} if budget is not None else {})},
+                         rollout=RECREATE)
 
 
 def change_serving(ctx: Context, **fields: Any) -> None:

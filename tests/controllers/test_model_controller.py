@@ -16,6 +16,7 @@ from controllers.world import (
     model,
     ready_deployment,
     reconcile_twice,
+    serving_model,
     succeed_training_job,
     writes_of,
 )
@@ -72,14 +73,7 @@ def test_a_child_the_api_server_refuses_is_an_invalid_spec_and_the_stable_serves
     ctx = context()
     kube = ctx.kube
     assert isinstance(kube, FakeKube)
-    kube.create(model())
-    reconcile_twice(ctx)
-    succeed_training_job(ctx, "m-1", "a" * 64)
-    reconcile_twice(ctx)
-    stable = fresh(ctx, "Model", "m")["status"]["canaryRevision"]
-    ready_deployment(ctx, stable)
-    reconcile_twice(ctx)
-    assert fresh(ctx, "Model", "m")["status"]["stableRevision"] == stable
+    stable = serving_model(ctx)
 
     # A new pod template (a new revision) the API server refuses.
     kube.patch("modelship.io/v1alpha1", "Model", NS, "m", {"spec": {"serving": {"maxBatchSize": 8}}})

@@ -76,3 +76,16 @@ def reconcile_twice(ctx: Context, name: str = "m") -> list[tuple[str, str, str]]
     controller.reconcile(ctx, fresh(ctx, "Model", name))
     assert writes_of(ctx) == [], f"a reconcile of an unchanged world wrote (after {made})"
     return made
+
+
+def serving_model(ctx: Context, **spec: Any) -> str:
+    """A Model (``model(**spec)``) trained, deployed and serving; its stable revision."""
+    ctx.kube.create(model(**spec))
+    reconcile_twice(ctx)
+    succeed_training_job(ctx, "m-1", "a" * 64)
+    reconcile_twice(ctx)
+    revision = fresh(ctx, "Model", "m")["status"]["canaryRevision"]
+    ready_deployment(ctx, revision)
+    reconcile_twice(ctx)
+    assert fresh(ctx, "Model", "m")["status"]["stableRevision"] == revision
+    return str(revision)

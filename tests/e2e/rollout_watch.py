@@ -4,8 +4,10 @@ request rate that counts every failure."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,3 +82,37 @@ def RateLoad(url: str, rate: float = 50.0, threads: int = 8) -> Load:
     """``rate`` requests per second through the Service (a new connection each, so kube-proxy
     spreads them over every ready pod), on a fixed schedule: the e2e helpers' paced ``Load``."""
     return Load(url, threads=threads, rate=rate)
+
+
+# kube-proxy's metrics on the local cluster's node (this host); kind's nodes keep theirs inside.
+KUBE_PROXY_METRICS = "http://127.0.0.1:10249/metrics"
+_BUCKET = re.compile(r'^kubeproxy_network_programming_duration_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+
+
+def programming_latency() -> dict[str, float]:
+    """kube-proxy's network-programming latency histogram (``le`` -> count): how long after a
+    pod changed (Ready, deleted) its rules carried the change. Empty where it cannot be read."""
+    try:
+        with urllib.request.urlopen(KUBE_PROXY_METRICS, timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    return {le: float(n) for le, n in _BUCKET.findall(text)}
+
+
+def diagnosis(load: Load, watch: Watch, proxy_before: dict[str, float]) -> str:
+    """Why requests failed, as far as the test can see: each failure's time next to what the
+    sampler saw then, and how late kube-proxy programmed the changes meanwhile (a refused
+    connection through a Service is a rule that still names a pod that stopped listening, or
+    none at all)."""
+    lines = [f"{load.failed} failed of {load.sent}; first failures: {load.failures[:5]}"]
+    for at in load.failed_at[:20]:
+        s = min(watch.samples, key=lambda x: abs(x.at - at), default=None)
+        seen = "no sample" if s is None else (f"sample {s.at - at:+.1f} s: stable {s.stable} canary {s.canary} "
+                                               f"ready {s.ready} endpoints {s.endpoints}")
+        lines.append(f"  failure at {at - load.started:.1f} s into the load; {seen}")
+    after = programming_latency()
+    if after:
+        delta = {le: after[le] - proxy_before.get(le, 0.0) for le in after}
+        lines.append(f"  kube-proxy programming latency during the load (le: changes): {delta}")
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from helpers import ON_KIND, dataset, model_manifest
-from rollout_watch import RateLoad, Sample, Watch
+from rollout_watch import RateLoad, Sample, Watch, diagnosis, programming_latency
 
 from conftest import S3, Namespace, Operator, wait_until
 
@@ -76,6 +76,7 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     target = url(namespace, "exact")
 
     # A good version is promoted within its configured pauses (+3 s) after its first ready pod.
+    proxy = programming_latency()
     with RateLoad(target, RATE) as load, Watch(str(local_cluster.kubeconfig), namespace.name, "exact") as watch:
         good = retrain(namespace, "exact", "1")
         wait_until(lambda: status(namespace, "exact").get("stableRevision") == good, 300, "promotion", interval=0.5)
@@ -85,11 +86,12 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     took = promoted.at - canary_ready_at(watch, good)
     print(f"good version: promoted {took:.1f} s after its first ready pod ({PAUSES:.0f} s of pauses); "
           f"{load.ok} ok, {load.failed} failed")
-    assert load.failed == 0, load.failures
+    assert load.failed == 0, diagnosis(load, watch, proxy)
     assert took <= PAUSES + PROMOTE_SLACK_SECONDS
     assert not watch.errors and len(watch.samples) >= took  # sampled twice a second throughout
 
     # A version answering 500 to 20 % of requests: rolled back fast, capacity never below spec.
+    proxy = programming_latency()
     with RateLoad(target, RATE) as load, Watch(str(local_cluster.kubeconfig), namespace.name, "exact") as watch:
         bad = retrain(namespace, "exact", "2", {"MODELSHIP_FAULT_ERROR_RATIO": "0.2"})
         wait_until(lambda: not status(namespace, "exact").get("canaryRevision"), 300, "the rollback", interval=0.5)
@@ -101,7 +103,7 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     print(f"faulty canary at {RATE:.0f} req/s: rolled back {abort:.1f} s after its first ready pod; "
           f"{load.failed} failed of {load.ok + load.failed}; ready endpoints min {min(s.endpoints for s in during)}")
     assert abort <= MAX_ABORT_SECONDS
-    assert load.failed <= MAX_FAILED, load.failures
+    assert load.failed <= MAX_FAILED, diagnosis(load, watch, proxy)
     assert min(s.endpoints for s in during) >= REPLICAS, [(round(s.at, 1), s.endpoints) for s in during]
     assert status(namespace, "exact")["stableRevision"] == good
     fast = abort

@@ -31,3 +31,22 @@ def test_no_module_imports_itself_in_a_circle() -> None:
             if graph.chain_exists(importer=imported, imported=module):
                 circles.append((module, imported))
     assert circles == [], circles
+
+
+MAX_PLAN_FUNCTION_LINES = 60
+
+
+def test_planning_functions_are_short() -> None:
+    """Issue 17: the controllers' pure side (plans, and the logic they call) is named steps, none
+    over ~60 lines (docstring included), so each reads at once and has its own table test."""
+    import ast
+
+    src = ROOT / "operator" / "src" / "modelship"
+    long = []
+    for path in sorted([*(src / "plans").rglob("*.py"), *(src / "logic").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_PLAN_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(src)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == [], long

@@ -199,70 +199,97 @@ def next_rollout_action(
                              route_weight=100)
     if state.stable_revision is None or rollout.strategy == RolloutStrategy.RECREATE:
         return _replace_all(rollout, total, state, canary, stable)
+    at = _at_step(rollout, total, state, canary, max_surge)
+    if verdict is not None and verdict.kind == VerdictKind.FAIL and at.step < at.last:
+        return _rollback(total, Reason.ANALYSIS_FAILED,
+                         f"Analysis failed at step {at.step + 1} ({at.weight}%): {verdict.message}")
+    if canary is None or canary.replicas != at.want_canary or stable is None or stable.replicas != at.stable_now:
+        return replace(
+            at.base, kind=ActionKind.SCALE, reason=Reason.CANARY_SCALING,
+            message=f"Scaling canary {state.canary_revision} to {at.want_canary} and stable "
+            f"{state.stable_revision} to {at.stable_now} for step {at.label} ({at.weight}%)",
+        )
+    if not (canary.settled and at.canary_ready >= at.want_canary):
+        return _not_ready(at, total, state, now, progress_deadline)
+    if at.step >= at.last:
+        return RolloutAction(
+            ActionKind.PROMOTE, total, 0, 100, None, None, Reason.PROMOTED,
+            f"Promoted {state.canary_revision}: it passed {at.last} canary step(s) and now serves all traffic",
+            route_weight=100,
+        )
+    return _judge(replace(at, base=replace(at.base, route_weight=at.weight)),  # ready at this step's size
+                  rollout, total, state, stable, verdict, now, max_surge)
 
-    interval = _seconds(parse_duration(rollout.analysis.interval))
-    step = state.step or 0
+
+@dataclass(frozen=True)
+class _AtStep:
+    """Where a canary stands in its steps, and the action to refine (WAIT at the step's sizes)."""
+
+    step: int
+    last: int  # len(steps): the final 100 % stage
+    weight: int
+    want_canary: int
+    stable_now: int
+    canary_ready: int
+    interval: float  # the analysis interval (s)
+    base: RolloutAction
+
+    @property
+    def label(self) -> str:
+        return _step_label(self.step, self.last)
+
+
+def _at_step(rollout: Rollout, total: int, state: RolloutState, canary: DeploymentState | None,
+             max_surge: int | None) -> _AtStep:
     last = len(rollout.steps)
-    step = min(step, last)
+    step = min(state.step or 0, last)
     weight = _step_weight(rollout, step)
     want_canary, want_stable = _plan(rollout, total, weight, max_surge)
     canary_ready = canary.ready if canary is not None and canary.up_to_date else 0
     stable_now = stable_replicas_now(total, want_stable, min(canary_ready, want_canary))
-    previous_weight = 0 if step == 0 else _step_weight(rollout, step - 1)
-    base = RolloutAction(
-        ActionKind.WAIT, want_canary, stable_now, weight, step, state.step_started_at,
-        Reason.CANARY_NOT_READY, "", requeue_after=interval, route_weight=previous_weight,
-    )
+    interval = _seconds(parse_duration(rollout.analysis.interval))
+    base = RolloutAction(ActionKind.WAIT, want_canary, stable_now, weight, step, state.step_started_at,
+                         Reason.CANARY_NOT_READY, "", requeue_after=interval,
+                         route_weight=0 if step == 0 else _step_weight(rollout, step - 1))
+    return _AtStep(step, last, weight, want_canary, stable_now, canary_ready, interval, base)
 
-    if verdict is not None and verdict.kind == VerdictKind.FAIL and step < last:
-        return _rollback(total, Reason.ANALYSIS_FAILED, f"Analysis failed at step {step + 1} ({weight}%): {verdict.message}")
 
-    if canary is None or canary.replicas != want_canary or stable is None or stable.replicas != stable_now:
-        return replace(
-            base, kind=ActionKind.SCALE, reason=Reason.CANARY_SCALING,
-            message=f"Scaling canary {state.canary_revision} to {want_canary} and stable "
-            f"{state.stable_revision} to {stable_now} for step {_step_label(step, last)} ({weight}%)",
+def _not_ready(at: _AtStep, total: int, state: RolloutState, now: datetime,
+               progress_deadline: timedelta) -> RolloutAction:
+    """The canary is not ready at the step's size: wait, or roll back past the deadline."""
+    started = state.step_started_at or state.rollout_started_at
+    if started is not None and now - started > progress_deadline:
+        return _rollback(
+            total, Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"Canary {state.canary_revision} had {at.canary_ready}/{at.want_canary} ready pods "
+            f"after {int(_seconds(progress_deadline))} s",
         )
+    return replace(at.base, message=f"Waiting for canary {state.canary_revision}: "
+                   f"{at.canary_ready}/{at.want_canary} pods ready")
 
-    if not (canary.settled and canary_ready >= want_canary):
-        started = state.step_started_at or state.rollout_started_at
-        if started is not None and now - started > progress_deadline:
-            return _rollback(
-                total, Reason.PROGRESS_DEADLINE_EXCEEDED,
-                f"Canary {state.canary_revision} had {canary_ready}/{want_canary} ready pods "
-                f"after {int(_seconds(progress_deadline))} s",
-            )
-        return replace(base, message=f"Waiting for canary {state.canary_revision}: "
-                       f"{canary_ready}/{want_canary} pods ready")
 
-    base = replace(base, route_weight=weight)  # the canary is ready at this step's size
-    if step >= last:
-        return RolloutAction(
-            ActionKind.PROMOTE, total, 0, 100, None, None, Reason.PROMOTED,
-            f"Promoted {state.canary_revision}: it passed {last} canary step(s) and now serves all traffic",
-            route_weight=100,
-        )
-
+def _judge(at: _AtStep, rollout: Rollout, total: int, state: RolloutState, stable: DeploymentState,
+           verdict: Verdict | None, now: datetime, max_surge: int | None) -> RolloutAction:
+    """The canary is ready at its step: start the step's clock, analyse through its pause, then
+    pause for data, promote or advance."""
+    step, last, weight = at.step, at.last, at.weight
     if state.step_started_at is None:
-        return replace(base, kind=ActionKind.START_STEP, step_started_at=now, reason=Reason.ANALYSING,
-                       message=f"Canary {state.canary_revision} ready at step {_step_label(step, last)} "
+        return replace(at.base, kind=ActionKind.START_STEP, step_started_at=now, reason=Reason.ANALYSING,
+                       message=f"Canary {state.canary_revision} ready at step {at.label} "
                        f"({weight}%): analysing for {rollout.steps[step].pause}")
-
     pause = parse_duration(rollout.steps[step].pause)
     elapsed = now - state.step_started_at
     if elapsed < pause:
         remaining = _seconds(pause - elapsed)
         detail = f"; so far {verdict.message}" if verdict is not None and verdict.message else ""
-        return replace(base, reason=Reason.ANALYSING, requeue_after=min(interval, remaining) or interval,
-                       message=f"Analysing step {_step_label(step, last)} ({weight}%): "
-                       f"{int(remaining)} s left{detail}")
-
+        return replace(at.base, reason=Reason.ANALYSING, requeue_after=min(at.interval, remaining) or at.interval,
+                       message=f"Analysing step {at.label} ({weight}%): {int(remaining)} s left{detail}")
     if verdict is None:
-        return replace(base, reason=Reason.ANALYSING,
-                       message=f"Step {_step_label(step, last)} ({weight}%) waits for an analysis result")
+        return replace(at.base, reason=Reason.ANALYSING,
+                       message=f"Step {at.label} ({weight}%) waits for an analysis result")
     if verdict.kind == VerdictKind.NO_DATA and rollout.on_no_data == "pause":
-        return replace(base, kind=ActionKind.PAUSE, reason=Reason.NO_DATA,
-                       message=f"Paused at step {_step_label(step, last)} ({weight}%): {verdict.message}; "
+        return replace(at.base, kind=ActionKind.PAUSE, reason=Reason.NO_DATA,
+                       message=f"Paused at step {at.label} ({weight}%): {verdict.message}; "
                        "it resumes when enough requests reach the canary (onNoData: pause)")
     note = "no data, proceeding (onNoData: proceed)" if verdict.kind == VerdictKind.NO_DATA else verdict.message
     nxt = step + 1
@@ -271,7 +298,7 @@ def next_rollout_action(
         # until the promoted revision is ready at full size (plans.model.rollout), so no capacity drops.
         return RolloutAction(
             ActionKind.PROMOTE, total, stable.replicas, 100, None, None, Reason.PROMOTED,
-            f"Step {_step_label(step, last)} ({weight}%) passed: {note}; promoted {state.canary_revision}: "
+            f"Step {at.label} ({weight}%) passed: {note}; promoted {state.canary_revision}: "
             f"it passed {last} canary step(s) and now serves all traffic",
             route_weight=100,
         )
@@ -280,11 +307,9 @@ def next_rollout_action(
     # The next step's pause runs from now: the time its extra canary pods take to start counts in
     # it (they count in full in its window), so a rollout lasts its pauses, not pauses + pod starts.
     return RolloutAction(
-        ActionKind.ADVANCE, c, stable_replicas_now(total, s, canary_ready), nxt_weight, nxt,
-        now if nxt < last else None,
+        ActionKind.ADVANCE, c, stable_replicas_now(total, s, at.canary_ready), nxt_weight, nxt, now,
         Reason.STEP_PASSED,
-        f"Step {_step_label(step, last)} ({weight}%) passed: {note}; going to "
-        + (f"step {_step_label(nxt, last)} ({nxt_weight}%)" if nxt < last else "100%"),
+        f"Step {at.label} ({weight}%) passed: {note}; going to step {_step_label(nxt, last)} ({nxt_weight}%)",
         requeue_after=0.0, route_weight=weight,
     )
 

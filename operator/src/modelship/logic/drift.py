@@ -84,20 +84,18 @@ def unknown_features(spec: DriftMonitorSpec, reference: DriftReference) -> list[
     return [n for n in spec.features or [] if n not in reference.features]
 
 
-def evaluate_drift(spec: DriftMonitorSpec, reference: DriftReference,
-                   counts: Mapping[str, npt.ArrayLike]) -> DriftEvaluation:
-    """Score every watched feature with ``spec.method`` and decide the state.
+Rows = list[npt.NDArray[np.float64]]
 
-    ``counts``: live counts over the window per feature, on the reference's
-    bins (``len(edges) + 1`` or ``len(categories) + 1`` values). Samples are
-    the largest count total among the features (missing values are not
-    binned, so totals can differ a little).
-    """
+
+def _paired(spec: DriftMonitorSpec, reference: DriftReference, counts: Mapping[str, npt.ArrayLike],
+            ) -> tuple[list[str], list[str], Rows, Rows]:
+    """The watched features with live counts on their reference's bins (names, reference
+    proportions, live counts), and those without (missing)."""
     refs = reference_bins(reference)
     names: list[str] = []
     missing: list[str] = []
-    ref_rows: list[npt.NDArray[np.float64]] = []
-    cur_rows: list[npt.NDArray[np.float64]] = []
+    ref_rows: Rows = []
+    cur_rows: Rows = []
     for name in watched_features(spec, reference):
         live = counts.get(name)
         ref = np.asarray(refs[name].proportions, dtype=np.float64)
@@ -107,6 +105,32 @@ def evaluate_drift(spec: DriftMonitorSpec, reference: DriftReference,
         names.append(name)
         ref_rows.append(ref)
         cur_rows.append(np.asarray(live, dtype=np.float64))
+    return names, missing, ref_rows, cur_rows
+
+
+def _scored(spec: DriftMonitorSpec, ref_rows: Rows, cur_rows: Rows,
+            ) -> tuple[stats.Array, npt.NDArray[np.int64], list[float | None]]:
+    """Each feature's score, state and (chi2) adjusted p-value by ``spec.method``."""
+    ref_m, mask = stats.stack(ref_rows)
+    cur_m, _ = stats.stack(cur_rows)
+    if spec.method == Method.CHI2:
+        result = stats.chi_square(ref_m, cur_m, mask)
+        states = stats.chi_square_states(result, spec.threshold, spec.warning_threshold)
+        return result.effect_size, states, [None if math.isnan(p) else float(p) for p in result.p_adjusted]
+    scores = stats.js_distance(ref_m, cur_m, mask) if spec.method == Method.JS else stats.psi(ref_m, cur_m, mask)
+    return scores, stats.states(scores, spec.threshold, spec.warning_threshold), [None] * len(ref_rows)
+
+
+def evaluate_drift(spec: DriftMonitorSpec, reference: DriftReference,
+                   counts: Mapping[str, npt.ArrayLike]) -> DriftEvaluation:
+    """Score every watched feature with ``spec.method`` and decide the state.
+
+    ``counts``: live counts over the window per feature, on the reference's
+    bins (``len(edges) + 1`` or ``len(categories) + 1`` values). Samples are
+    the largest count total among the features (missing values are not
+    binned, so totals can differ a little).
+    """
+    names, missing, ref_rows, cur_rows = _paired(spec, reference, counts)
     samples = int(max((float(r.sum()) for r in cur_rows), default=0.0))
     if not names:
         return DriftEvaluation(0, (), None, "the serving pods report none of the watched features", tuple(missing))
@@ -116,20 +140,7 @@ def evaluate_drift(spec: DriftMonitorSpec, reference: DriftReference,
             f"{samples} samples in the window, fewer than minSamples {spec.window.min_samples}: no verdict yet",
             tuple(missing),
         )
-    ref_m, mask = stats.stack(ref_rows)
-    cur_m, _ = stats.stack(cur_rows)
-    p_values: list[float | None] = [None] * len(names)
-    if spec.method == Method.CHI2:
-        result = stats.chi_square(ref_m, cur_m, mask)
-        scores = result.effect_size
-        states = stats.chi_square_states(result, spec.threshold, spec.warning_threshold)
-        p_values = [None if math.isnan(p) else float(p) for p in result.p_adjusted]
-    elif spec.method == Method.JS:
-        scores = stats.js_distance(ref_m, cur_m, mask)
-        states = stats.states(scores, spec.threshold, spec.warning_threshold)
-    else:
-        scores = stats.psi(ref_m, cur_m, mask)
-        states = stats.states(scores, spec.threshold, spec.warning_threshold)
+    scores, states, p_values = _scored(spec, ref_rows, cur_rows)
     # A feature whose values were all missing in the window has no score (NaN): reported as missing.
     missing += [n for n, s in zip(names, scores, strict=True) if math.isnan(s)]
     feature_scores = sorted(

@@ -28,7 +28,13 @@ from modelship.api.trainingjob import (
 )
 from modelship.logic import podstart, trainersearch
 from modelship.logic.conditions import COMPLETE, FAILED, Reason, condition, merge_conditions
-from modelship.logic.trainersearch import EXIT_REASONS, OOM_REASON, last_termination, parse_summary
+from modelship.logic.trainersearch import (
+    EXIT_REASONS,
+    OOM_REASON,
+    Termination,
+    last_termination,
+    parse_summary,
+)
 
 Obj = dict[str, Any]
 FINISHED = {TrainingPhase.SUCCEEDED, TrainingPhase.FAILED}
@@ -67,6 +73,35 @@ def _failed(fields: Obj, reason: str, message: str, generation: int | None) -> l
             condition(COMPLETE, False, reason, "", generation=generation)]
 
 
+def _succeeded(fields: Obj, summary: Obj, search: SearchProgress | None, generation: int | None) -> list[Any]:
+    fields.update(_from_summary(summary), phase=TrainingPhase.SUCCEEDED, reason=None, message=None)
+    if search is not None:
+        fields["search"] = search.model_dump()
+    metric, score = summary.get("metric"), summary.get("score")
+    text = f"Trained {summary.get('bestEstimator', 'a model')}"
+    if metric is not None and score is not None:
+        text += f": {metric}={score:.4g}"
+    return [condition(COMPLETE, True, Reason.SUCCEEDED, text, generation=generation),
+            condition(FAILED, False, Reason.SUCCEEDED, "", generation=generation)]
+
+
+def _job_failed(fields: Obj, failed: Obj, termination: Termination | None, summary: Obj, job_name: str,
+                generation: int | None) -> list[Any]:
+    """The Job failed: the trainer's own reason, else its exit code's, else the Job's."""
+    code = termination.code if termination else None
+    reason = summary.get("reason") or (EXIT_REASONS.get(code, "TrainerFailed") if code is not None else None)
+    reason = reason or failed.get("reason") or "JobFailed"
+    message = summary.get("message") or failed.get("message") or "the trainer Job failed"
+    if code is not None and not summary.get("message"):
+        message = f"{message} (trainer exit code {code}); see `kubectl logs job/{job_name}`"
+    fields.update(_from_summary(summary))
+    conds = _failed(fields, reason, message, generation)
+    if not fields.get("completion_time"):
+        fields["completion_time"] = failed.get("lastTransitionTime") or (termination.finished_at if termination
+                                                                         else None)
+    return conds
+
+
 def compute_status(
     current: TrainingJobStatus,
     generation: int | None,
@@ -97,28 +132,10 @@ def compute_status(
         message = f"Job {job_name} completed but the trainer's summary is gone (pod deleted); retrain"
         conds = _failed(fields, "SummaryLost", message, generation)
     elif complete and termination:
-        fields.update(_from_summary(summary), phase=TrainingPhase.SUCCEEDED, reason=None, message=None)
-        search = trainersearch.from_summary(summary, parallelism, current.search)
-        if search is not None:
-            fields["search"] = search.model_dump()
-        metric, score = summary.get("metric"), summary.get("score")
-        text = f"Trained {summary.get('bestEstimator', 'a model')}"
-        if metric is not None and score is not None:
-            text += f": {metric}={score:.4g}"
-        conds = [condition(COMPLETE, True, Reason.SUCCEEDED, text, generation=generation),
-                 condition(FAILED, False, Reason.SUCCEEDED, "", generation=generation)]
+        conds = _succeeded(fields, summary, trainersearch.from_summary(summary, parallelism, current.search),
+                           generation)
     elif failed:
-        code = termination.code if termination else None
-        reason = summary.get("reason") or (EXIT_REASONS.get(code, "TrainerFailed") if code is not None else None)
-        reason = reason or failed.get("reason") or "JobFailed"
-        message = summary.get("message") or failed.get("message") or "the trainer Job failed"
-        if code is not None and not summary.get("message"):
-            message = f"{message} (trainer exit code {code}); see `kubectl logs job/{job_name}`"
-        fields.update(_from_summary(summary))
-        conds = _failed(fields, reason, message, generation)
-        if not fields.get("completion_time"):
-            fields["completion_time"] = failed.get("lastTransitionTime") or (termination.finished_at if termination
-                                                                             else None)
+        conds = _job_failed(fields, failed, termination, summary, job_name, generation)
     elif job is not None and (((job.get("status") or {}).get("active") or 0) > 0 or termination):
         fields.update(phase=TrainingPhase.RUNNING)
         start = (job.get("status") or {}).get("startTime")

@@ -22,6 +22,7 @@ from controllers.world import (
 )
 from modelship.controllers import model as controller
 from modelship.controllers.context import Context
+from modelship.builders.common import MODEL_LABEL, REVISION_LABEL
 from modelship.k8s.fake import FakeKube
 
 
@@ -111,3 +112,26 @@ def test_a_model_whose_first_child_is_refused_fails_without_an_error() -> None:
     status = fresh(ctx, "Model", "m")["status"]
     assert status["phase"] == "Failed" and status.get("trainingJobsCreated", 0) == 0
     assert "refused to create TrainingJob m-1 (422)" in _ready(ctx)["message"]
+
+
+def test_a_first_version_whose_pod_cannot_pull_its_image_says_so_once() -> None:
+    """observe reads the deploying revision's pods: one waiting on an image pull is named on the
+    Model (Ready and Progressing, one Warning Event), and the next reconcile writes nothing."""
+    ctx = context()
+    ctx.kube.create(model())
+    reconcile_twice(ctx)
+    succeed_training_job(ctx, "m-1", "a" * 64)
+    reconcile_twice(ctx)
+    revision = fresh(ctx, "Model", "m")["status"]["canaryRevision"]
+    assert isinstance(ctx.kube, FakeKube)
+    ctx.kube.add({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{revision}-abc", "namespace": NS, "labels": {MODEL_LABEL: "m", REVISION_LABEL: revision}},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "server", "state": {"waiting": {
+            "reason": "ErrImagePull", "message": 'failed to pull "registry.invalid/serve:1"'}}}]}})
+    reconcile_twice(ctx)
+    status = fresh(ctx, "Model", "m")["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["reason"] == "PodNotStarting", conditions
+    assert "ErrImagePull" in conditions["Progressing"]["message"], conditions
+    warnings = [e for e in ctx.kube.list("v1", "Event", NS) if e.get("reason") == "PodNotStarting"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings

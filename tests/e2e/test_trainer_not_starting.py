@@ -1,9 +1,15 @@
-"""A trainer pod that cannot start, on a real cluster: in a namespace without the
-artifact store's credentials Secret the trainer's container waits with
-CreateContainerConfigError. The TrainingJob says so within seconds (reason
-PodNotStarting, the kubelet's words, a Warning Event) instead of Running until
-activeDeadlineSeconds, its Model's Trained condition relays it, and once the
-Secret is created the pod starts and the reason goes."""
+"""Pods that cannot start, on a real cluster.
+
+A trainer's: in a namespace without the artifact store's credentials Secret the
+trainer's container waits with CreateContainerConfigError. The TrainingJob says
+so within seconds (reason PodNotStarting, the kubelet's words, a Warning Event)
+instead of Running until activeDeadlineSeconds, its Model's Trained condition
+relays it, and once the Secret is created the pod starts and the reason goes.
+
+A serving revision's: a first version whose image cannot be pulled is named on
+the Model (Ready and Progressing PodNotStarting, one Warning Event) instead of
+"0/N pods ready" until the progress deadline; fixing the spec rolls out a
+revision that serves."""
 
 from __future__ import annotations
 
@@ -64,3 +70,36 @@ def test_a_missing_credentials_secret_is_named_at_once_and_clears_when_created(
     after = wait_until(lambda: (s := ((ns.get("trainingjob", "nosecret-1") or {}).get("status") or {}))
                        .get("reason") != "PodNotStarting" and s, 180, "the pod to start", interval=2)
     assert after["phase"] in ("Running", "Succeeded"), after
+
+
+def test_a_serving_image_that_cannot_be_pulled_is_named_and_a_fixed_spec_serves(
+        namespace: Namespace, s3: S3, operator: Operator) -> None:
+    ns = namespace
+    uri = s3.put(f"datasets/{ns.name}/loans.csv", dataset(seed=22, rows=500))
+    doc = model_manifest("nopull", uri)
+    doc["spec"]["serving"]["image"] = "registry.invalid/modelship/serving:none"
+    ns.apply(doc)
+
+    def named() -> dict[str, Any] | None:
+        model = ns.get("model", "nopull")
+        c = condition(model, "Ready")
+        return model if c.get("reason") == "PodNotStarting" else None
+
+    model = wait_until(named, 240, "the Model to name the image it cannot pull", interval=2)
+    ready, progressing = condition(model, "Ready"), condition(model, "Progressing")
+    assert ready["status"] == "False" and "registry.invalid/modelship/serving:none" in ready["message"], ready
+    assert "ErrImagePull" in ready["message"] or "ImagePullBackOff" in ready["message"], ready
+    assert progressing["reason"] == "PodNotStarting", progressing
+    stuck = model["status"]["canaryRevision"]
+    events = json.loads(ns.kubectl("get", "events", "--field-selector", "involvedObject.name=nopull",
+                                   "-o", "json").stdout)["items"]
+    warnings = [e for e in events if e["reason"] == "PodNotStarting" and e["type"] == "Warning"]
+    assert len(warnings) == 1, warnings  # the pull's back-off does not repeat it
+
+    # The image goes from the spec: a new revision (its pod template changed) supersedes the stuck one.
+    ns.kubectl("patch", "model", "nopull", "--type=json", "-p",
+               json.dumps([{"op": "remove", "path": "/spec/serving/image"}]))
+    served = wait_until(lambda: (s := ((ns.get("model", "nopull") or {}).get("status") or {}))
+                        .get("phase") == "Serving" and s, 180, "the fixed spec to serve", interval=2)
+    assert served["stableRevision"] != stuck
+    assert condition(ns.get("model", "nopull"), "Ready")["status"] == "True"

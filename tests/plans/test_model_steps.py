@@ -12,6 +12,8 @@ import pytest
 from modelship.api.model import HistoryEntry, ModelSpec, ModelStatus, Outcome, Phase
 from modelship.builders.common import PodEnvironment
 from modelship.logic.canary import ActionKind
+from modelship.logic.conditions import PROGRESSING, Reason, condition
+from modelship.logic.podstart import Stuck
 from modelship.plans.model import CLUSTER_RECHECK_SECONDS, plan
 from modelship.plans.model.observation import Artifact, Draft
 from modelship.plans.model.revision import candidate, fault_env, start
@@ -22,6 +24,7 @@ from plans.model_support import (
     SPEC,
     T0,
     deployments,
+    event_reasons,
     kinds,
     obs,
     ready,
@@ -425,3 +428,58 @@ def test_fault_variables_reach_only_a_new_version_and_refusals_are_visible() -> 
     bad = plan(replace(o, annotations={"modelship.io/test-canary-env": "{oops"}))
     faults = next(c for c in bad.status.conditions if c.type == "TestFaults")
     assert faults.status == "False" and "not JSON" in faults.message
+
+
+# --- a deploying revision whose pods cannot start ------------------------------------------------
+
+PULL = Stuck("m-c-5d9-x", "server", "ErrImagePull", 'failed to pull "registry.invalid/serve:1": no such host')
+BACKOFF = Stuck("m-c-5d9-x", "server", "ImagePullBackOff", 'Back-off pulling image "registry.invalid/serve:1"')
+SECRET = Stuck("m-c-5d9-x", "server", "CreateContainerConfigError", 'secret "s3" not found')
+
+
+@pytest.mark.parametrize(("name", "before", "stuck", "message", "event"), [
+    ("named at once, with one Warning Event", None, PULL, "ErrImagePull: failed to pull", True),
+    ("the pull's back-off keeps the first words: no new Event", PULL, BACKOFF, "ErrImagePull: failed to pull", False),
+    ("another reason is a new Event", PULL, SECRET, 'CreateContainerConfigError: secret "s3" not found', True),
+    ("the same reason again: quiet", SECRET, SECRET, 'secret "s3" not found', False),
+])
+def test_a_canary_whose_pods_cannot_start_says_why(name: str, before: Stuck | None, stuck: Stuck, message: str,
+                                                   event: bool) -> None:
+    st = canary_status(started=False)
+    if before is not None:
+        st = st.model_copy(update={"conditions": [condition(PROGRESSING, True, Reason.POD_NOT_STARTING,
+                                                            before.message())]})
+    o = obs(st, T0, revisions={"m-s": ready(2), "m-c": ready(1, 0)}, canary_stuck=stuck)
+    out = rollout(o, draft(st))
+    assert out.action is not None and out.action.kind == ActionKind.WAIT, name
+    assert out.progressing is not None and out.progressing.reason == Reason.POD_NOT_STARTING, name
+    assert out.progressing.message.startswith("Pod m-c-5d9-x cannot start: container server: ") and \
+        message in out.progressing.message, (name, out.progressing.message)
+    warnings = [e for e in out.events if e.reason == Reason.POD_NOT_STARTING and e.warning]
+    assert len(warnings) == (1 if event else 0), name
+    assert dict(out.replicas) == {"m-s": 2, "m-c": 1}, name  # the stable keeps serving in full
+
+
+def test_a_stuck_canary_rolled_back_at_its_deadline_says_why() -> None:
+    from datetime import timedelta
+    st = canary_status(started=False)
+    o = obs(st, T0 + timedelta(minutes=11), revisions={"m-s": ready(2), "m-c": ready(1, 0)}, canary_stuck=SECRET)
+    out = rollout(o, draft(st))
+    assert out.action is not None and out.action.kind == ActionKind.ROLLBACK
+    entry = next(e for e in out.history if e.revision == "m-c")
+    assert entry.outcome == Outcome.ROLLED_BACK and 'secret "s3" not found' in (entry.reason or "")
+
+
+def test_a_first_version_whose_pods_cannot_start_is_not_ready_and_says_why() -> None:
+    p = plan(obs(ModelStatus(), T0))
+    p = plan(obs(p.status, T0, training_jobs=JOBS))
+    rev = p.status.canary_revision
+    assert rev is not None
+    p = plan(obs(p.status, T0, training_jobs=JOBS, revisions={rev: ready(2, 0)}, canary_stuck=PULL))
+    ready_ = next(c for c in p.status.conditions if c.type == "Ready")
+    assert ready_.status == "False" and ready_.reason == Reason.POD_NOT_STARTING and "ErrImagePull" in ready_.message
+    assert p.status.phase == Phase.PROGRESSING and event_reasons(p).count(Reason.POD_NOT_STARTING) == 1
+    # Fixed (the pod starts): the reason goes.
+    p = plan(obs(p.status, T0, training_jobs=JOBS, revisions={rev: ready(2)}))
+    assert p.status.phase == Phase.SERVING
+    assert all(c.reason != Reason.POD_NOT_STARTING for c in p.status.conditions)

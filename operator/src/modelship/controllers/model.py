@@ -2,7 +2,8 @@
 
 Observed once per reconcile: its TrainingJobs, Deployments, Services, HPA,
 PodDisruptionBudget and HTTPRoute (owned by it, found by the ``modelship.io/model``
-label), its serving pods (the canary's /metrics during a rollout; the image a revision runs, once).
+label), its serving pods (the canary's /metrics during a rollout, and whether a deploying revision's
+pods cannot start; the image a revision runs, once).
 Applied: the plan's children through ``k8s.apply.ensure`` (create, patch what
 differs, delete what is no longer wanted), then the status (only when it
 changed, on the resourceVersion it was computed from), then the Events. A
@@ -33,6 +34,7 @@ from modelship.k8s import events
 from modelship.k8s.apply import Refused, ensure, owned_by
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
+from modelship.logic.podstart import cannot_start
 from modelship.logic.revision import training_job_number
 from modelship.logic.scrape import Sample, parse_samples, request_counters, shadow_tally
 from modelship.metrics import MODELS_BY_PHASE, ROLLOUTS
@@ -125,7 +127,8 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
     candidate = status.canary_revision if status.stable_revision else None
     in_shadow = candidate is not None and candidate in shadows
     measured = in_shadow or (candidate is not None and candidate in deployments)  # the candidate's pods are read
-    if needs_image or measured:
+    deploying = status.canary_revision is not None and status.canary_revision in deployments
+    if needs_image or measured or deploying:
         for pod in kube.list("v1", "Pod", namespace, selector=selector):
             pods.setdefault((pod["metadata"].get("labels") or {}).get(REVISION_LABEL, ""), []).append(pod)
     if in_shadow:
@@ -142,6 +145,7 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
         shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
         stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
         gateway_api=gateway_api,
+        canary_stuck=cannot_start(pods.get(status.canary_revision or "", [])) if deploying else None,
     )
     return observation, owned
 

@@ -13,6 +13,7 @@ from modelship.api.model import HistoryEntry, ModelSpec, ModelStatus
 from modelship.api.trainingjob import TrainingJobStatus
 from modelship.builders.common import Child, PodEnvironment
 from modelship.logic.canary import DeploymentState, RolloutAction
+from modelship.logic.podstart import Stuck
 from modelship.logic.scrape import RequestCounters
 from modelship.plans.common import Event
 
@@ -67,6 +68,7 @@ class Observation:
     shadow: ObservedRevision | None = None  # the candidate's shadow Deployment, while it exists
     stable_tallies: Mapping[str, Mapping[str, float]] | None = None  # stable pods' shadow comparison
     gateway_api: bool = False  # the cluster serves gateway.networking.k8s.io/v1
+    canary_stuck: Stuck | None = None  # a pod of the deploying revision waits on what only a person can fix
 
     @property
     def name(self) -> str:

@@ -7,9 +7,11 @@ from dataclasses import replace
 
 from modelship.api.common import parse_duration
 from modelship.api.model import Outcome, RolloutProgress, Stage
+from modelship.logic import podstart
 from modelship.logic.analysis import Verdict, analyse
 from modelship.logic.canary import ActionKind, RolloutAction, RolloutState, next_rollout_action
 from modelship.logic.conditions import PROGRESSING, Reason, condition, parse_time, rfc3339
+from modelship.logic.podstart import Stuck
 from modelship.plans.model import history as h
 from modelship.plans.model.measure import from_status, to_status, total_replicas
 from modelship.plans.model.observation import Draft, Observation
@@ -72,6 +74,9 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         PROGRESSING, False, Reason.STABLE, "No rollout in progress", generation=obs.generation))
     if canary is None:
         return d
+    if obs.canary_stuck is not None and action.reason == Reason.PROGRESS_DEADLINE_EXCEEDED:
+        action = replace(action, message=f"{action.message}: {obs.canary_stuck.message()}")
+        d = replace(d, action=action)
     if action.kind == ActionKind.PROMOTE:
         return _promote(obs, d, total)
     if action.kind == ActionKind.ROLLBACK:
@@ -88,8 +93,23 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         d = replace(d, events=d.event(Reason.STEP_PASSED, action.message))
     d = replace(d, status=st, progressing=condition(
         PROGRESSING, True, action.reason, action.message or f"Rolling out {canary}", generation=obs.generation))
+    if action.kind == ActionKind.WAIT and obs.canary_stuck is not None:
+        d = not_starting(obs, d, obs.canary_stuck)
     wait = 0.1 if action.kind == ActionKind.ADVANCE else next_look(obs, d)
     return replace(d, requeue_after=wait)
+
+
+def not_starting(obs: Observation, d: Draft, stuck: Stuck) -> Draft:
+    """The revision being deployed has a pod that waits on what only a person can fix (an image
+    that cannot be pulled, a missing Secret): Progressing says so in the kubelet's words, with one
+    Warning Event per new reason, instead of "0/N pods ready" until the progress deadline rolls it
+    back. The kubelet keeps trying: a fix (a Secret created) lets it go on."""
+    before = next((c for c in d.status.conditions if c.type == PROGRESSING), None)
+    previous = before.message if before is not None and before.reason == Reason.POD_NOT_STARTING else None
+    message = podstart.message(stuck, previous)
+    progressing = condition(PROGRESSING, True, Reason.POD_NOT_STARTING, message, generation=obs.generation)
+    events = d.events if message == previous else d.event(Reason.POD_NOT_STARTING, message, warning=True)
+    return replace(d, progressing=progressing, events=events)
 
 
 def _promote(obs: Observation, d: Draft, total: int) -> Draft:

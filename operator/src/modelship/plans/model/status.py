@@ -26,6 +26,8 @@ def _ready(obs: Observation, d: Draft, available: bool) -> Condition:
     if stable is None:
         if trained is not None and trained.status != TRUE:
             return condition(READY, False, trained.reason, trained.message, generation=gen)
+        if d.progressing is not None and d.progressing.reason == Reason.POD_NOT_STARTING:
+            return condition(READY, False, Reason.POD_NOT_STARTING, d.progressing.message, generation=gen)
         return condition(READY, False, Reason.DEPLOYING, "The first version is being deployed", generation=gen)
     if available:
         return condition(READY, True, Reason.AVAILABLE, f"{stable} serves", generation=gen)

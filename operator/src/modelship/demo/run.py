@@ -179,7 +179,7 @@ def run_cluster_demo(workdir: Path, keep: bool) -> int:
     # race another run's build and does not keep other sessions from the cluster meanwhile.
     # Only what the demo needs: the cluster and helm (the tests' Prometheus is not built).
     try:
-        with stage("The local cluster's binaries (a cold build takes 40-75 min on 2 cores; cached after)", streams=True):
+        with stage("The local cluster's binaries (a cold build takes 25-75 min on 2 cores; cached after)", streams=True):
             build.build(purpose="demo")
     except StepFailed as exc:
         say(f"`modelship local build --for demo` failed: {exc}")

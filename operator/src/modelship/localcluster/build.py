@@ -35,7 +35,7 @@ GOMOD = Path(__file__).with_name("gomod")
 ARGOMOD = Path(__file__).with_name("argomod")
 ARGO_MODULE = "github.com/argoproj/argo-rollouts"
 MIN_FREE_GB = 6.0
-BUILD_LOCK_TIMEOUT = 2 * 3600.0  # a cold build takes 40-75 min on 2 shared cores
+BUILD_LOCK_TIMEOUT = 2 * 3600.0  # a cold build takes 25-75 min on 2 shared cores
 
 # What each command needs, by the `needed_by` of its targets: `local up` the
 # cluster; the demo also installs the chart (helm); the tests also run a live
@@ -305,7 +305,7 @@ def _build(wanted: list[Target], with_images: bool) -> int:
     if cached:
         line(f" ✓ Cached: {', '.join(t.name for t in cached)} (under {paths.cache_root() / 'bin'})")
     if todo:
-        line(f"   {len(todo)} to build from the Go module proxy, one after another (a cold build takes 40-75 "
+        line(f"   {len(todo)} to build from the Go module proxy, one after another (a cold build takes 25-75 "
              f"min on 2 cores; Go's output goes to {log}): {', '.join(t.name for t in todo)}")
     for i, target in enumerate(todo, 1):
         left = [t.name for t in todo[i:]]

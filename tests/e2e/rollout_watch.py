@@ -86,7 +86,8 @@ def RateLoad(url: str, rate: float = 50.0, threads: int = 8) -> Load:
 
 # kube-proxy's metrics on the local cluster's node (this host); kind's nodes keep theirs inside.
 KUBE_PROXY_METRICS = "http://127.0.0.1:10249/metrics"
-_BUCKET = re.compile(r'^kubeproxy_network_programming_duration_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+_BUCKET = re.compile(r'^kubeproxy_network_programming_duration_seconds_bucket\{[^}]*\ble="([^"]+)"[^}]*\} (\S+)$',
+                     re.M)
 
 
 def programming_latency() -> dict[str, float]:
@@ -97,7 +98,10 @@ def programming_latency() -> dict[str, float]:
             text = resp.read().decode()
     except OSError:
         return {}
-    return {le: float(n) for le, n in _BUCKET.findall(text)}
+    out: dict[str, float] = {}
+    for le, n in _BUCKET.findall(text):  # summed over ip_family
+        out[le] = out.get(le, 0.0) + float(n)
+    return out
 
 
 def diagnosis(load: Load, watch: Watch, proxy_before: dict[str, float]) -> str:
@@ -113,6 +117,7 @@ def diagnosis(load: Load, watch: Watch, proxy_before: dict[str, float]) -> str:
         lines.append(f"  failure at {at - load.started:.1f} s into the load; {seen}")
     after = programming_latency()
     if after:
-        delta = {le: after[le] - proxy_before.get(le, 0.0) for le in after}
+        delta = {le: after[le] - proxy_before.get(le, 0.0) for le in after
+                 if le in ("1", "2", "5", "8", "10", "20", "60", "+Inf")}
         lines.append(f"  kube-proxy programming latency during the load (le: changes): {delta}")
     return "\n".join(lines)

@@ -20,9 +20,9 @@ from controllers.world import (
     succeed_training_job,
     writes_of,
 )
+from modelship.builders.common import MODEL_LABEL, REVISION_LABEL
 from modelship.controllers import model as controller
 from modelship.controllers.context import Context
-from modelship.builders.common import MODEL_LABEL, REVISION_LABEL
 from modelship.k8s.fake import FakeKube
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,11 +15,6 @@ from modelship.demo import data
 from modelship.demo.client import http
 
 ROOT = Path(__file__).resolve().parents[2]
-# Set by `make e2e-kind`. kind's nodes are containers sharing the machine's 2 cores: a pod there
-# takes longer to start and be Ready than on the local cluster, so a rolled-back canary serves
-# until its restored stable pod is Ready 1-3 s longer. The failed-request bounds of faulty
-# canaries (which count until then) are stated for each cluster; nothing else differs.
-ON_KIND = os.environ.get("MODELSHIP_E2E_CLUSTER") == "kind"
 
 
 def model_manifest(name: str, dataset_uri: str, **spec_overrides: Any) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def _run_e2e_locked(pytest_args: list[str], name: str, keep: bool, t0: float, be
         with session(name, keep=keep, lock=False) as kc:
             load_project_images(name)
             env = {**os.environ, "KUBECONFIG": str(kc.kubeconfig), "MODELSHIP_PREBUILT_IMAGES": "1",
-                   "MODELSHIP_CLUSTER_TESTS": "all", "MODELSHIP_E2E_CLUSTER": "kind"}
+                   "MODELSHIP_CLUSTER_TESTS": "all"}
             line(f"Running tests/e2e on kind ({time.monotonic() - t0:.0f}s of set-up)")
             t1 = time.monotonic()
             rc = subprocess.run([sys.executable, "-m", "pytest", "tests/e2e", *pytest_args], cwd=ROOT, env=env,

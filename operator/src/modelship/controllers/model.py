@@ -128,7 +128,7 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
     in_shadow = candidate is not None and candidate in shadows
     measured = in_shadow or (candidate is not None and candidate in deployments)  # the candidate's pods are read
     deploying = status.canary_revision is not None and status.canary_revision in deployments
-    if needs_image or measured or deploying:
+    if needs_image or in_shadow or deploying:  # deploying covers a measured canary
         for pod in kube.list("v1", "Pod", namespace, selector=selector):
             pods.setdefault((pod["metadata"].get("labels") or {}).get(REVISION_LABEL, ""), []).append(pod)
     if in_shadow:

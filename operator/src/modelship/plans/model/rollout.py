@@ -10,7 +10,14 @@ from modelship.api.model import Outcome, RolloutProgress, Stage
 from modelship.logic import podstart
 from modelship.logic.analysis import Verdict, analyse
 from modelship.logic.canary import ActionKind, RolloutAction, RolloutState, next_rollout_action
-from modelship.logic.conditions import PROGRESSING, Reason, condition, parse_time, rfc3339
+from modelship.logic.conditions import (
+    PROGRESSING,
+    Reason,
+    condition,
+    get_condition,
+    parse_time,
+    rfc3339,
+)
 from modelship.logic.podstart import Stuck
 from modelship.plans.model import history as h
 from modelship.plans.model.measure import from_status, to_status, total_replicas
@@ -104,7 +111,7 @@ def not_starting(obs: Observation, d: Draft, stuck: Stuck) -> Draft:
     that cannot be pulled, a missing Secret): Progressing says so in the kubelet's words, with one
     Warning Event per new reason, instead of "0/N pods ready" until the progress deadline rolls it
     back. The kubelet keeps trying: a fix (a Secret created) lets it go on."""
-    before = next((c for c in d.status.conditions if c.type == PROGRESSING), None)
+    before = get_condition(d.status.conditions, PROGRESSING)
     previous = before.message if before is not None and before.reason == Reason.POD_NOT_STARTING else None
     message = podstart.message(stuck, previous)
     progressing = condition(PROGRESSING, True, Reason.POD_NOT_STARTING, message, generation=obs.generation)

@@ -58,6 +58,7 @@ def test_training_job(validate: Validate, owner: dict[str, Any]) -> None:
     assert c["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
     assert c["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["shareProcessNamespace"] is True  # the trainer is not PID 1: an early SIGTERM is 143
     assert {"name": "AWS_ENDPOINT_URL", "value": "http://s3:9000"} in c["env"]
     assert c["envFrom"] == [{"secretRef": {"name": "s3-creds", "optional": False}}]
     assert {v["name"] for v in pod["volumes"]} == {"spec", "tmp", "artifacts"}
@@ -97,6 +98,7 @@ def test_search_job_is_one_indexed_job_with_per_index_retries(validate: Validate
     assert rules[0]["action"] == "Ignore" and rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
     assert rules[1]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [143]
     assert rules[2]["action"] == "FailJob" and rules[2]["onExitCodes"]["values"] == [2, 3, 137]
+    assert s["template"]["spec"]["shareProcessNamespace"] is True
     c = s["template"]["spec"]["containers"][0]
     scores = f"s3://a/ml/iris-3/search/{owner['metadata']['uid']}/"
     assert c["command"] == ["modelship-train", "--spec", SPEC_PATH, "--output", "s3://a/ml/iris-3/",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,34 @@ def test_termination_summary_is_cut_under_4_kib() -> None:
                "gates": [{"name": "g", "passed": False, "message": "y" * 3000}]}
     text = cli.fit_summary(summary)
     assert len(text.encode()) < 4096 and json.loads(text)["passed"] is False
+
+
+SIGTERM_DURING_IMPORTS = """
+import importlib.abc, os, signal, sys
+from modelship_runtime.training import cli
+
+class SignalWhileLoading(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "modelship_runtime.training.fanout":  # the first of the heavy imports
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalWhileLoading())
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_scikit_learn_loads_exits_143(tmp_path: Path, datasets: dict[str, Path]) -> None:
+    """A pod deleted in its first seconds (imports take seconds on a busy node) must exit 143, which
+    the Job's podFailurePolicy ignores, and never die some other way the policy counts or fails on."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps(spec_for(datasets["mixed"], "label")))
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_IMPORTS, "--spec", str(spec), "--output", f"file://{tmp_path}/out",
+         "--termination-log", str(tmp_path / "log")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 143, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["reason"] == "Terminated" and summary["exitCode"] == 143
+    assert json.loads((tmp_path / "log").read_text())["reason"] == "Terminated"
+    assert not (tmp_path / "out").exists()

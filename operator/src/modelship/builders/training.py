@@ -137,6 +137,11 @@ def _pod_template(
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
+            # The trainer is then not PID 1, which the kernel shields from a signal it has no handler
+            # for: a pod deleted while Python still imports scikit-learn (before the trainer's own
+            # SIGTERM handler) dies of SIGTERM (143, ignored) and not of SIGKILL after its grace
+            # period (137, which the podFailurePolicy reads as the OOM killer and fails the Job on).
+            "shareProcessNamespace": True,
             "securityContext": pod_security_context(),
             "containers": [container],
             "volumes": [

@@ -131,17 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     # a busy or CPU-limited node made one HistGradientBoosting run take 236 s
     # instead of 17 s here. An explicit setting from the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from modelship_runtime.training import fanout, train  # heavy imports after argument errors
 
     summary: dict[str, Any]
     code = 0
-    # Python signal handlers live in the main thread (tests may call main() elsewhere).
+    # Python signal handlers live in the main thread (tests may call main() elsewhere). Set before
+    # the heavy imports, which take seconds on a busy node: a pod deleted then still exits 143.
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     with warnings.catch_warnings(record=True) as caught:
         # Library warnings (convergence, deprecations) are reported, never fatal.
         warnings.simplefilter("always")
         try:
+            from modelship_runtime.training import fanout, train  # heavy imports after argument errors
+
             spec = load_spec(args.spec)
             with threadpool_limits(limits=threads.available()):
                 if args.phase == "search":

@@ -112,7 +112,21 @@ def test_an_index_whose_pod_is_lost_is_retried_alone(namespace: Namespace, s3: S
                         240, "index 1 of the search to run", interval=0.2)
     # Deleted at once: while the trainer still imports scikit-learn (seconds here), the case that once
     # died of SIGKILL after the grace period (PID 1 ignored SIGTERM) and failed the whole Job.
-    namespace.kubectl("delete", "pod", victim["metadata"]["name"], "--wait=false")
+    name = victim["metadata"]["name"]
+    namespace.kubectl("delete", "pod", name, "--wait=false")
+    # The Job's tracking finalizer keeps the pod until its end is counted: how it ended is seen.
+    exits: list[int] = []
+
+    def ended() -> bool:
+        pod = namespace.get("pod", name)
+        exits[:] = [] if pod is None else [s["state"]["terminated"]["exitCode"] for s in
+                                           pod["status"].get("containerStatuses", [])
+                                           if "terminated" in s.get("state", {})]
+        return pod is None or bool(exits)
+
+    wait_until(ended, 120, "the deleted pod to end", interval=0.2)
+    print(f"the deleted trainer exited {exits}")
+    assert exits in ([], [143]), f"a deleted trainer must exit 143 (SIGTERM), not {exits}"
     st = wait_finished(namespace, "lossy", timeout=600)
     assert st["phase"] == "Succeeded", st
     job = namespace.get("job", "lossy-search")

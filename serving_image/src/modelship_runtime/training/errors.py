@@ -44,10 +44,12 @@ class Terminated(BaseException):
     """SIGTERM arrived (the pod is being deleted or its node drained).
 
     A BaseException, so the search's per-cell error handling does not take
-    it for a setting that cannot fit. In a container the trainer is PID 1,
-    which the kernel never kills with a signal it has no handler for: without
-    this the pod would sit out its grace period and die of SIGKILL (137),
-    which the Job's podFailurePolicy reads as the OOM killer.
+    it for a setting that cannot fit. Exiting 143 matters: the Job's
+    podFailurePolicy ignores it, and reads SIGKILL (137) as the OOM killer. A
+    trainer that is PID 1 is never killed by a signal it has no handler for
+    (it would sit out its grace period and die of SIGKILL), so trainer pods
+    share their process namespace (the trainer is not PID 1: an unhandled
+    SIGTERM ends it with 143 too) and the handler is set before the imports.
     """
 
     exit_code = 143

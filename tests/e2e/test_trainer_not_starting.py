@@ -8,8 +8,9 @@ relays it, and once the Secret is created the pod starts and the reason goes.
 
 A serving revision's: a first version whose image cannot be pulled is named on
 the Model (Ready and Progressing PodNotStarting, one Warning Event) instead of
-"0/N pods ready" until the progress deadline; fixing the spec rolls out a
-revision that serves."""
+"0/N pods ready" until the progress deadline; so is one asking for more CPU than
+any node has, in the scheduler's words (a trainer's too); fixing the spec rolls
+out a revision that serves."""
 
 from __future__ import annotations
 
@@ -72,13 +73,21 @@ def test_a_missing_credentials_secret_is_named_at_once_and_clears_when_created(
     assert after["phase"] in ("Running", "Succeeded"), after
 
 
-def test_a_serving_image_that_cannot_be_pulled_is_named_and_a_fixed_spec_serves(
+NO_NODE = "Insufficient cpu"  # the scheduler's words for 64 CPUs on a node with 2
+
+
+def test_a_serving_image_that_cannot_be_pulled_or_a_pod_no_node_fits_is_named_and_a_fixed_spec_serves(
         namespace: Namespace, s3: S3, operator: Operator) -> None:
     ns = namespace
     uri = s3.put(f"datasets/{ns.name}/loans.csv", dataset(seed=22, rows=500))
     doc = model_manifest("nopull", uri)
     doc["spec"]["serving"]["image"] = "registry.invalid/modelship/serving:none"
     ns.apply(doc)
+    # Beside it, a trainer no node can hold: its TrainingJob names the scheduler's reason.
+    huge = {"dataset": {"uri": uri, "target": "approved"}, "candidates": [{"estimator": "LogisticRegression"}],
+            "resources": {"requests": {"cpu": "64", "memory": "256Mi"}}}
+    ns.apply({"apiVersion": "modelship.io/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "huge"},
+              "spec": huge})
 
     def named() -> dict[str, Any] | None:
         model = ns.get("model", "nopull")
@@ -96,9 +105,25 @@ def test_a_serving_image_that_cannot_be_pulled_is_named_and_a_fixed_spec_serves(
     warnings = [e for e in events if e["reason"] == "PodNotStarting" and e["type"] == "Warning"]
     assert len(warnings) == 1, warnings  # the pull's back-off does not repeat it
 
-    # The image goes from the spec: a new revision (its pod template changed) supersedes the stuck one.
-    ns.kubectl("patch", "model", "nopull", "--type=json", "-p",
-               json.dumps([{"op": "remove", "path": "/spec/serving/image"}]))
+    tj = wait_until(lambda: (s := ((ns.get("trainingjob", "huge") or {}).get("status") or {}))
+                    .get("reason") == "PodNotStarting" and s, 60, "the TrainingJob to say no node fits")
+    assert tj["phase"] == "Running" and "Unschedulable" in tj["message"] and NO_NODE in tj["message"], tj
+
+    # The image goes from the spec, and the revision asks for 64 CPUs: it supersedes the stuck one
+    # (its pod template changed) and is named in the scheduler's words.
+    ns.kubectl("patch", "model", "nopull", "--type=json", "-p", json.dumps([
+        {"op": "remove", "path": "/spec/serving/image"},
+        {"op": "replace", "path": "/spec/serving/resources/requests/cpu", "value": "64"}]))
+    model = wait_until(lambda: (m := ns.get("model", "nopull")) and NO_NODE in condition(m, "Ready").get("message", "")
+                       and m, 120, "the Model to say no node fits", interval=2)
+    ready = condition(model, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "PodNotStarting" and "Unschedulable" in ready["message"]
+    assert model["status"]["canaryRevision"] != stuck
+    stuck = model["status"]["canaryRevision"]
+
+    # What the node can hold: it serves.
+    ns.kubectl("patch", "model", "nopull", "--type=json", "-p", json.dumps([
+        {"op": "replace", "path": "/spec/serving/resources/requests/cpu", "value": "50m"}]))
     served = wait_until(lambda: (s := ((ns.get("model", "nopull") or {}).get("status") or {}))
                         .get("phase") == "Serving" and s, 180, "the fixed spec to serve", interval=2)
     assert served["stableRevision"] != stuck

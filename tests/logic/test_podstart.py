@@ -21,6 +21,17 @@ def pod(name: str = "t-x", reason: str | None = None, detail: str = "", phase: s
 
 
 SECRET = 'secret "modelship-s3" not found'
+NO_NODE = ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+           "1 No preemption victims found for incoming pod.")
+
+
+def unscheduled(detail: str, reason: str | None = "Unschedulable", status: str = "False",
+                deleting: bool = False) -> dict[str, Any]:
+    """A pending pod with no container statuses, as the scheduler leaves it."""
+    p = pod(deleting=deleting)
+    p["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": status, **({"reason": reason} if reason else {}), "message": detail}]}
+    return p
 CASES = [
     ("running", [pod()], None),
     ("no-status-yet", [{"metadata": {"name": "t-x"}}], None),
@@ -44,6 +55,11 @@ CASES = [
      "Pod t-a cannot start: container trainer: ErrImagePull: a"),
     ("a-running-pod-beside-a-stuck-one", [pod("t-a"), pod("t-b", reason="InvalidImageName")],
      "Pod t-b cannot start: container trainer: InvalidImageName"),
+    ("no-node-fits", [unscheduled(NO_NODE)], f"Pod t-x cannot start: Unschedulable: {NO_NODE}"),
+    ("not-yet-looked-at-by-the-scheduler", [unscheduled("", reason=None)], None),
+    ("scheduling-gated-is-someone-elses-wait", [unscheduled("waiting", reason="SchedulingGated")], None),
+    ("scheduled-after-all", [unscheduled(NO_NODE, status="True")], None),
+    ("a-deleted-unscheduled-pod-is-history", [unscheduled(NO_NODE, deleting=True)], None),
 ]
 
 
@@ -75,6 +91,10 @@ MESSAGE_CASES = [
      Stuck("t-x", "trainer", "CreateContainerConfigError", 'secret "b" not found'),
      f"Pod t-x cannot start: container trainer: CreateContainerConfigError: {SECRET}",
      'Pod t-x cannot start: container trainer: CreateContainerConfigError: secret "b" not found'),
+    ("the-scheduler-rewords-its-retry", Stuck("t-x", None, "Unschedulable", "0/2 nodes are available"),
+     f"Pod t-x cannot start: Unschedulable: {NO_NODE}", f"Pod t-x cannot start: Unschedulable: {NO_NODE}"),
+    ("scheduled-then-a-container-waits-is-news", Stuck("t-x", "trainer", "ErrImagePull", "manifest unknown"),
+     f"Pod t-x cannot start: Unschedulable: {NO_NODE}", PULL),
 ]
 
 

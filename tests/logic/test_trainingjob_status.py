@@ -160,6 +160,10 @@ STUCK_CASES = [
      'Pod m-1-abcde cannot start: container trainer: ImagePullBackOff: Back-off pulling image "reg/nope:1"'),
     ("after-a-failed-pod", [pod(1, "{}"), waiting("ErrImagePull", "denied", name="m-1-fghij")], "PodNotStarting",
      "Pod m-1-fghij cannot start: container trainer: ErrImagePull: denied"),
+    ("no-node-fits", [{"metadata": {"name": "m-1-abcde"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 Insufficient cpu."}]}}], "PodNotStarting",
+     "Pod m-1-abcde cannot start: Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."),
     ("creating", [waiting("ContainerCreating")], "JobRunning", "Job m-1 is running"),
     ("started", [pod(None)], "JobRunning", "Job m-1 is running"),
 ]

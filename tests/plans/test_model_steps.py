@@ -435,6 +435,8 @@ def test_fault_variables_reach_only_a_new_version_and_refusals_are_visible() -> 
 PULL = Stuck("m-c-5d9-x", "server", "ErrImagePull", 'failed to pull "registry.invalid/serve:1": no such host')
 BACKOFF = Stuck("m-c-5d9-x", "server", "ImagePullBackOff", 'Back-off pulling image "registry.invalid/serve:1"')
 SECRET = Stuck("m-c-5d9-x", "server", "CreateContainerConfigError", 'secret "s3" not found')
+NO_NODE = Stuck("m-c-5d9-x", None, "Unschedulable", "0/1 nodes are available: 1 Insufficient cpu.")
+NO_NODE_AGAIN = Stuck("m-c-5d9-x", None, "Unschedulable", "0/1 nodes are available: 1 Insufficient memory.")
 
 
 @pytest.mark.parametrize(("name", "before", "stuck", "message", "event"), [
@@ -442,6 +444,9 @@ SECRET = Stuck("m-c-5d9-x", "server", "CreateContainerConfigError", 'secret "s3"
     ("the pull's back-off keeps the first words: no new Event", PULL, BACKOFF, "ErrImagePull: failed to pull", False),
     ("another reason is a new Event", PULL, SECRET, 'CreateContainerConfigError: secret "s3" not found', True),
     ("the same reason again: quiet", SECRET, SECRET, 'secret "s3" not found', False),
+    ("no node fits: the scheduler's words", None, NO_NODE, "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.",
+     True),
+    ("the scheduler's retry keeps the first words: no new Event", NO_NODE, NO_NODE_AGAIN, "Insufficient cpu.", False),
 ])
 def test_a_canary_whose_pods_cannot_start_says_why(name: str, before: Stuck | None, stuck: Stuck, message: str,
                                                    event: bool) -> None:
@@ -453,8 +458,8 @@ def test_a_canary_whose_pods_cannot_start_says_why(name: str, before: Stuck | No
     out = rollout(o, draft(st))
     assert out.action is not None and out.action.kind == ActionKind.WAIT, name
     assert out.progressing is not None and out.progressing.reason == Reason.POD_NOT_STARTING, name
-    assert out.progressing.message.startswith("Pod m-c-5d9-x cannot start: container server: ") and \
-        message in out.progressing.message, (name, out.progressing.message)
+    assert out.progressing.message.startswith(stuck.prefix) and message in out.progressing.message, \
+        (name, out.progressing.message)
     warnings = [e for e in out.events if e.reason == Reason.POD_NOT_STARTING and e.warning]
     assert len(warnings) == (1 if event else 0), name
     assert dict(out.replicas) == {"m-s": 2, "m-c": 1}, name  # the stable keeps serving in full

@@ -467,5 +467,5 @@ class TrainingJobStatus(Status):
     reason: str | None = Field(default=None, description="Why it failed, machine-readable; while Running, "
                                "PodNotStarting when its pod waits on something only a person can fix.")
     message: str | None = Field(default=None, description="Why it failed, or why its pod cannot start "
-                                "(the kubelet's words), for a person.")
+                                "(the kubelet's or the scheduler's words), for a person.")
     conditions: list[Condition] = Field(default_factory=list, description="Complete, Failed.")

@@ -1,11 +1,13 @@
-"""Why a trainer pod cannot start: a container waiting for a reason that will not fix itself.
+"""Why a pod cannot start: no node can hold it, or a container waits for a reason that will not
+fix itself.
 
-A Job counts such a pod as active, so without this a TrainingJob whose pod
-waits for a missing Secret or an image that cannot be pulled says Running
-until ``activeDeadlineSeconds``. These reasons need a person (create the
-Secret, fix the image); ``ContainerCreating`` and ``PodInitializing`` pass by
-themselves and are not reported. Kubernetes keeps retrying, so the run stays
-Running: a Secret created later lets it start.
+A Job counts such a pod as active, and a Deployment as not yet ready, so without this a
+TrainingJob whose pod waits for a missing Secret, an image that cannot be pulled or a node
+with 64 free CPUs says Running until ``activeDeadlineSeconds`` (a serving revision: "0/N pods
+ready" until the progress deadline). These need a person (create the Secret, fix the image,
+ask for less or add capacity; an autoscaler may add the node by itself), in the words of the
+kubelet or the scheduler; ``ContainerCreating`` and ``PodInitializing`` pass by themselves and
+are not reported. Kubernetes keeps retrying, so the run stays Running: a fix lets it start.
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ Obj = dict[str, Any]
 POD_NOT_STARTING = Reason.POD_NOT_STARTING
 IMAGE_PULL = frozenset({"ErrImagePull", "ImagePullBackOff"})
 STUCK_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "InvalidImageName"}) | IMAGE_PULL
+UNSCHEDULABLE = "Unschedulable"  # the scheduler's PodScheduled=False reason: no node fits the pod
+RETRIED_IN_NEW_WORDS = (IMAGE_PULL, frozenset({UNSCHEDULABLE}))
 MAX_DETAIL = 600  # the kubelet's pull errors can be long; the condition stays readable
 
 
 @dataclass(frozen=True)
 class Stuck:
     pod: str
-    container: str
-    reason: str  # the kubelet's waiting reason
-    detail: str  # the kubelet's waiting message (e.g. secret "s3" not found)
+    container: str | None  # None: the pod has no node (reason Unschedulable)
+    reason: str  # the kubelet's waiting reason, or the scheduler's
+    detail: str  # its message (e.g. secret "s3" not found; 0/1 nodes are available: 1 Insufficient cpu.)
 
     @property
     def prefix(self) -> str:
-        return f"Pod {self.pod} cannot start: container {self.container}: "
+        return f"Pod {self.pod} cannot start: " + (f"container {self.container}: " if self.container else "")
 
     def message(self) -> str:
         detail = self.detail if len(self.detail) <= MAX_DETAIL else self.detail[:MAX_DETAIL] + "..."
@@ -46,24 +50,31 @@ def _live(pod: Obj) -> bool:
 
 
 def cannot_start(pods: Iterable[Obj]) -> Stuck | None:
-    """The first live pod (by name) with a container waiting for a reason in ``STUCK_REASONS``."""
+    """The first live pod (by name) the scheduler finds no node for, or with a container waiting
+    for a reason in ``STUCK_REASONS``."""
     for pod in sorted((p for p in pods if _live(p)), key=lambda p: (p.get("metadata") or {}).get("name", "")):
         status = pod.get("status") or {}
+        name = (pod.get("metadata") or {}).get("name", "?")
+        scheduled: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+        if scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
+            return Stuck(name, None, UNSCHEDULABLE, str(scheduled.get("message") or "").strip())
         for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in STUCK_REASONS:
-                return Stuck((pod.get("metadata") or {}).get("name", "?"), cs.get("name", "?"), waiting["reason"],
-                             str(waiting.get("message") or "").strip())
+                return Stuck(name, cs.get("name", "?"), waiting["reason"], str(waiting.get("message") or "").strip())
     return None
 
 
 def message(stuck: Stuck, previous: str | None) -> str:
-    """The message to report. An image pull alternates between ErrImagePull (the registry's
-    error) and ImagePullBackOff (waiting to retry); the first text seen is kept for the same
-    container, so the status and its Event do not change on every retry."""
-    if previous and stuck.reason in IMAGE_PULL and any(previous.startswith(stuck.prefix + r) for r in IMAGE_PULL):
+    """The message to report. For a cause that retries in new words the first text seen is kept
+    for the same pod and container, so the status and its Event do not change on every retry: an
+    image pull alternates between ErrImagePull (the registry's error) and ImagePullBackOff
+    (waiting to retry), and the scheduler words each attempt anew (its counts of nodes and
+    preemption victims). Other causes speak once: another text is another cause (another Secret)."""
+    same = next((group for group in RETRIED_IN_NEW_WORDS if stuck.reason in group), frozenset())
+    if previous and any(previous.startswith(f"{stuck.prefix}{r}") for r in same):
         return previous
     return stuck.message()
 
 
-__all__ = ["IMAGE_PULL", "POD_NOT_STARTING", "STUCK_REASONS", "Stuck", "cannot_start", "message"]
+__all__ = ["IMAGE_PULL", "POD_NOT_STARTING", "STUCK_REASONS", "UNSCHEDULABLE", "Stuck", "cannot_start", "message"]

@@ -135,3 +135,13 @@ def test_a_first_version_whose_pod_cannot_pull_its_image_says_so_once() -> None:
     assert "ErrImagePull" in conditions["Progressing"]["message"], conditions
     warnings = [e for e in ctx.kube.list("v1", "Event", NS) if e.get("reason") == "PodNotStarting"]
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
+    # The other replica starts waiting too, and sorts first: still one report, on the pod named first
+    # (a CI run once got a second Event for the same cause).
+    ctx.kube.add({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{revision}-aaa", "namespace": NS, "labels": {MODEL_LABEL: "m", REVISION_LABEL: revision}},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "server", "state": {"waiting": {
+            "reason": "ImagePullBackOff", "message": 'Back-off pulling image "registry.invalid/serve:1"'}}}]}})
+    reconcile_twice(ctx)
+    again = {c["type"]: c for c in fresh(ctx, "Model", "m")["status"]["conditions"]}
+    assert again["Progressing"]["message"] == conditions["Progressing"]["message"], again
+    assert len([e for e in ctx.kube.list("v1", "Event", NS) if e.get("reason") == "PodNotStarting"]) == 1

@@ -63,6 +63,32 @@ CASES = [
 ]
 
 
+TWO = [pod("r-a", reason="ErrImagePull", detail="a"), pod("r-b", reason="ImagePullBackOff", detail="b")]
+CHOICE_CASES = [
+    ("nothing-said-yet: first by name", TWO, None, "r-a"),
+    ("the pod named before, while it waits for the same cause", TWO,
+     "Pod r-b cannot start: container trainer: ErrImagePull: b", "r-b"),
+    ("the pod named before has started: the next one", [pod("r-a", reason="ErrImagePull"), pod("r-b")],
+     "Pod r-b cannot start: container trainer: ErrImagePull: b", "r-a"),
+    ("the pod named before waits for something else now: first by name",
+     [pod("r-a", reason="ErrImagePull"), pod("r-b", reason="CreateContainerConfigError", detail=SECRET)],
+     "Pod r-b cannot start: container trainer: ErrImagePull: b", "r-a"),
+    ("the pod named before is gone", [pod("r-c", reason="ErrImagePull")],
+     "Pod r-b cannot start: container trainer: ErrImagePull: b", "r-c"),
+    ("the pod named before, still unschedulable", [unscheduled(NO_NODE), unscheduled(NO_NODE)],
+     f"Pod t-x cannot start: Unschedulable: {NO_NODE}", "t-x"),
+]
+
+
+@pytest.mark.parametrize(("case", "pods", "previous", "named"), CHOICE_CASES, ids=[c[0] for c in CHOICE_CASES])
+def test_the_replicas_of_one_revision_are_one_report(case: str, pods: list[dict[str, Any]], previous: str | None,
+                                                     named: str) -> None:
+    """The replicas of a revision start waiting in any order: the pod already named stays named
+    (one message, one Event), not the first by name of the moment (a CI run got two Events)."""
+    stuck = cannot_start(pods, previous)
+    assert stuck is not None and stuck.pod == named
+
+
 @pytest.mark.parametrize(("case", "pods", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_cannot_start(case: str, pods: list[dict[str, Any]], expected: str | None) -> None:
     stuck = cannot_start(pods)

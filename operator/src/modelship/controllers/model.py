@@ -48,6 +48,7 @@ from modelship.plans.model import (
     ServingDefaults,
     plan,
     refused,
+    reported_not_starting,
 )
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
         shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
         stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
         gateway_api=gateway_api,
-        canary_stuck=cannot_start(pods.get(status.canary_revision or "", [])) if deploying else None,
+        canary_stuck=cannot_start(pods.get(status.canary_revision or "", []), reported_not_starting(status))
+        if deploying else None,
     )
     return observation, owned
 

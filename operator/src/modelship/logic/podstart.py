@@ -49,20 +49,34 @@ def _live(pod: Obj) -> bool:
     return not meta.get("deletionTimestamp") and status.get("phase", "Pending") in ("Pending", "Running")
 
 
-def cannot_start(pods: Iterable[Obj]) -> Stuck | None:
-    """The first live pod (by name) the scheduler finds no node for, or with a container waiting
-    for a reason in ``STUCK_REASONS``."""
-    for pod in sorted((p for p in pods if _live(p)), key=lambda p: (p.get("metadata") or {}).get("name", "")):
-        status = pod.get("status") or {}
-        name = (pod.get("metadata") or {}).get("name", "?")
-        scheduled: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
-        if scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
-            return Stuck(name, None, UNSCHEDULABLE, str(scheduled.get("message") or "").strip())
-        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in STUCK_REASONS:
-                return Stuck(name, cs.get("name", "?"), waiting["reason"], str(waiting.get("message") or "").strip())
+def _stuck(pod: Obj) -> Stuck | None:
+    status = pod.get("status") or {}
+    name = (pod.get("metadata") or {}).get("name", "?")
+    scheduled: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+    if scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
+        return Stuck(name, None, UNSCHEDULABLE, str(scheduled.get("message") or "").strip())
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            return Stuck(name, cs.get("name", "?"), waiting["reason"], str(waiting.get("message") or "").strip())
     return None
+
+
+def _same_cause(stuck: Stuck, previous: str | None) -> bool:
+    """``previous`` (a message reported before) names this pod and container and the same cause:
+    the same reason, or one that retries in new words (ErrImagePull / ImagePullBackOff)."""
+    same = next((group for group in RETRIED_IN_NEW_WORDS if stuck.reason in group), frozenset({stuck.reason}))
+    return bool(previous) and any(str(previous).startswith(f"{stuck.prefix}{r}") for r in same)
+
+
+def cannot_start(pods: Iterable[Obj], previous: str | None = None) -> Stuck | None:
+    """A live pod the scheduler finds no node for, or with a container waiting for a reason in
+    ``STUCK_REASONS``: the one ``previous`` names while it still waits for that cause, else the
+    first by name. The replicas of one revision wait for one cause and start waiting in any
+    order; keeping the pod already named keeps one report (and one Event) for them all."""
+    stuck = [s for p in sorted((p for p in pods if _live(p)), key=lambda p: (p.get("metadata") or {}).get("name", ""))
+             if (s := _stuck(p)) is not None]
+    return next((s for s in stuck if _same_cause(s, previous)), stuck[0] if stuck else None)
 
 
 def message(stuck: Stuck, previous: str | None) -> str:
@@ -71,10 +85,8 @@ def message(stuck: Stuck, previous: str | None) -> str:
     image pull alternates between ErrImagePull (the registry's error) and ImagePullBackOff
     (waiting to retry), and the scheduler words each attempt anew (its counts of nodes and
     preemption victims). Other causes speak once: another text is another cause (another Secret)."""
-    same = next((group for group in RETRIED_IN_NEW_WORDS if stuck.reason in group), frozenset())
-    if previous and any(previous.startswith(f"{stuck.prefix}{r}") for r in same):
-        return previous
-    return stuck.message()
+    retried = any(stuck.reason in group for group in RETRIED_IN_NEW_WORDS)
+    return str(previous) if retried and _same_cause(stuck, previous) else stuck.message()
 
 
 __all__ = ["IMAGE_PULL", "POD_NOT_STARTING", "STUCK_REASONS", "UNSCHEDULABLE", "Stuck", "cannot_start", "message"]

@@ -156,11 +156,11 @@ def _running_condition(fields: Obj, current: TrainingJobStatus, generation: int 
     """Complete=False for a running run: ``reason``/``message``, or PodNotStarting with the
     kubelet's own words while a pod waits on something only a person can fix (the status's
     reason and message say it too, and are cleared once the pod starts)."""
-    stuck = podstart.cannot_start(pods)
+    previous = current.message if current.reason == Reason.POD_NOT_STARTING else None
+    stuck = podstart.cannot_start(pods, previous)
     if stuck is None:
         fields.update(reason=None, message=None)
         return condition(COMPLETE, False, reason, message, generation=generation)
-    previous = current.message if current.reason == Reason.POD_NOT_STARTING else None
     text = podstart.message(stuck, previous)
     fields.update(reason=Reason.POD_NOT_STARTING, message=text)
     return condition(COMPLETE, False, Reason.POD_NOT_STARTING, text, generation=generation)

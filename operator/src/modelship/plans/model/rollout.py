@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from modelship.api.common import parse_duration
-from modelship.api.model import Outcome, RolloutProgress, Stage
+from modelship.api.model import ModelStatus, Outcome, RolloutProgress, Stage
 from modelship.logic import podstart
 from modelship.logic.analysis import Verdict, analyse
 from modelship.logic.canary import ActionKind, RolloutAction, RolloutState, next_rollout_action
@@ -106,13 +106,18 @@ def rollout(obs: Observation, d: Draft) -> Draft:
     return replace(d, requeue_after=wait)
 
 
+def reported_not_starting(status: ModelStatus) -> str | None:
+    """What Progressing last said a pod of the deploying revision waits on, if it said so."""
+    before = get_condition(status.conditions, PROGRESSING)
+    return before.message if before is not None and before.reason == Reason.POD_NOT_STARTING else None
+
+
 def not_starting(obs: Observation, d: Draft, stuck: Stuck) -> Draft:
     """The revision being deployed has a pod that waits on what only a person can fix (an image
     that cannot be pulled, a missing Secret): Progressing says so in the kubelet's words, with one
     Warning Event per new reason, instead of "0/N pods ready" until the progress deadline rolls it
     back. The kubelet keeps trying: a fix (a Secret created) lets it go on."""
-    before = get_condition(d.status.conditions, PROGRESSING)
-    previous = before.message if before is not None and before.reason == Reason.POD_NOT_STARTING else None
+    previous = reported_not_starting(d.status)
     message = podstart.message(stuck, previous)
     progressing = condition(PROGRESSING, True, Reason.POD_NOT_STARTING, message, generation=obs.generation)
     events = d.events if message == previous else d.event(Reason.POD_NOT_STARTING, message, warning=True)

@@ -454,7 +454,7 @@ def test_a_canary_whose_pods_cannot_start_says_why(name: str, before: Stuck | No
     if before is not None:
         st = st.model_copy(update={"conditions": [condition(PROGRESSING, True, Reason.POD_NOT_STARTING,
                                                             before.message())]})
-    o = obs(st, T0, revisions={"m-s": ready(2), "m-c": ready(1, 0)}, canary_stuck=stuck)
+    o = obs(st, T0, revisions={"m-s": ready(2), "m-c": ready(1, 0)}, canary_stuck=(stuck,))
     out = rollout(o, draft(st))
     assert out.action is not None and out.action.kind == ActionKind.WAIT, name
     assert out.progressing is not None and out.progressing.reason == Reason.POD_NOT_STARTING, name
@@ -468,7 +468,7 @@ def test_a_canary_whose_pods_cannot_start_says_why(name: str, before: Stuck | No
 def test_a_stuck_canary_rolled_back_at_its_deadline_says_why() -> None:
     from datetime import timedelta
     st = canary_status(started=False)
-    o = obs(st, T0 + timedelta(minutes=11), revisions={"m-s": ready(2), "m-c": ready(1, 0)}, canary_stuck=SECRET)
+    o = obs(st, T0 + timedelta(minutes=11), revisions={"m-s": ready(2), "m-c": ready(1, 0)}, canary_stuck=(SECRET,))
     out = rollout(o, draft(st))
     assert out.action is not None and out.action.kind == ActionKind.ROLLBACK
     entry = next(e for e in out.history if e.revision == "m-c")
@@ -480,7 +480,7 @@ def test_a_first_version_whose_pods_cannot_start_is_not_ready_and_says_why() -> 
     p = plan(obs(p.status, T0, training_jobs=JOBS))
     rev = p.status.canary_revision
     assert rev is not None
-    p = plan(obs(p.status, T0, training_jobs=JOBS, revisions={rev: ready(2, 0)}, canary_stuck=PULL))
+    p = plan(obs(p.status, T0, training_jobs=JOBS, revisions={rev: ready(2, 0)}, canary_stuck=(PULL,)))
     ready_ = next(c for c in p.status.conditions if c.type == "Ready")
     assert ready_.status == "False" and ready_.reason == Reason.POD_NOT_STARTING and "ErrImagePull" in ready_.message
     assert p.status.phase == Phase.PROGRESSING and event_reasons(p).count(Reason.POD_NOT_STARTING) == 1

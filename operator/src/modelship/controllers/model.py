@@ -34,7 +34,7 @@ from modelship.k8s import events
 from modelship.k8s.apply import Refused, ensure, owned_by
 from modelship.k8s.status import write_status
 from modelship.logic.canary import DeploymentState
-from modelship.logic.podstart import cannot_start
+from modelship.logic.podstart import waiting
 from modelship.logic.revision import training_job_number
 from modelship.logic.scrape import Sample, parse_samples, request_counters, shadow_tally
 from modelship.metrics import MODELS_BY_PHASE, ROLLOUTS
@@ -48,7 +48,6 @@ from modelship.plans.model import (
     ServingDefaults,
     plan,
     refused,
-    reported_not_starting,
 )
 
 log = logging.getLogger(__name__)
@@ -146,8 +145,7 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
         shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
         stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
         gateway_api=gateway_api,
-        canary_stuck=cannot_start(pods.get(status.canary_revision or "", []), reported_not_starting(status))
-        if deploying else None,
+        canary_stuck=waiting(pods.get(status.canary_revision or "", [])) if deploying else (),
     )
     return observation, owned
 

@@ -12,7 +12,7 @@ are not reported. Kubernetes keeps retrying, so the run stays Running: a fix let
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +69,23 @@ def _same_cause(stuck: Stuck, previous: str | None) -> bool:
     return bool(previous) and any(str(previous).startswith(f"{stuck.prefix}{r}") for r in same)
 
 
-def cannot_start(pods: Iterable[Obj], previous: str | None = None) -> Stuck | None:
-    """A live pod the scheduler finds no node for, or with a container waiting for a reason in
-    ``STUCK_REASONS``: the one ``previous`` names while it still waits for that cause, else the
+def waiting(pods: Iterable[Obj]) -> tuple[Stuck, ...]:
+    """Every live pod (by name) the scheduler finds no node for, or with a container waiting for a
+    reason in ``STUCK_REASONS``."""
+    live = sorted((p for p in pods if _live(p)), key=lambda p: (p.get("metadata") or {}).get("name", ""))
+    return tuple(s for p in live if (s := _stuck(p)) is not None)
+
+
+def choose(stuck: Sequence[Stuck], previous: str | None) -> Stuck | None:
+    """The pod to report: the one ``previous`` names while it still waits for that cause, else the
     first by name. The replicas of one revision wait for one cause and start waiting in any
     order; keeping the pod already named keeps one report (and one Event) for them all."""
-    stuck = [s for p in sorted((p for p in pods if _live(p)), key=lambda p: (p.get("metadata") or {}).get("name", ""))
-             if (s := _stuck(p)) is not None]
     return next((s for s in stuck if _same_cause(s, previous)), stuck[0] if stuck else None)
+
+
+def cannot_start(pods: Iterable[Obj], previous: str | None = None) -> Stuck | None:
+    """``choose`` among the pods that are ``waiting``."""
+    return choose(waiting(pods), previous)
 
 
 def message(stuck: Stuck, previous: str | None) -> str:
@@ -89,4 +98,5 @@ def message(stuck: Stuck, previous: str | None) -> str:
     return str(previous) if retried and _same_cause(stuck, previous) else stuck.message()
 
 
-__all__ = ["IMAGE_PULL", "POD_NOT_STARTING", "STUCK_REASONS", "UNSCHEDULABLE", "Stuck", "cannot_start", "message"]
+__all__ = ["IMAGE_PULL", "POD_NOT_STARTING", "STUCK_REASONS", "UNSCHEDULABLE", "Stuck", "cannot_start", "choose", "message",
+           "waiting"]

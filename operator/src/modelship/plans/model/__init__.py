@@ -36,7 +36,7 @@ from modelship.plans.model.observation import (
     ServingDefaults,
 )
 from modelship.plans.model.revision import candidate, fault_env, start
-from modelship.plans.model.rollout import reported_not_starting, rollout
+from modelship.plans.model.rollout import rollout
 from modelship.plans.model.status import finish
 from modelship.plans.model.training import adopt, gates, retrain, training
 
@@ -59,7 +59,6 @@ __all__ = [
     "at_rest",
     "plan",
     "refused",
-    "reported_not_starting",
 ]
 
 

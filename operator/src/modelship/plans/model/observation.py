@@ -68,7 +68,7 @@ class Observation:
     shadow: ObservedRevision | None = None  # the candidate's shadow Deployment, while it exists
     stable_tallies: Mapping[str, Mapping[str, float]] | None = None  # stable pods' shadow comparison
     gateway_api: bool = False  # the cluster serves gateway.networking.k8s.io/v1
-    canary_stuck: Stuck | None = None  # a pod of the deploying revision waits on what only a person can fix
+    canary_stuck: tuple[Stuck, ...] = ()  # pods of the deploying revision that wait on what only a person can fix
 
     @property
     def name(self) -> str:

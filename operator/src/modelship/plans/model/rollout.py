@@ -81,8 +81,10 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         PROGRESSING, False, Reason.STABLE, "No rollout in progress", generation=obs.generation))
     if canary is None:
         return d
-    if obs.canary_stuck is not None and action.reason == Reason.PROGRESS_DEADLINE_EXCEEDED:
-        action = replace(action, message=f"{action.message}: {obs.canary_stuck.message()}")
+    reported = _reported_not_starting(d.status)
+    stuck = podstart.choose(obs.canary_stuck, reported)
+    if stuck is not None and action.reason == Reason.PROGRESS_DEADLINE_EXCEEDED:
+        action = replace(action, message=f"{action.message}: {stuck.message()}")
         d = replace(d, action=action)
     if action.kind == ActionKind.PROMOTE:
         return _promote(obs, d, total)
@@ -100,24 +102,24 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         d = replace(d, events=d.event(Reason.STEP_PASSED, action.message))
     d = replace(d, status=st, progressing=condition(
         PROGRESSING, True, action.reason, action.message or f"Rolling out {canary}", generation=obs.generation))
-    if action.kind == ActionKind.WAIT and obs.canary_stuck is not None:
-        d = not_starting(obs, d, obs.canary_stuck)
+    if action.kind == ActionKind.WAIT and stuck is not None:
+        d = not_starting(obs, d, stuck, reported)
     wait = 0.1 if action.kind == ActionKind.ADVANCE else next_look(obs, d)
     return replace(d, requeue_after=wait)
 
 
-def reported_not_starting(status: ModelStatus) -> str | None:
+def _reported_not_starting(status: ModelStatus) -> str | None:
     """What Progressing last said a pod of the deploying revision waits on, if it said so."""
     before = get_condition(status.conditions, PROGRESSING)
     return before.message if before is not None and before.reason == Reason.POD_NOT_STARTING else None
 
 
-def not_starting(obs: Observation, d: Draft, stuck: Stuck) -> Draft:
+def not_starting(obs: Observation, d: Draft, stuck: Stuck, previous: str | None) -> Draft:
     """The revision being deployed has a pod that waits on what only a person can fix (an image
     that cannot be pulled, a missing Secret): Progressing says so in the kubelet's words, with one
     Warning Event per new reason, instead of "0/N pods ready" until the progress deadline rolls it
-    back. The kubelet keeps trying: a fix (a Secret created) lets it go on."""
-    previous = reported_not_starting(d.status)
+    back. The kubelet keeps trying: a fix (a Secret created) lets it go on. ``previous``: what
+    Progressing said before, if it said this."""
     message = podstart.message(stuck, previous)
     progressing = condition(PROGRESSING, True, Reason.POD_NOT_STARTING, message, generation=obs.generation)
     events = d.events if message == previous else d.event(Reason.POD_NOT_STARTING, message, warning=True)

@@ -8,6 +8,9 @@ Model's own Service."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import subprocess
 import threading
 import time
 from typing import Any
@@ -57,42 +60,58 @@ def test_canary_moves_through_httproute_weights_and_promotes(
     stable_svc = namespace.get("service", "routed-stable")
     assert stable_svc["spec"]["selector"]["modelship.io/revision"] == first
 
-    # A new version: follow the route while the canary runs.
-    seen: list[dict[str, int]] = []
-    stop = threading.Event()
+    # A new version: follow every write to the route (a watch, not polling, so a step is not
+    # missed however short it is) while the canary runs.
+    seen: list[tuple[float, dict[str, int]]] = []
+    argv = [namespace.cluster.kubectl_bin, "--kubeconfig", str(namespace.cluster.kubeconfig), "-n", namespace.name,
+            "get", "httproute", "routed", "--watch", "-o", "json"]
+    watch = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     def follow() -> None:
-        while not stop.is_set():
-            w = weights(namespace.get("httproute", "routed"))
-            if w and (not seen or seen[-1] != w):
-                seen.append(w)
-            time.sleep(0.5)
+        assert watch.stdout is not None
+        text = ""
+        for line in watch.stdout:  # pretty-printed objects, each ending with "}" at the margin
+            text += line
+            if line.rstrip("\n") == "}":
+                w = weights(json.loads(text))
+                text = ""
+                if w and (not seen or seen[-1][1] != w):
+                    seen.append((time.monotonic(), w))
 
     svc = namespace.get("service", "routed")
     url = f"http://{svc['spec']['clusterIP']}/v1/models/routed:predict"
     s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=12))
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
-    with Load(url) as load:
-        namespace.kubectl("annotate", "model", "routed", "modelship.io/retrain=1", "--overwrite")
-        canary = wait_until(lambda: ((namespace.get("model", "routed") or {}).get("status") or {})
-                            .get("canaryRevision"), 300, "a canary")
-        canary_svc = wait_until(lambda: namespace.get("service", "routed-canary"), 120, "the canary Service")
-        assert canary_svc["spec"]["selector"]["modelship.io/revision"] == canary
-        done = wait_until(lambda: (s := (namespace.get("model", "routed") or {}).get("status") or {})
-                          .get("stableRevision") == canary and not s.get("canaryRevision") and s,
-                          300, "promotion")
-        time.sleep(2)
-    stop.set()
-    watcher.join(5)
-    print(f"HTTPRoute weights seen: {seen}; load {load.ok} ok, {load.failed} failed")
+    try:
+        with Load(url) as load:
+            namespace.kubectl("annotate", "model", "routed", "modelship.io/retrain=1", "--overwrite")
+            canary = wait_until(lambda: ((namespace.get("model", "routed") or {}).get("status") or {})
+                                .get("canaryRevision"), 300, "a canary")
+            canary_svc = wait_until(lambda: namespace.get("service", "routed-canary"), 120, "the canary Service")
+            assert canary_svc["spec"]["selector"]["modelship.io/revision"] == canary
+            done = wait_until(lambda: (s := (namespace.get("model", "routed") or {}).get("status") or {})
+                              .get("stableRevision") == canary and not s.get("canaryRevision") and s,
+                              300, "promotion")
+            time.sleep(2)
+    finally:
+        watch.terminate()
+        watch.wait(10)
+        watcher.join(5)
+    routes = [w for _, w in seen]
+    held = {w.get("routed-canary"): round(after - at, 1) for (at, w), (after, _) in itertools.pairwise(seen)}
+    print(f"HTTPRoute weights seen: {routes}; seconds each canary weight held: {held}; "
+          f"load {load.ok} ok, {load.failed} failed")
     assert load.failed == 0, load.failures
-    canary_weights = [w.get("routed-canary") for w in seen if "routed-canary" in w]
-    assert 20 in canary_weights and 60 in canary_weights, seen
-    assert canary_weights == sorted(canary_weights), f"the canary's weight only rises: {seen}"
-    for w in seen:
+    canary_weights = [w.get("routed-canary") for w in routes if "routed-canary" in w]
+    assert 20 in canary_weights and 60 in canary_weights, routes
+    assert canary_weights == sorted(canary_weights), f"the canary's weight only rises: {routes}"
+    # Each step's weight is served before the step passes: at least an analysis interval (2 s) at
+    # 60 %, however long its pod took to start (the operator's clock starts just before its write).
+    assert held[20] >= 1.0 and held[60] >= 1.0, held
+    for w in routes:
         assert sum(w.values()) == 100, w
-    assert seen[-1] == {"routed-stable": 100}
+    assert routes[-1] == {"routed-stable": 100}
     assert namespace.get("service", "routed-stable")["spec"]["selector"]["modelship.io/revision"] == canary
     assert namespace.get("service", "routed-canary") is None
     assert done["history"][0]["outcome"] == "Promoted"

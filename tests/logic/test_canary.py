@@ -19,6 +19,7 @@ from modelship.logic.canary import (
     next_rollout_action,
     split_replicas,
     stable_replicas_now,
+    step_ends_at,
 )
 from modelship.logic.conditions import Reason
 
@@ -118,8 +119,9 @@ def _dep(replicas: int, ready: int | None = None) -> DeploymentState:
     return DeploymentState(replicas=replicas, ready=ready, available=ready, updated=replicas)
 
 
-def _state(step: int | None = 0, started: datetime | None = None) -> RolloutState:
-    return RolloutState("m-old", "m-new", step, started, rollout_started_at=T0)
+def _state(step: int | None = 0, started: datetime | None = None, served: datetime | None = None) -> RolloutState:
+    """``served``: when the step's weight began (default: when the step began)."""
+    return RolloutState("m-old", "m-new", step, started, rollout_started_at=T0, weight_since=served or started)
 
 
 def test_steady_state_does_nothing() -> None:
@@ -190,6 +192,50 @@ def test_step_passes_after_pause() -> None:
     assert (a.canary_replicas, a.stable_replicas) == (2, 3)  # stable shrinks only by the ready canary pod
 
 
+def _s(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("pause", "interval", "served", "ends"), [
+    ("60s", "10s", 0, 60),  # ready at once: the pause
+    ("60s", "10s", 50, 60),  # ready within the pause, an interval before its end: the pause
+    ("60s", "10s", 55, 65),  # ready later: one interval at the weight
+    ("60s", "10s", 90, 100),  # ready after the pause (the CI run's gateway test): one interval at the weight
+    ("5s", "10s", 90, 95),  # a pause shorter than the interval: the pause at the weight
+    ("0s", "10s", 90, 90),  # no pause: nothing to wait for
+])
+def test_step_ends_after_its_pause_and_an_interval_at_its_weight(pause: str, interval: str, served: float,
+                                                                 ends: float) -> None:
+    rollout = Rollout(steps=[CanaryStep(weight=10, pause="30s"), CanaryStep(weight=50, pause=pause)],
+                      analysis={"interval": interval})
+    assert step_ends_at(rollout, _state(1, T0, _s(served))) == _s(ends)
+    assert step_ends_at(rollout, replace(_state(1, T0), weight_since=None)) is None  # not ready at its size yet
+    assert step_ends_at(rollout, _state(2, T0)) is None  # the final stage has no pause
+
+
+def test_a_step_whose_pods_start_after_its_pause_still_serves_its_weight() -> None:
+    """Step 2 (50 %) is asked for at T0 with a 1 m pause; its pods are ready only at 90 s. Its
+    weight is routed then and judged for one interval (10 s) before the canary is promoted: it
+    used to be promoted at once, and 50 % never reached the route."""
+    rollout = ROLLOUT.model_copy(update={"traffic_routing": "gatewayAPI"})
+    asked = replace(_state(1, T0), weight_since=None)
+    a = next_rollout_action(rollout, 10, asked, _dep(5, 3), _dep(10), PASS, _s(89))
+    assert (a.kind, a.route_weight) == (ActionKind.WAIT, 10)
+    a = next_rollout_action(rollout, 10, asked, _dep(5), _dep(10), PASS, _s(90))
+    assert (a.kind, a.route_weight, a.requeue_after) == (ActionKind.AT_WEIGHT, 50, 10.0)
+    assert "analysing for 10 s more" in a.message and a.writes
+    served = _state(1, T0, _s(90))
+    a = next_rollout_action(rollout, 10, served, _dep(5), _dep(10), PASS, _s(95))
+    assert (a.kind, a.route_weight, a.requeue_after) == (ActionKind.WAIT, 50, 5.0) and "5 s left" in a.message
+    a = next_rollout_action(rollout, 10, served, _dep(5), _dep(10), FAIL, _s(95))
+    assert a.kind == ActionKind.ROLLBACK  # judged at its weight: a failure there rolls back
+    a = next_rollout_action(rollout, 10, served, _dep(5), _dep(10), PASS, _s(100))
+    assert (a.kind, a.route_weight) == (ActionKind.PROMOTE, 100)
+    # Pods ready within the pause: the step still ends with its pause (a rollout lasts its pauses).
+    a = next_rollout_action(rollout, 10, _state(1, T0, _s(20)), _dep(5), _dep(10), PASS, _s(60))
+    assert a.kind == ActionKind.PROMOTE
+
+
 @pytest.mark.parametrize(("on_no_data", "kind"), [("pause", ActionKind.PAUSE), ("proceed", ActionKind.ADVANCE)])
 def test_no_data(on_no_data: str, kind: ActionKind) -> None:
     rollout = ROLLOUT.model_copy(update={"on_no_data": on_no_data})
@@ -235,7 +281,9 @@ def _simulate(rollout: Rollout, total: int, verdicts: list[Verdict | None]) -> t
         canary = _dep(a.canary_replicas, min(canary.ready if canary else 0, a.canary_replicas)
                       if canary is None or canary.replicas != a.canary_replicas else a.canary_replicas)
         stable = _dep(a.stable_replicas)
-        state = replace(state, step=a.step, step_started_at=a.step_started_at)
+        served = now if a.kind in (ActionKind.START_STEP, ActionKind.AT_WEIGHT) else (
+            None if a.kind == ActionKind.ADVANCE else state.weight_since)
+        state = replace(state, step=a.step, step_started_at=a.step_started_at, weight_since=served)
         now += timedelta(seconds=a.requeue_after if a.requeue_after else 1)
     raise AssertionError("the rollout did not finish")
 
@@ -251,6 +299,8 @@ def test_simulated_rollout_promotes(total: int, routing: str) -> None:
     # Only the first step starts when its pods are ready; later steps start when they are asked for.
     assert [a.weight for a in actions if a.kind == ActionKind.START_STEP] == [10]
     assert [a.weight for a in actions if a.kind == ActionKind.ADVANCE] == [50]
+    # ... and its weight is served from when its pods are ready.
+    assert [a.route_weight for a in actions if a.kind == ActionKind.AT_WEIGHT] == [50]
     # Promoted as the last pause ends, with the stable's pods kept (they leave as the new ones are ready).
     assert "passed" in actions[-1].message and actions[-1].canary_replicas == total
 

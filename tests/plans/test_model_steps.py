@@ -263,10 +263,13 @@ def serving() -> tuple[ModelStatus, str]:
 
 # --- rollout: the canary's next action ---------------------------------------------------------
 
-def canary_status(step: int = 0, started: bool = True) -> ModelStatus:
+def canary_status(step: int = 0, started: bool = True, served: bool | None = None) -> ModelStatus:
+    """``served``: whether the step's weight has been served (by default, since the step began)."""
+    served = started if served is None else served
     return status(stableRevision="m-s", canaryRevision="m-c", canaryStep=step, trainingJobsCreated=1,
                   stepStartedAt="2026-11-23T12:00:00Z" if started else None,
                   rollout={"startedAt": "2026-11-23T12:00:00Z",
+                           **({"weightSince": "2026-11-23T12:00:00Z"} if served else {}),
                            "baseline": [{"pod": "canary-0", "byCode": {"200": 0}}]},
                   history=[{"revision": "m-c", "outcome": "Progressing", "artifactUri": "s3://b/c/"},
                            {"revision": "m-s", "outcome": "Promoted", "artifactUri": "s3://b/s/"}])
@@ -284,6 +287,9 @@ def canary_status(step: int = 0, started: bool = True) -> ModelStatus:
      ActionKind.ROLLBACK, {"m-s": 2}),
     ("pause over, healthy: advance to 50% (the stable gives up what the ready canary replaces)", {},
      {"m-s": (2, 2), "m-c": (1, 1)}, 31, traffic(100), ActionKind.ADVANCE, {"m-s": 1, "m-c": 1}),
+    ("a later step's pods ready after its pause: its weight is served and judged an interval first",
+     dict(step=1, served=False), {"m-s": (1, 1), "m-c": (1, 1)}, 200, traffic(100), ActionKind.AT_WEIGHT,
+     {"m-s": 1, "m-c": 1}),
     ("last step passed: promote", dict(step=2), {"m-s": (0, 0), "m-c": (2, 2)}, 0, None, ActionKind.PROMOTE,
      {"m-c": 2}),
 ])
@@ -296,6 +302,26 @@ def test_rollout(name: str, fields: dict[str, Any], revisions: dict[str, tuple[i
     out = rollout(o, draft(st))
     assert out.action is not None and out.action.kind == kind, (name, out.action)
     assert dict(out.replicas) == replicas, name
+
+
+def test_a_step_served_late_records_when_and_passes_an_interval_later() -> None:
+    """Step 2 (50 %, 30 s pause, 5 s interval) began at T0; its pod was ready only at 200 s. The
+    status keeps when its weight began, the next look is an interval later, and then it passes."""
+    from datetime import timedelta
+    st = canary_status(step=1, served=False)
+    assert st.rollout is not None
+    st = st.model_copy(update={"rollout": st.rollout.model_copy(update={"analysed_at": "2026-11-23T12:03:20Z"})})
+    seen = {"m-s": ready(1), "m-c": ready(1)}
+    now = T0 + timedelta(seconds=200)  # 12:03:20, when it was also analysed
+    out = rollout(obs(st, now, revisions=seen, canary_counters=traffic(100)), draft(st))
+    assert out.status.rollout is not None and out.status.rollout.weight_since == "2026-11-23T12:03:20Z"
+    assert out.requeue_after == 5.0
+    early = rollout(obs(out.status, now + timedelta(seconds=4), revisions=seen, canary_counters=traffic(150)),
+                    draft(out.status))
+    assert early.action is not None and early.action.kind == ActionKind.WAIT, early.action
+    done = rollout(obs(out.status, now + timedelta(seconds=5), revisions=seen, canary_counters=traffic(200)),
+                   draft(out.status))
+    assert done.action is not None and done.action.kind == ActionKind.PROMOTE, done.action
 
 
 # --- children: what the Model owns --------------------------------------------------------------

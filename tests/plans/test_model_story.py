@@ -101,8 +101,10 @@ def test_retrain_annotation_canary_steps_and_promotion() -> None:
         revs = {r: ready(n) for r, n in deployments(p).items()}
         p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1",
                      canary_counters=traffic(105)))
-    # Step 2's pause started when it was asked for; its new pod counts in full in its window.
-    assert p.action is not None and p.action.kind == ActionKind.WAIT and p.status.step_started_at is not None
+    # Step 2's pause started when it was asked for; its new pod counts in full in its window, and
+    # the step's weight is served from when it is ready.
+    assert p.action is not None and p.action.kind == ActionKind.AT_WEIGHT and p.status.step_started_at is not None
+    assert p.status.rollout is not None and p.status.rollout.weight_since == p.status.step_started_at
     t += timedelta(seconds=31)
     p = plan(obs(p.status, t, training_jobs=jobs, revisions=revs, retrain_token="1", canary_counters=traffic(205)))
     # Promoted as the last pause ends: the new stable scales to full size while the old one keeps

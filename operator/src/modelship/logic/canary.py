@@ -106,8 +106,9 @@ class RolloutState:
     stable_revision: str | None
     canary_revision: str | None
     step: int | None = None  # index into spec.rollout.steps; len(steps) = final 100 % stage
-    step_started_at: datetime | None = None  # when the canary was ready at this step's size
+    step_started_at: datetime | None = None  # when the step began (step 1: when its pods were ready)
     rollout_started_at: datetime | None = None  # when this canary first appeared
+    weight_since: datetime | None = None  # when the canary was first ready at this step's size
 
 
 class ActionKind(StrEnum):
@@ -115,6 +116,7 @@ class ActionKind(StrEnum):
     SCALE = "Scale"  # set replicas (and route weights) as given
     WAIT = "Wait"  # pods are coming up, or the step's pause is running
     START_STEP = "StartStep"  # the canary is ready at this step: record the time, take a baseline
+    AT_WEIGHT = "AtWeight"  # the canary is ready at a later step's size: its weight is served from now
     ADVANCE = "Advance"  # the step passed: go to ``step``
     PAUSE = "Pause"  # too few requests and onNoData=pause
     PROMOTE = "Promote"  # the canary becomes the stable revision
@@ -277,10 +279,13 @@ def _judge(at: _AtStep, rollout: Rollout, total: int, state: RolloutState, stabl
         return replace(at.base, kind=ActionKind.START_STEP, step_started_at=now, reason=Reason.ANALYSING,
                        message=f"Canary {state.canary_revision} ready at step {at.label} "
                        f"({weight}%): analysing for {rollout.steps[step].pause}")
-    pause = parse_duration(rollout.steps[step].pause)
-    elapsed = now - state.step_started_at
-    if elapsed < pause:
-        remaining = _seconds(pause - elapsed)
+    remaining = _seconds(_step_end(rollout, step, state.step_started_at, state.weight_since or now) - now)
+    if state.weight_since is None:
+        return replace(at.base, kind=ActionKind.AT_WEIGHT, reason=Reason.ANALYSING,
+                       requeue_after=min(at.interval, remaining) or at.interval,
+                       message=f"Canary {state.canary_revision} ready at step {at.label} ({weight}%): "
+                       f"analysing for {int(remaining)} s more")
+    if remaining > 0:
         detail = f"; so far {verdict.message}" if verdict is not None and verdict.message else ""
         return replace(at.base, reason=Reason.ANALYSING, requeue_after=min(at.interval, remaining) or at.interval,
                        message=f"Analysing step {at.label} ({weight}%): {int(remaining)} s left{detail}")
@@ -312,6 +317,23 @@ def _judge(at: _AtStep, rollout: Rollout, total: int, state: RolloutState, stabl
         f"Step {at.label} ({weight}%) passed: {note}; going to step {_step_label(nxt, last)} ({nxt_weight}%)",
         requeue_after=0.0, route_weight=weight,
     )
+
+
+def step_ends_at(rollout: Rollout, state: RolloutState) -> datetime | None:
+    """When the current step may pass (None until the canary is ready at the step's size)."""
+    if state.step_started_at is None or state.weight_since is None or state.step is None \
+            or state.step >= len(rollout.steps):
+        return None
+    return _step_end(rollout, state.step, state.step_started_at, state.weight_since)
+
+
+def _step_end(rollout: Rollout, step: int, started: datetime, served: datetime) -> datetime:
+    """The step's pause after it began, and not before the canary has served the step's weight
+    (since ``served``) for one analysis interval, or the whole pause if that is shorter. A later
+    step begins when it is asked for, so a rollout lasts its pauses; but when its pods take longer
+    than its pause to start, its weight is still served and judged before it passes."""
+    pause = parse_duration(rollout.steps[step].pause)
+    return max(started + pause, served + min(pause, parse_duration(rollout.analysis.interval)))
 
 
 def _step_label(step: int, last: int) -> str:

@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         # Library warnings (convergence, deprecations) are reported, never fatal.
         warnings.simplefilter("always")
         try:
-            from modelship_runtime.training import fanout, train  # heavy imports after argument errors
+            from modelship_runtime.training import (  # heavy imports after argument errors
+                fanout,
+                train,
+            )
 
             spec = load_spec(args.spec)
             with threadpool_limits(limits=threads.available()):

@@ -9,7 +9,13 @@ from modelship.api.common import parse_duration
 from modelship.api.model import ModelStatus, Outcome, RolloutProgress, Stage
 from modelship.logic import podstart
 from modelship.logic.analysis import Verdict, analyse
-from modelship.logic.canary import ActionKind, RolloutAction, RolloutState, next_rollout_action
+from modelship.logic.canary import (
+    ActionKind,
+    RolloutAction,
+    RolloutState,
+    next_rollout_action,
+    step_ends_at,
+)
 from modelship.logic.conditions import (
     PROGRESSING,
     Reason,
@@ -27,14 +33,13 @@ from modelship.plans.model.shadow import shadow
 
 def verdict(obs: Observation, d: Draft) -> Verdict | None:
     """The canary's analysis over the current step so far, when it is due (every
-    ``analysis.interval``, the first one an interval after the start, and when the step's pause
-    is over: the final one); None otherwise or when the canary's metrics cannot be read now."""
+    ``analysis.interval``, the first one an interval after the start, and when the step may pass:
+    the final one); None otherwise or when the canary's metrics cannot be read now."""
     st, rollout = d.status, d.spec.rollout
     if not (st.canary_revision and st.stable_revision and st.step_started_at) or not obs.canary_counters:
         return None
-    started, step = parse_time(st.step_started_at), st.canary_step or 0
-    pause = rollout.steps[step].pause if step < len(rollout.steps) else None
-    final = started is not None and pause is not None and obs.now - started >= parse_duration(pause)
+    end = step_ends_at(rollout, _state(d))
+    final = end is not None and obs.now >= end
     last = parse_time(st.rollout.analysed_at) if st.rollout else None
     if not (final or last is None or obs.now - last >= parse_duration(rollout.analysis.interval)):
         return None
@@ -42,17 +47,25 @@ def verdict(obs: Observation, d: Draft) -> Verdict | None:
 
 
 def next_look(obs: Observation, d: Draft) -> float | None:
-    """Seconds until the canary's next analysis or the end of its pause, whichever is first."""
+    """Seconds until the canary's next analysis or the end of its step, whichever is first."""
     st = d.status
     progress, started = st.rollout, parse_time(st.step_started_at)
     if st.canary_revision is None or progress is None or started is None:
         return None
     interval = parse_duration(d.spec.rollout.analysis.interval)
     moments = [(parse_time(progress.analysed_at) or started) + interval]
-    step = st.canary_step or 0
-    if step < len(d.spec.rollout.steps):
-        moments.append(started + parse_duration(d.spec.rollout.steps[step].pause))
+    end = step_ends_at(d.spec.rollout, _state(d))
+    if end is not None:
+        moments.append(end)
     return max(0.1, min((m - obs.now).total_seconds() for m in moments))
+
+
+def _state(d: Draft) -> RolloutState:
+    """The rollout's position as the status records it."""
+    st = d.status
+    progress = st.rollout or RolloutProgress()
+    return RolloutState(st.stable_revision, st.canary_revision, st.canary_step, parse_time(st.step_started_at),
+                        parse_time(progress.started_at), parse_time(progress.weight_since))
 
 
 def rollout(obs: Observation, d: Draft) -> Draft:
@@ -68,8 +81,7 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         return rolling_back(obs, d)
     if canary is None and progress.stage == Stage.PROMOTING:
         return promoting(obs, d)
-    state = RolloutState(stable, canary, st.canary_step, parse_time(st.step_started_at),
-                         parse_time(progress.started_at))
+    state = _state(d)
     total = total_replicas(obs, d)
     canary_seen = obs.revisions.get(canary) if canary else None
     stable_seen = obs.revisions.get(stable) if stable else None
@@ -94,11 +106,15 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         counters = to_status(obs.canary_counters or {})
         st = st.model_copy(update={"step_started_at": rfc3339(action.step_started_at or obs.now),
                                    "rollout": progress.model_copy(update={"baseline": counters,
-                                                                          "analysed_at": rfc3339(obs.now)})})
+                                                                          "analysed_at": rfc3339(obs.now),
+                                                                          "weight_since": rfc3339(obs.now)})})
+    elif action.kind == ActionKind.AT_WEIGHT:
+        st = st.model_copy(update={"rollout": progress.model_copy(update={"weight_since": rfc3339(obs.now)})})
     elif action.kind == ActionKind.ADVANCE:
         started = rfc3339(action.step_started_at) if action.step_started_at else None
         st = st.model_copy(update={"canary_step": action.step, "step_started_at": started, "rollout": progress.model_copy(
-            update={"baseline": to_status(obs.canary_counters or {}) if started else [], "analysed_at": started})})
+            update={"baseline": to_status(obs.canary_counters or {}) if started else [], "analysed_at": started,
+                    "weight_since": None})})
         d = replace(d, events=d.event(Reason.STEP_PASSED, action.message))
     d = replace(d, status=st, progressing=condition(
         PROGRESSING, True, action.reason, action.message or f"Rolling out {canary}", generation=obs.generation))

@@ -110,8 +110,9 @@ def test_canary_moves_through_httproute_weights_and_promotes(
     assert canary_weights == sorted(canary_weights), f"the canary's weight only rises: {routes}"
     # Each step's weight is served before the step passes: 60 % for step 2's whole 1 s pause, though
     # its pod took longer than that to start (it was promoted the moment the pod was ready, and
-    # 60 % never reached the route). The operator's clock starts just before its write.
-    assert held[20] >= 5.0 and held[60] >= 0.7, held
+    # 60 % never reached the route). The operator's clock starts at its reconcile, just before its
+    # write reaches the watch.
+    assert held[20] >= 5.0 and held[60] >= 0.5, held
     for w in routes:
         assert sum(w.values()) == 100, w
     assert routes[-1] == {"routed-stable": 100}

@@ -137,14 +137,16 @@ def observe(ctx: Context, body: Body) -> tuple[Observation, list[Body]]:
                                        pod_image_id(pods.get(rev, [])) if rev in needs_image else None)
                  for rev, d in deployments.items()}
     shadow = shadows.get(candidate or "")
+    counters = read_metrics(ctx, pods.get(candidate or "", []), request_counters) if measured else None
+    tallies = read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None
     observation = Observation(
         owner=body, generation=meta.get("generation"), spec=parse_spec(ModelSpec, body.get("spec")),
+        # The time after the reads (scraping pods can take a while): what the plan writes now, a
+        # step's weight for one, is in place about then.
         status=status, now=datetime.now(UTC), defaults=defaults(ctx),
         annotations=meta.get("annotations") or {}, training_jobs=tuple(jobs), revisions=revisions,
-        canary_counters=read_metrics(ctx, pods.get(candidate or "", []), request_counters) if measured else None,
-        shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
-        stable_tallies=read_metrics(ctx, pods.get(status.stable_revision or "", []), shadow_tally) if in_shadow else None,
-        gateway_api=gateway_api,
+        canary_counters=counters, shadow=ObservedRevision(deployment_state(shadow)) if shadow is not None else None,
+        stable_tallies=tallies, gateway_api=gateway_api,
         canary_stuck=waiting(pods.get(status.canary_revision or "", [])) if deploying else (),
     )
     return observation, owned

@@ -304,6 +304,24 @@ def test_rollout(name: str, fields: dict[str, Any], revisions: dict[str, tuple[i
     assert dict(out.replicas) == replicas, name
 
 
+def test_the_canary_is_judged_once_per_interval_not_on_every_pass() -> None:
+    """Step 1 began at T0 (5 s interval, 30 s pause). A judgement is recorded, and the next is an
+    interval later: judging on every pass after the first interval put "so far N requests" in
+    Progressing each time, so each status write set off the next reconcile, ~7 a second under load."""
+    from datetime import timedelta
+    st = canary_status()
+    seen = {"m-s": ready(2), "m-c": ready(1)}
+    first = rollout(obs(st, T0 + timedelta(seconds=6), revisions=seen, canary_counters=traffic(50)), draft(st))
+    assert first.status.rollout is not None and first.status.rollout.analysed_at == "2026-11-23T12:00:06Z"
+    assert first.progressing is not None and "so far 50 requests" in first.progressing.message
+    assert first.requeue_after == 5.0
+    again = rollout(obs(first.status, T0 + timedelta(seconds=6.5), revisions=seen, canary_counters=traffic(60)),
+                    draft(first.status))
+    assert again.status.rollout is not None and again.status.rollout.analysed_at == "2026-11-23T12:00:06Z"
+    assert again.progressing is not None and "so far" not in again.progressing.message
+    assert again.requeue_after == pytest.approx(4.5)
+
+
 def test_a_step_served_late_records_when_and_passes_an_interval_later() -> None:
     """Step 2 (50 %, 30 s pause, 5 s interval) began at T0; its pod was ready only at 200 s. The
     status keeps when its weight began, the next look is an interval later, and then it passes."""

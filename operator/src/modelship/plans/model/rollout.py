@@ -81,13 +81,17 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         return rolling_back(obs, d)
     if canary is None and progress.stage == Stage.PROMOTING:
         return promoting(obs, d)
-    state = _state(d)
+    judged = verdict(obs, d)
+    if judged is not None:  # judged now: the next analysis is an interval away, not the next pass
+        progress = progress.model_copy(update={"analysed_at": rfc3339(obs.now)})
+        st = st.model_copy(update={"rollout": progress})
+        d = replace(d, status=st)
     total = total_replicas(obs, d)
     canary_seen = obs.revisions.get(canary) if canary else None
     stable_seen = obs.revisions.get(stable) if stable else None
     action = next_rollout_action(
-        d.spec.rollout, total, state, canary_seen.state if canary_seen else None,
-        stable_seen.state if stable_seen else None, verdict(obs, d), obs.now)
+        d.spec.rollout, total, _state(d), canary_seen.state if canary_seen else None,
+        stable_seen.state if stable_seen else None, judged, obs.now)
     replicas = {r: n for r, n in ((stable, action.stable_replicas), (canary, action.canary_replicas)) if r}
     d = replace(d, action=action, replicas=replicas, progressing=condition(
         PROGRESSING, False, Reason.STABLE, "No rollout in progress", generation=obs.generation))

@@ -192,6 +192,23 @@ def test_step_passes_after_pause() -> None:
     assert (a.canary_replicas, a.stable_replicas) == (2, 3)  # stable shrinks only by the ready canary pod
 
 
+def test_the_stable_keeps_all_its_pods_until_step_one_is_first_analysed() -> None:
+    """4 replicas at 25 %: the canary's pod joins the 4 stable ones, and the stable gives one up only
+    after the first analysis (10 s). A canary failed before that is removed at once: no user waits
+    for a replacement stable pod to start while the bad one keeps serving."""
+    rollout = Rollout(steps=[CanaryStep(weight=25, pause="30s")], analysis={"interval": "10s"})
+    a = next_rollout_action(rollout, 4, _state(0, None), _dep(1), _dep(4), None, T0)
+    assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.START_STEP, 1, 4)
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), None, _s(9))
+    assert (a.kind, a.stable_replicas) == (ActionKind.WAIT, 4)
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), FAIL, _s(9))
+    assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.ROLLBACK, 0, 4)
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), PASS, _s(10))
+    assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.SCALE, 1, 3)  # then 25 %
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(3), None, _s(11))
+    assert (a.kind, a.stable_replicas) == (ActionKind.WAIT, 3)
+
+
 def _s(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 

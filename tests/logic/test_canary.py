@@ -192,21 +192,24 @@ def test_step_passes_after_pause() -> None:
     assert (a.canary_replicas, a.stable_replicas) == (2, 3)  # stable shrinks only by the ready canary pod
 
 
-def test_the_stable_keeps_all_its_pods_until_step_one_is_first_analysed() -> None:
-    """4 replicas at 25 %: the canary's pod joins the 4 stable ones, and the stable gives one up only
-    after the first analysis (10 s). A canary failed before that is removed at once: no user waits
-    for a replacement stable pod to start while the bad one keeps serving."""
-    rollout = Rollout(steps=[CanaryStep(weight=25, pause="30s")], analysis={"interval": "10s"})
+def test_the_stable_keeps_all_its_pods_through_step_one() -> None:
+    """4 replicas at 25 %: the canary's pod joins the 4 stable ones for the whole of step 1, and the
+    stable gives one up only when step 2 starts. A canary failed in step 1 (where most bad versions
+    are caught), even late in it, is removed at once: no user waits for a replacement stable pod to
+    start while the bad one keeps serving. (The stable used to give up its pod after step 1's first
+    analysis, which was before the errors were proven: 17 of 26 failed requests in the bench came
+    after the decision.)"""
+    rollout = Rollout(steps=[CanaryStep(weight=25, pause="30s"), CanaryStep(weight=50, pause="30s")],
+                      analysis={"interval": "10s"})
     a = next_rollout_action(rollout, 4, _state(0, None), _dep(1), _dep(4), None, T0)
     assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.START_STEP, 1, 4)
-    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), None, _s(9))
-    assert (a.kind, a.stable_replicas) == (ActionKind.WAIT, 4)
-    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), FAIL, _s(9))
+    for at, verdict in ((9, None), (10, PASS), (20, PASS), (29, None)):
+        a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), verdict, _s(at))
+        assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.WAIT, 1, 4), at
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), FAIL, _s(29))
     assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.ROLLBACK, 0, 4)
-    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), PASS, _s(10))
-    assert (a.kind, a.canary_replicas, a.stable_replicas) == (ActionKind.SCALE, 1, 3)  # then 25 %
-    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(3), None, _s(11))
-    assert (a.kind, a.stable_replicas) == (ActionKind.WAIT, 3)
+    a = next_rollout_action(rollout, 4, _state(0, T0), _dep(1), _dep(4), PASS, _s(30))
+    assert (a.kind, a.step, a.canary_replicas, a.stable_replicas) == (ActionKind.ADVANCE, 1, 2, 3)
 
 
 def _s(seconds: float) -> datetime:

@@ -201,7 +201,7 @@ def next_rollout_action(
                              route_weight=100)
     if state.stable_revision is None or rollout.strategy == RolloutStrategy.RECREATE:
         return _replace_all(rollout, total, state, canary, stable)
-    at = _at_step(rollout, total, state, canary, max_surge, now)
+    at = _at_step(rollout, total, state, canary, max_surge)
     if verdict is not None and verdict.kind == VerdictKind.FAIL and at.step < at.last:
         return _rollback(total, Reason.ANALYSIS_FAILED,
                          f"Analysis failed at step {at.step + 1} ({at.weight}%): {verdict.message}")
@@ -242,7 +242,7 @@ class _AtStep:
 
 
 def _at_step(rollout: Rollout, total: int, state: RolloutState, canary: DeploymentState | None,
-             max_surge: int | None, now: datetime) -> _AtStep:
+             max_surge: int | None) -> _AtStep:
     last = len(rollout.steps)
     step = min(state.step or 0, last)
     weight = _step_weight(rollout, step)
@@ -250,9 +250,10 @@ def _at_step(rollout: Rollout, total: int, state: RolloutState, canary: Deployme
     canary_ready = canary.ready if canary is not None and canary.up_to_date else 0
     stable_now = stable_replicas_now(total, want_stable, min(canary_ready, want_canary))
     interval = _seconds(parse_duration(rollout.analysis.interval))
-    if step == 0 and (state.step_started_at is None or _seconds(now - state.step_started_at) < interval):
-        # Until step 1's first analysis the stable keeps all its pods: a canary failed there is
-        # removed at once, instead of serving until a replacement stable pod has started.
+    if step == 0:
+        # Through step 1 the stable keeps all its pods (the canary's are extra, as a surge): a canary
+        # failed there, where most bad versions are caught, is removed at the decision, instead of
+        # serving until a replacement stable pod has started. Its share is canary/(canary + total).
         stable_now = total
     base = RolloutAction(ActionKind.WAIT, want_canary, stable_now, weight, step, state.step_started_at,
                          Reason.CANARY_NOT_READY, "", requeue_after=interval,

@@ -182,7 +182,7 @@ def test_step_clock_starts_when_canary_is_ready_then_pause_runs() -> None:
     a = next_rollout_action(ROLLOUT, 4, _state(0, None), _dep(1), _dep(4), None, T0)
     assert (a.kind, a.step_started_at) == (ActionKind.START_STEP, T0)
     a = next_rollout_action(ROLLOUT, 4, _state(0, T0), _dep(1), _dep(4), PASS, T0 + timedelta(seconds=25))
-    assert a.kind == ActionKind.WAIT and a.requeue_after == 5.0 and "5 s left" in a.message
+    assert a.kind == ActionKind.WAIT and a.requeue_after == 5.0 and "until 2026-11-23T12:00:30Z" in a.message
 
 
 def test_step_passes_after_pause() -> None:
@@ -246,7 +246,7 @@ def test_a_step_whose_pods_start_after_its_pause_still_serves_its_weight() -> No
     assert "analysing for 10 s more" in a.message and a.writes
     served = _state(1, T0, _s(90))
     a = next_rollout_action(rollout, 10, served, _dep(5), _dep(10), PASS, _s(95))
-    assert (a.kind, a.route_weight, a.requeue_after) == (ActionKind.WAIT, 50, 5.0) and "5 s left" in a.message
+    assert (a.kind, a.route_weight, a.requeue_after) == (ActionKind.WAIT, 50, 5.0) and "until 2026-11-23T12:01:40Z" in a.message
     a = next_rollout_action(rollout, 10, served, _dep(5), _dep(10), FAIL, _s(95))
     assert a.kind == ActionKind.ROLLBACK  # judged at its weight: a failure there rolls back
     a = next_rollout_action(rollout, 10, served, _dep(5), _dep(10), PASS, _s(100))

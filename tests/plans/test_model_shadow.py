@@ -124,6 +124,19 @@ def test_a_healthy_shadow_becomes_the_canary_after_its_duration() -> None:
     assert ("Service", "m-shadow") in kinds(p)  # kept (no endpoints now): its name resolves for the next one
 
 
+def test_between_analyses_the_shadow_progressing_message_stays_as_it_is() -> None:
+    """Judged at 7 s (its window began at 2 s, 5 s interval); passes at 8 and 9 s do not judge and
+    leave Progressing word for word (an end time, the last figures kept), so the status is written
+    once per interval, not on every reconcile as a "N s left" countdown was."""
+    p, stable, candidate = start_shadow()
+    p = look(p, stable, 7, shadow=ready(1), canary_counters=traffic(100), stable_tallies=tally(98, 2))
+    judged = next(c for c in p.status.conditions if c.type == "Progressing").message
+    assert judged.startswith(f"Analysing shadow {candidate} until 2026-11-23T12:00:32Z; so far 100 mirrored"), judged
+    for at in (8, 9):
+        p = look(p, stable, at, shadow=ready(1), canary_counters=traffic(100 + 20 * at), stable_tallies=tally(98, 2))
+        assert next(c for c in p.status.conditions if c.type == "Progressing").message == judged
+
+
 @pytest.mark.parametrize(("counters", "tallies", "why"), [
     (traffic(60, errors=15), tally(60, 0), "error ratio"),  # answers 500 to a quarter of copies
     (traffic(60), tally(5, 55), "agreement with the stable"),  # Ready, but its outputs are inverted

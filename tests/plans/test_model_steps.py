@@ -315,11 +315,19 @@ def test_the_canary_is_judged_once_per_interval_not_on_every_pass() -> None:
     assert first.status.rollout is not None and first.status.rollout.analysed_at == "2026-11-23T12:00:06Z"
     assert first.progressing is not None and "so far 50 requests" in first.progressing.message
     assert first.requeue_after == 5.0
-    again = rollout(obs(first.status, T0 + timedelta(seconds=6.5), revisions=seen, canary_counters=traffic(60)),
-                    draft(first.status))
+    written = first.status.model_copy(update={"conditions": [first.progressing]})  # as the status is written
+    again = rollout(obs(written, T0 + timedelta(seconds=6.5), revisions=seen, canary_counters=traffic(60)),
+                    draft(written))
     assert again.status.rollout is not None and again.status.rollout.analysed_at == "2026-11-23T12:00:06Z"
-    assert again.progressing is not None and "so far" not in again.progressing.message
     assert again.requeue_after == pytest.approx(4.5)
+    # Between judgements Progressing stays word for word (the step's end is a time, not "N s left",
+    # and the last figures are kept), so the status is not rewritten on every reconcile.
+    assert again.progressing is not None and again.progressing.message == first.progressing.message
+    assert first.progressing.message == ("Analysing step 1/2 (25%) until 2026-11-23T12:00:30Z; "
+                                         "so far 50 requests, 0.00% errors, p99 10.0 ms"), first.progressing.message
+    later = rollout(obs(written, T0 + timedelta(seconds=11), revisions=seen, canary_counters=traffic(80)),
+                    draft(written))
+    assert later.progressing is not None and "so far 80 requests" in later.progressing.message
 
 
 def test_a_step_served_late_records_when_and_passes_an_interval_later() -> None:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from modelship.api.common import parse_duration
 from modelship.api.model import Rollout, RolloutStrategy, TrafficRouting
 from modelship.logic.analysis import Verdict, VerdictKind
-from modelship.logic.conditions import Reason
+from modelship.logic.conditions import Reason, rfc3339
 
 DEFAULT_SURGE_RATIO = 0.25
 DEFAULT_PROGRESS_DEADLINE = timedelta(minutes=10)
@@ -284,7 +284,8 @@ def _judge(at: _AtStep, rollout: Rollout, total: int, state: RolloutState, stabl
         return replace(at.base, kind=ActionKind.START_STEP, step_started_at=now, reason=Reason.ANALYSING,
                        message=f"Canary {state.canary_revision} ready at step {at.label} "
                        f"({weight}%): analysing for {rollout.steps[step].pause}")
-    remaining = _seconds(_step_end(rollout, step, state.step_started_at, state.weight_since or now) - now)
+    end = _step_end(rollout, step, state.step_started_at, state.weight_since or now)
+    remaining = _seconds(end - now)
     if state.weight_since is None:
         return replace(at.base, kind=ActionKind.AT_WEIGHT, reason=Reason.ANALYSING,
                        requeue_after=min(at.interval, remaining) or at.interval,
@@ -293,7 +294,7 @@ def _judge(at: _AtStep, rollout: Rollout, total: int, state: RolloutState, stabl
     if remaining > 0:
         detail = f"; so far {verdict.message}" if verdict is not None and verdict.message else ""
         return replace(at.base, reason=Reason.ANALYSING, requeue_after=min(at.interval, remaining) or at.interval,
-                       message=f"Analysing step {at.label} ({weight}%): {int(remaining)} s left{detail}")
+                       message=f"Analysing step {at.label} ({weight}%) until {rfc3339(end)}{detail}")
     if verdict is None:
         return replace(at.base, reason=Reason.ANALYSING,
                        message=f"Step {at.label} ({weight}%) waits for an analysis result")

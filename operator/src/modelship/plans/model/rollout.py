@@ -21,6 +21,7 @@ from modelship.logic.conditions import (
     Reason,
     condition,
     get_condition,
+    keep_figures,
     parse_time,
     rfc3339,
 )
@@ -120,8 +121,10 @@ def rollout(obs: Observation, d: Draft) -> Draft:
             update={"baseline": to_status(obs.canary_counters or {}) if started else [], "analysed_at": started,
                     "weight_since": None})})
         d = replace(d, events=d.event(Reason.STEP_PASSED, action.message))
-    d = replace(d, status=st, progressing=condition(
-        PROGRESSING, True, action.reason, action.message or f"Rolling out {canary}", generation=obs.generation))
+    message = action.message or f"Rolling out {canary}"
+    if judged is None and action.kind == ActionKind.WAIT:
+        message = keep_figures(d.status.conditions, PROGRESSING, message)
+    d = replace(d, status=st, progressing=condition(PROGRESSING, True, action.reason, message, generation=obs.generation))
     if action.kind == ActionKind.WAIT and stuck is not None:
         d = not_starting(obs, d, stuck, reported)
     wait = 0.1 if action.kind == ActionKind.ADVANCE else next_look(obs, d)

@@ -18,7 +18,14 @@ from modelship.api.common import parse_duration
 from modelship.api.model import Outcome, RolloutProgress, ShadowTally, Stage
 from modelship.logic.analysis import VerdictKind, compare_window, judge_shadow, window
 from modelship.logic.canary import DEFAULT_PROGRESS_DEADLINE
-from modelship.logic.conditions import PROGRESSING, Reason, condition, parse_time, rfc3339
+from modelship.logic.conditions import (
+    PROGRESSING,
+    Reason,
+    condition,
+    keep_figures,
+    parse_time,
+    rfc3339,
+)
 from modelship.plans.model import history as h
 from modelship.plans.model.measure import from_status, to_status, total_replicas
 from modelship.plans.model.observation import Draft, Observation
@@ -64,9 +71,9 @@ def shadow(obs: Observation, d: Draft) -> Draft:
     duration, interval = parse_duration(rollout.shadow.duration), parse_duration(rollout.analysis.interval)
     final = obs.now - started >= duration
     last = parse_time(progress.analysed_at) or started
-    left = f"Analysing shadow {candidate}: {int((started + duration - obs.now).total_seconds())} s left"
+    left = f"Analysing shadow {candidate} until {rfc3339(started + duration)}"
     if not final and obs.now - last < interval:
-        return _waiting(obs, d, left, Reason.ANALYSING, _next(obs, d))
+        return _waiting(obs, d, keep_figures(st.conditions, PROGRESSING, left), Reason.ANALYSING, _next(obs, d))
     if obs.canary_counters is None:
         return _waiting(obs, d, f"Shadow {candidate}: its metrics could not be read; trying again",
                         Reason.ANALYSING, interval.total_seconds())

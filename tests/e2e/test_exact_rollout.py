@@ -25,7 +25,11 @@ RATE = 50.0  # requests/s through the Service
 # The comparison with Argo Rollouts in one run, and its tighter bound, is the bench's (benches/rollouts).
 MAX_FAILED = 32
 MAX_FAILED_AFTER = 4  # of which after the decision
-MAX_ABORT_SECONDS = 6.0  # from the canary's first ready pod to the rollback decision
+# From the canary's first ready pod to the rollback decision. It is judged every 2 s (analysis.interval)
+# on the requests that reached it, which start once kube-proxy carries its endpoint: 2.0-3.5 s on the
+# local cluster, alone or amid the suite; on kind 4.0 s alone and 8.0 s amid its suite (2026-12-05).
+# The bench holds the tighter bound (6 s) and the comparison with Argo Rollouts (benches/rollouts).
+MAX_ABORT_SECONDS = 10.0
 PROMOTE_SLACK_SECONDS = 3.0  # a good version: promoted within its pauses plus this
 REPLICAS = 4
 STEPS = [{"weight": 25, "pause": "10s"}, {"weight": 50, "pause": "10s"}, {"weight": 75, "pause": "10s"}]
@@ -109,7 +113,8 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     after = sum(1 for t in load.failed_at if t > decided.at)
     print(f"faulty canary at {RATE:.0f} req/s: rolled back {abort:.1f} s after its first ready pod; "
           f"{load.failed} failed of {load.ok + load.failed} ({after} after the decision); "
-          f"ready endpoints min {min(s.endpoints for s in during)}")
+          f"ready endpoints min {min(s.endpoints for s in during)}; "
+          f"{next((h.get('reason') for h in decided.history if h.get('revision') == bad), None)}")
     assert abort <= MAX_ABORT_SECONDS
     assert load.failed <= MAX_FAILED, diagnosis(load, watch, proxy)
     assert after <= MAX_FAILED_AFTER, diagnosis(load, watch, proxy)

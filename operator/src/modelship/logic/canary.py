@@ -248,13 +248,11 @@ def _at_step(rollout: Rollout, total: int, state: RolloutState, canary: Deployme
     weight = _step_weight(rollout, step)
     want_canary, want_stable = _plan(rollout, total, weight, max_surge)
     canary_ready = canary.ready if canary is not None and canary.up_to_date else 0
-    stable_now = stable_replicas_now(total, want_stable, min(canary_ready, want_canary))
+    # Through step 1 the stable keeps all its pods (the canary's are extra, as a surge): a canary
+    # failed there, where most bad versions are caught, is removed at the decision, instead of
+    # serving until a replacement stable pod has started. Its share is canary/(canary + total).
+    stable_now = total if step == 0 else stable_replicas_now(total, want_stable, min(canary_ready, want_canary))
     interval = _seconds(parse_duration(rollout.analysis.interval))
-    if step == 0:
-        # Through step 1 the stable keeps all its pods (the canary's are extra, as a surge): a canary
-        # failed there, where most bad versions are caught, is removed at the decision, instead of
-        # serving until a replacement stable pod has started. Its share is canary/(canary + total).
-        stable_now = total
     base = RolloutAction(ActionKind.WAIT, want_canary, stable_now, weight, step, state.step_started_at,
                          Reason.CANARY_NOT_READY, "", requeue_after=interval,
                          route_weight=0 if step == 0 else _step_weight(rollout, step - 1))

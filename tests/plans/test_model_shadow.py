@@ -132,6 +132,7 @@ def test_between_analyses_the_shadow_progressing_message_stays_as_it_is() -> Non
     p = look(p, stable, 7, shadow=ready(1), canary_counters=traffic(100), stable_tallies=tally(98, 2))
     judged = next(c for c in p.status.conditions if c.type == "Progressing").message
     assert judged.startswith(f"Analysing shadow {candidate} until 2026-11-23T12:00:32Z; so far 100 mirrored"), judged
+    assert p.status.rollout is not None and judged.endswith(f"; so far {p.status.rollout.figures}")  # kept in status
     for at in (8, 9):
         p = look(p, stable, at, shadow=ready(1), canary_counters=traffic(100 + 20 * at), stable_tallies=tally(98, 2))
         assert next(c for c in p.status.conditions if c.type == "Progressing").message == judged

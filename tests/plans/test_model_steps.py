@@ -330,6 +330,28 @@ def test_the_canary_is_judged_once_per_interval_not_on_every_pass() -> None:
     assert later.progressing is not None and "so far 80 requests" in later.progressing.message
 
 
+def test_the_last_figures_live_in_status_rollout_not_in_the_condition_text() -> None:
+    """The figures Progressing shows between judgements come from ``status.rollout.figures`` (typed,
+    in the CRD), not from re-reading the condition's text: a status whose Progressing was replaced
+    (another writer, an older operator) still shows them, and a new step starts without them."""
+    from datetime import timedelta
+    st = canary_status()
+    seen = {"m-s": ready(2), "m-c": ready(1)}
+    first = rollout(obs(st, T0 + timedelta(seconds=6), revisions=seen, canary_counters=traffic(50)), draft(st))
+    assert first.status.rollout is not None
+    assert first.status.rollout.figures == "50 requests, 0.00% errors, p99 10.0 ms"
+    other = condition("Progressing", True, "Analysing", "written by someone else")
+    written = first.status.model_copy(update={"conditions": [other]})
+    again = rollout(obs(written, T0 + timedelta(seconds=7), revisions=seen, canary_counters=traffic(60)),
+                    draft(written))
+    assert first.progressing is not None and again.progressing is not None
+    assert again.progressing.message == first.progressing.message
+    passed = rollout(obs(written, T0 + timedelta(seconds=31), revisions=seen, canary_counters=traffic(100)),
+                     draft(written))
+    assert passed.action is not None and passed.action.kind == ActionKind.ADVANCE
+    assert passed.status.rollout is not None and passed.status.rollout.figures is None
+
+
 def test_a_step_served_late_records_when_and_passes_an_interval_later() -> None:
     """Step 2 (50 %, 30 s pause, 5 s interval) began at T0; its pod was ready only at 200 s. The
     status keeps when its weight began, the next look is an interval later, and then it passes."""

@@ -402,6 +402,9 @@ class RolloutProgress(Status):
         "While Promoting: the previous stable revision, kept serving until the new one is ready at full size."))
     started_at: str | None = Field(default=None, description="When this candidate first appeared.")
     analysed_at: str | None = Field(default=None, description="When the analysis last judged (every interval).")
+    figures: str | None = Field(default=None, description=(
+        "What the last analysis of the current step (or of the shadow) measured; Progressing shows it "
+        "until the next one."))
     weight_since: str | None = Field(default=None, description=(
         "When the canary was first ready at the current step's size, so the step's weight was served: "
         "the step passes no sooner than one analysis interval (or its pause, if shorter) after it."))

@@ -109,6 +109,7 @@ class RolloutState:
     step_started_at: datetime | None = None  # when the step began (step 1: when its pods were ready)
     rollout_started_at: datetime | None = None  # when this canary first appeared
     weight_since: datetime | None = None  # when the canary was first ready at this step's size
+    figures: str | None = None  # what the step's last analysis measured
 
 
 class ActionKind(StrEnum):
@@ -290,7 +291,8 @@ def _judge(at: _AtStep, rollout: Rollout, total: int, state: RolloutState, stabl
                        message=f"Canary {state.canary_revision} ready at step {at.label} ({weight}%): "
                        f"analysing for {int(remaining)} s more")
     if remaining > 0:
-        detail = f"; so far {verdict.message}" if verdict is not None and verdict.message else ""
+        figures = verdict.message if verdict is not None else state.figures
+        detail = f"; so far {figures}" if figures else ""
         return replace(at.base, reason=Reason.ANALYSING, requeue_after=min(at.interval, remaining) or at.interval,
                        message=f"Analysing step {at.label} ({weight}%) until {rfc3339(end)}{detail}")
     if verdict is None:

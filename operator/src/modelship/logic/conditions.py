@@ -105,14 +105,6 @@ def get_condition(conditions: Iterable[Condition], type_: str) -> Condition | No
     return next((c for c in conditions if c.type == type_), None)
 
 
-def keep_figures(conditions: Iterable[Condition], type_: str, message: str) -> str:
-    """``message``, or what the condition says already when that is ``message`` with the last
-    analysis's figures ("; so far ..."): between analyses the condition, and so the status, stays
-    as it is, and is written once per analysis interval, not on every reconcile."""
-    before = get_condition(conditions, type_)
-    return before.message if before is not None and before.message.startswith(f"{message}; so far ") else message
-
-
 def is_true(conditions: Iterable[Condition], type_: str) -> bool:
     c = get_condition(conditions, type_)
     return c is not None and c.status == TRUE

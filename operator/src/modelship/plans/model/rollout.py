@@ -21,7 +21,6 @@ from modelship.logic.conditions import (
     Reason,
     condition,
     get_condition,
-    keep_figures,
     parse_time,
     rfc3339,
 )
@@ -66,7 +65,7 @@ def _state(d: Draft) -> RolloutState:
     st = d.status
     progress = st.rollout or RolloutProgress()
     return RolloutState(st.stable_revision, st.canary_revision, st.canary_step, parse_time(st.step_started_at),
-                        parse_time(progress.started_at), parse_time(progress.weight_since))
+                        parse_time(progress.started_at), parse_time(progress.weight_since), progress.figures)
 
 
 def rollout(obs: Observation, d: Draft) -> Draft:
@@ -84,7 +83,7 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         return promoting(obs, d)
     judged = verdict(obs, d)
     if judged is not None:  # judged now: the next analysis is an interval away, not the next pass
-        progress = progress.model_copy(update={"analysed_at": rfc3339(obs.now)})
+        progress = progress.model_copy(update={"analysed_at": rfc3339(obs.now), "figures": judged.message or None})
         st = st.model_copy(update={"rollout": progress})
         d = replace(d, status=st)
     total = total_replicas(obs, d)
@@ -112,19 +111,18 @@ def rollout(obs: Observation, d: Draft) -> Draft:
         st = st.model_copy(update={"step_started_at": rfc3339(action.step_started_at or obs.now),
                                    "rollout": progress.model_copy(update={"baseline": counters,
                                                                           "analysed_at": rfc3339(obs.now),
-                                                                          "weight_since": rfc3339(obs.now)})})
+                                                                          "weight_since": rfc3339(obs.now),
+                                                                          "figures": None})})
     elif action.kind == ActionKind.AT_WEIGHT:
         st = st.model_copy(update={"rollout": progress.model_copy(update={"weight_since": rfc3339(obs.now)})})
     elif action.kind == ActionKind.ADVANCE:
         started = rfc3339(action.step_started_at) if action.step_started_at else None
         st = st.model_copy(update={"canary_step": action.step, "step_started_at": started, "rollout": progress.model_copy(
             update={"baseline": to_status(obs.canary_counters or {}) if started else [], "analysed_at": started,
-                    "weight_since": None})})
+                    "weight_since": None, "figures": None})})
         d = replace(d, events=d.event(Reason.STEP_PASSED, action.message))
-    message = action.message or f"Rolling out {canary}"
-    if judged is None and action.kind == ActionKind.WAIT:
-        message = keep_figures(d.status.conditions, PROGRESSING, message)
-    d = replace(d, status=st, progressing=condition(PROGRESSING, True, action.reason, message, generation=obs.generation))
+    d = replace(d, status=st, progressing=condition(PROGRESSING, True, action.reason,
+                                                    action.message or f"Rolling out {canary}", generation=obs.generation))
     if action.kind == ActionKind.WAIT and stuck is not None:
         d = not_starting(obs, d, stuck, reported)
     wait = 0.1 if action.kind == ActionKind.ADVANCE else next_look(obs, d)

@@ -22,7 +22,6 @@ from modelship.logic.conditions import (
     PROGRESSING,
     Reason,
     condition,
-    keep_figures,
     parse_time,
     rfc3339,
 )
@@ -73,14 +72,16 @@ def shadow(obs: Observation, d: Draft) -> Draft:
     last = parse_time(progress.analysed_at) or started
     left = f"Analysing shadow {candidate} until {rfc3339(started + duration)}"
     if not final and obs.now - last < interval:
-        return _waiting(obs, d, keep_figures(st.conditions, PROGRESSING, left), Reason.ANALYSING, _next(obs, d))
+        so_far = f"{left}; so far {progress.figures}" if progress.figures else left
+        return _waiting(obs, d, so_far, Reason.ANALYSING, _next(obs, d))
     if obs.canary_counters is None:
         return _waiting(obs, d, f"Shadow {candidate}: its metrics could not be read; trying again",
                         Reason.ANALYSING, interval.total_seconds())
     tallies = {t.pod: t.model_dump(exclude={"pod"}) for t in progress.shadow_baseline}
     verdict = judge_shadow(window(from_status(progress), obs.canary_counters),
                            compare_window(tallies, obs.stable_tallies or {}), rollout.analysis, final)
-    d = replace(d, status=st.model_copy(update={"rollout": progress.model_copy(update={"analysed_at": rfc3339(obs.now)})}))
+    d = replace(d, status=st.model_copy(update={"rollout": progress.model_copy(
+        update={"analysed_at": rfc3339(obs.now), "figures": verdict.message or None})}))
     if verdict.kind == VerdictKind.FAIL:
         return refuse(obs, d, verdict.message)
     if not final:
@@ -104,7 +105,7 @@ def passed(obs: Observation, d: Draft, figures: str) -> Draft:
     """The shadow passed: the candidate becomes the canary at step 1 (no shadow pods any more)."""
     candidate = d.status.canary_revision
     progress = _progress(d).model_copy(update={"stage": Stage.CANARY, "baseline": [], "shadow_baseline": [],
-                                               "analysed_at": None})
+                                               "analysed_at": None, "figures": None})
     st = d.status.model_copy(update={"rollout": progress, "canary_step": 0, "step_started_at": None})
     message = f"Shadow {candidate} passed: {figures}; promoted to canary"
     return replace(d, status=st, shadow_replicas=None, requeue_after=0.1, events=d.event(SHADOW_PASSED, message),

@@ -108,8 +108,9 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
         time.sleep(2)
     decided = watch.first(lambda s: outcome(s, bad) == "RolledBack")
     assert decided is not None
-    abort = decided.at - canary_ready_at(watch, bad)
-    during = [s for s in watch.samples if s.at >= canary_ready_at(watch, bad) - 5]
+    ready_at = canary_ready_at(watch, bad)
+    abort = decided.at - ready_at
+    during = [s for s in watch.samples if s.at >= ready_at - 5]
     after = sum(1 for t in load.failed_at if t > decided.at)
     print(f"faulty canary at {RATE:.0f} req/s: rolled back {abort:.1f} s after its first ready pod; "
           f"{load.failed} failed of {load.ok + load.failed} ({after} after the decision); "
@@ -132,9 +133,10 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
         wait_until(lambda: status(namespace, "exact").get("canaryRevision") == bad, 120, "the retry", interval=0.5)
         wait_until(lambda: not status(namespace, "exact").get("canaryRevision"), 300, "the second rollback",
                    interval=0.5)
-        again = wait_until(lambda: watch.first(lambda s: s.canary is None and s.at > canary_ready_at(watch, bad)),
+        ready_at = canary_ready_at(watch, bad)
+        again = wait_until(lambda: watch.first(lambda s: s.canary is None and s.at > ready_at),
                            10, "the sampler to see the second rollback", interval=0.2)
-    slow = again.at - canary_ready_at(watch, bad)
+    slow = again.at - ready_at
     print(f"analysis interval 2 s: rolled back after {fast:.1f} s; 20 s: after {slow:.1f} s")
     assert slow >= 15 and slow - fast >= 10
 

@@ -90,7 +90,9 @@ def test_query_url(base: str, expected: str) -> None:
     ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}}]}}, PrometheusError,
      "malformed"),
     ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "x"]}]}},
-     PrometheusError, "malformed"),
+     PrometheusError, r"element 0 is malformed \(ValueError"),
+    ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "s3cret"]}]}},
+     PrometheusError, r"^(?!.*s3cret)"),  # the answer's content is not echoed
 ])
 def test_unusable_answers_raise_with_a_message(payload: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):

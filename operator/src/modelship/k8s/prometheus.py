@@ -48,8 +48,11 @@ def _decode(body: bytes, url: str) -> Any:
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PrometheusError(f"{url} did not answer with JSON (is prometheusUrl the Prometheus base URL?): "
-                              f"{body[:120]!r}") from None
+        # The answer's bytes go to the operator's log, not to the DriftMonitor's status: whoever may
+        # edit a DriftMonitor names the URL, and the operator can reach addresses they cannot.
+        log.info("%s answered %d bytes that are not JSON, beginning %r", url, len(body), body[:120])
+        raise PrometheusError(f"{url} did not answer with JSON (is prometheusUrl the Prometheus base URL?); "
+                              "the operator's log has the start of its answer") from None
 
 
 def instant_query(base_url: str, query: str, timeout: float, token_file: str | None = None) -> Any:

@@ -103,12 +103,15 @@ def vector_samples(payload: Any) -> list[Sample]:
     if not result:
         raise NoSeries("the query matched no series")
     samples: list[Sample] = []
-    for item in result:
+    for i, item in enumerate(result):
         try:
             labels = {str(k): str(v) for k, v in dict(item["metric"]).items()}
             value = float(item["value"][1])
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise PrometheusError(f"a vector element is malformed: {item!r:.200}") from exc
+            # Not echoed: whoever may edit a DriftMonitor names the URL, and its answer's content
+            # must not reach a status they can read (the operator can reach what they cannot).
+            raise PrometheusError(f"vector element {i} is malformed ({type(exc).__name__}: it needs "
+                                  "\"metric\" and \"value\": [time, number])") from exc
         if np.isnan(value):
             continue
         if labels.get("le"):

@@ -24,6 +24,8 @@ class Sample:
     endpoints: int  # ready addresses behind the Model's Service
     stage: str | None  # status.rollout.stage
     history: list[dict[str, Any]]
+    figures: str | None = None  # status.rollout.figures: what the last analysis measured
+    progressing: str | None = None  # the Progressing condition's message
 
 
 @dataclass
@@ -55,7 +57,9 @@ class Watch:
                     if e.conditions is not None and e.conditions.ready)
         return Sample(time.monotonic(), st.get("stableRevision"), st.get("canaryRevision"),
                       {d.metadata.name: d.status.ready_replicas or 0 for d in deps.items}, ready,
-                      (st.get("rollout") or {}).get("stage"), list(st.get("history") or []))
+                      (st.get("rollout") or {}).get("stage"), list(st.get("history") or []),
+                      (st.get("rollout") or {}).get("figures"),
+                      next((c.get("message") for c in st.get("conditions") or [] if c.get("type") == "Progressing"), None))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -99,6 +99,10 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     assert load.failed == 0, diagnosis(load, watch, proxy)
     assert took <= PAUSES + PROMOTE_SLACK_SECONDS
     assert not watch.errors and len(watch.samples) >= took  # sampled twice a second throughout
+    # Between analyses Progressing shows the last one's figures, kept in status.rollout.figures (the
+    # CRD's schema has the field: the API server would prune it otherwise).
+    shown = [s for s in watch.samples if s.figures and s.progressing and s.progressing.endswith(f"; so far {s.figures}")]
+    assert shown, [(s.figures, s.progressing) for s in watch.samples][-10:]
 
     # A version answering 500 to 20 % of requests: rolled back fast, capacity never below spec.
     proxy = programming_latency()

@@ -264,6 +264,7 @@ BAD_V2: list[tuple[str, Any, int, str]] = [
     ("negative shape", {"inputs": [{"name": "input", "shape": [-1, 30], "datatype": "FP32", "data": GOOD_ROW}]}, 400, "non-negative"),
     ("strings for numbers", {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": ["a"] * 30}]}, 400, "needs numbers"),
     ("numeric strings", {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": ["1.5"] * 30}]}, 400, "needs numbers"),
+    ("true among numbers", {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [True, *GOOD_ROW[1:]]}]}, 400, "got true/false"),
     ("null", {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [None] * 30}]}, 400, "null"),
     ("infinity", {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [1e39] * 30}]}, 400, "NaN, infinity"),
     ("ragged", {"inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": [GOOD_ROW, GOOD_ROW[:3]]}]}, 400, "ragged"),
@@ -289,6 +290,7 @@ BAD_V1: list[tuple[str, Any, str]] = [
     ("unknown feature keys", {"instances": [{**{f"f{i}": 0.0 for i in range(30)}, "zz": 1.0}]}, "unknown feature(s) ['zz']"),
     ("missing feature keys", {"instances": [{f"f{i}": 0.0 for i in range(29)}]}, "missing feature(s) ['f29']"),
     ("strings for numbers", {"instances": [["x"] * 30]}, "needs numbers"),
+    ("false among numbers", {"instances": [[False, *[0.0] * 29]]}, "feature 'f0'"),
     ("mixed instance kinds", {"instances": [[0.0] * 30, {"f0": 1}]}, "each instance"),
     ("parameters not an object", {"instances": [[0.0] * 30], "parameters": 3}, "parameters"),
 ]

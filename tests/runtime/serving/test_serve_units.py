@@ -98,6 +98,10 @@ STR = TensorSpec("x", "BYTES", np.object_, (-1, 1))
 @pytest.mark.parametrize(("spec", "data", "message"), [
     (F32, ["1", "2"], "needs numbers"),
     (F32, [True, False], "needs numbers"),
+    (F32, [1.5, True], "FP32 needs numbers, got true/false"),  # numpy alone reads these as 1.0
+    (F32, [[0.5, 2.0], [3.0, False]], "FP32 needs numbers, got true/false"),
+    (I64, [1, True], "INT64 needs numbers, got true/false"),
+    (I64, [[1, 2], [True, 3]], "INT64 needs numbers, got true/false"),
     (F32, [1.0, None], "null"),
     (F32, [1e39, 0.0], "NaN, infinity"),
     (F32, [[1.0], [1.0, 2.0]], "ragged"),
@@ -118,6 +122,7 @@ def test_codec_refuses_what_does_not_fit(spec: TensorSpec, data: Any, message: s
 def test_codec_converts_what_fits() -> None:
     assert coerce([1, 2.5], F32, "x").dtype == np.float32
     assert coerce([1, 2], I64, "x").tolist() == [1, 2]
+    assert coerce([[0, 1], [1.0, 0.0]], F32, "x").tolist() == [[0, 1], [1, 0]]  # zeros and ones that are numbers
     assert coerce([True], BOOL, "x").tolist() == [True]
     assert coerce(["a", 3], STR, "x").tolist() == ["a", "3"]
     assert np.isnan(coerce([None, 1.0], F32, "x", allow_missing=True)[0])

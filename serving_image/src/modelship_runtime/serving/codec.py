@@ -1,6 +1,6 @@
 """JSON values to typed numpy arrays, refusing what does not fit.
 
-Shared by both protocols. Strings where numbers belong, fractions where
+Shared by both protocols. Strings or true/false where numbers belong, fractions where
 integers belong, null or NaN (unless the artifact's graph imputes that
 input), infinity, ragged nesting and values outside the target type's range
 are all the client's error (400), and the message says which input (and,
@@ -10,6 +10,7 @@ in a matrix, which feature) and why.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from typing import Any
 
@@ -48,6 +49,8 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False,
         raise BadRequest(f"{where}: data is ragged or malformed ({exc})") from None
     kind = arr.dtype.kind
     target = np.dtype(spec.dtype)
+    if kind in "iuf" and target.kind in "iuf":
+        _refuse_booleans(data, arr, spec, where, columns)
     if target.kind == "f":
         if kind not in _FLOAT_SOURCES:
             arr = _floats_with_missing(arr, where, allow_missing, spec, columns)
@@ -80,6 +83,27 @@ def coerce(data: Any, spec: TensorSpec, where: str, allow_missing: bool = False,
             raise BadRequest(f"{where}: BOOL needs true/false, got {_describe(arr)}")
         return arr
     raise BadRequest(f"{where}: unsupported datatype {spec.datatype}")
+
+
+def _refuse_booleans(data: Any, arr: Array, spec: TensorSpec, where: str, columns: list[str] | None) -> None:
+    """JSON true/false among numbers: numpy reads them as 1 and 0, so a client's mistake would be
+    scored as a feature value. A few values are looked at directly (about 1 us); in a larger
+    array only a 0 or a 1 can hide one, so the values are looked at only when one vectorised
+    look finds some."""
+    if isinstance(data, np.ndarray) or not arr.size or (arr.size > 64 and not ((arr == 0) | (arr == 1)).any()):
+        return
+    if bool in set(map(type, _flat(data, arr.ndim))):
+        first = next(i for i, v in enumerate(_flat(data, arr.ndim)) if type(v) is bool)
+        raise BadRequest(f"{_at(where, first, arr.shape, columns)}: {spec.datatype} needs numbers, got true/false")
+
+
+def _flat(data: Any, ndim: int) -> Any:
+    """The values of a regular nest of ``ndim`` lists, in row-major order."""
+    if ndim == 0:
+        return (data,)
+    for _ in range(ndim - 1):
+        data = itertools.chain.from_iterable(data)
+    return data
 
 
 def _all_ints(data: Any) -> bool:

@@ -108,6 +108,8 @@ class FakeShadow:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:  # stop(): ending quietly, or Python 3.11's start_server logs an ERROR
+            pass
         finally:
             writer.close()
 

@@ -40,6 +40,24 @@ def dataset(seed: int, rows: int = 2000, shift: data.Shift = data.NO_SHIFT) -> b
     return data.to_csv(rows, seed=seed, shift=shift)
 
 
+def service_url(ns: Any, name: str, timeout: float = 30) -> str:
+    """The Model's v1 predict URL through its Service's ClusterIP, once the Service answers there.
+
+    Phase ``Serving`` means the revision's pods are ready; kube-proxy programs the ClusterIP from
+    the EndpointSlice a moment later, and until then a connection is refused (seen once in a whole
+    ``make test``). Tests that count every request wait for the Service itself: GET
+    ``/v2/health/ready`` through it answers 200."""
+    svc = ns.get("service", name)
+    assert svc is not None, "the Model's Service is missing"
+    base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+    deadline = time.monotonic() + timeout
+    while (answer := http("GET", f"{base}/v2/health/ready", None, 3))[0] != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the Service {name} did not answer at {base} within {timeout:.0f} s: {answer}")
+        time.sleep(0.2)
+    return f"{base}/v1/models/{name}:predict"
+
+
 def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
     """POST JSON on a new connection: the demo's client (status 0 when nothing answered)."""
     return http("POST", url, body, timeout)

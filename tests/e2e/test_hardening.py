@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from helpers import Load, dataset, model_manifest, post
+from helpers import Load, dataset, model_manifest, post, service_url
 from onnx import numpy_helper
 
 from conftest import S3, Namespace, Operator, wait_until
@@ -27,12 +27,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
 def model_status(ns: Namespace, name: str) -> dict[str, Any]:
     return dict((ns.get("model", name) or {}).get("status") or {})
-
-
-def service_url(ns: Namespace, name: str) -> str:
-    svc = ns.get("service", name)
-    assert svc is not None, "the Model's Service is missing"
-    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/v1/models/{name}:predict"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import Load, condition, dataset, model_manifest, post
+from helpers import Load, condition, dataset, model_manifest, post, service_url
 
 from conftest import S3, Namespace, Operator, wait_until
 from modelship.demo import data
@@ -39,12 +39,6 @@ def status(ns: Namespace, name: str) -> dict[str, Any]:
 def wait_phase(ns: Namespace, name: str, phase: str, timeout: float = 420) -> dict[str, Any]:
     return wait_until(lambda: status(ns, name) if status(ns, name).get("phase") == phase else None,
                       timeout, f"Model {name} phase {phase}", interval=2)  # type: ignore[no-any-return]
-
-
-def service_url(ns: Namespace, name: str) -> str:
-    svc = ns.get("service", name)
-    assert svc is not None, "the Model's Service is missing"
-    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/v1/models/{name}:predict"
 
 
 def local_predictions(s3: S3, artifact_uri: str, rows: list[dict[str, Any]]) -> list[Any]:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import Load, dataset, model_manifest
+from helpers import Load, dataset, model_manifest, service_url
 
 from conftest import S3, Namespace, Operator, wait_until
 
@@ -31,12 +31,6 @@ def operator_nodes_available(operator: Operator) -> int:
     items = json.loads(operator.kubectl("get", "nodes", "-o", "json").stdout)["items"]
     return sum(1 for n in items if not any(t.get("effect") == "NoSchedule"
                                            for t in (n.get("spec") or {}).get("taints") or []))
-
-
-def service_url(ns: Namespace, name: str) -> str:
-    svc = ns.get("service", name)
-    assert svc is not None
-    return f"http://{svc['spec']['clusterIP']}/v1/models/{name}:predict"
 
 
 # A sample reads every operator pod's modelship_leader (about 0.3-1 s a round); a test that

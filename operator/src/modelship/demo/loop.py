@@ -185,7 +185,11 @@ def _with_store(k: Kubectl, cluster: Any, images: dict[str, str], s3: S3, workdi
         _stage(timings, "apply → serving (train, gates, deploy)", t)
         first = st["stableRevision"]
         svc = k.json("get", "service", MODEL, "-n", NAMESPACE)
-        url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/v1/models/{MODEL}:predict"
+        base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+        url = f"{base}/v1/models/{MODEL}:predict"
+        # Serving: the pods are ready; kube-proxy opens the ClusterIP a moment later.
+        stack.wait_until(lambda: http("GET", f"{base}/v2/health/ready", None, 3)[0] == 200, 30,
+                         "the Service to answer", interval=0.2)
         code, body = http("POST", url, {"instances": data.instances(3, seed=99)})
         say(f"   POST {url} → {code} {json.dumps(body)}")
         say(k.run("get", "models,trainingjobs", "-n", NAMESPACE))

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import dataset, model_manifest
+from helpers import dataset, model_manifest, service_url
 from rollout_watch import RateLoad, Sample, Watch, diagnosis, programming_latency
 
 from conftest import S3, Namespace, Operator, wait_until
@@ -49,12 +49,6 @@ def status(ns: Namespace, name: str) -> dict[str, Any]:
     return dict((ns.get("model", name) or {}).get("status") or {})
 
 
-def url(ns: Namespace, name: str) -> str:
-    svc = ns.get("service", name)
-    assert svc is not None
-    return f"http://{svc['spec']['clusterIP']}/v1/models/{name}:predict"
-
-
 def serving(ns: Namespace, name: str) -> dict[str, Any]:
     return wait_until(lambda: (s := status(ns, name)).get("phase") == "Serving" and not s.get("canaryRevision")
                       and s, 600, f"{name} serving")  # type: ignore[no-any-return]
@@ -83,7 +77,7 @@ def test_exact_canary(namespace: Namespace, s3: S3, operator: Operator, local_cl
     uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=11))
     namespace.apply(manifest("exact", uri))
     serving(namespace, "exact")
-    target = url(namespace, "exact")
+    target = service_url(namespace, "exact")
 
     # A good version is promoted within its configured pauses (+3 s) after its first ready pod.
     proxy = programming_latency()
@@ -150,7 +144,7 @@ def test_shadow_refuses_a_wrong_model_with_no_failed_request(
     uri = s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=12))
     namespace.apply(manifest("shadowed", uri))
     first = serving(namespace, "shadowed")["stableRevision"]
-    target = url(namespace, "shadowed")
+    target = service_url(namespace, "shadowed")
 
     # Turning the shadow on changes the stable's pod template (it mirrors): the same artifact rolls
     # out as a canary (the stable it replaces mirrors nothing yet), and no request fails.

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import Load, dataset, model_manifest
+from helpers import Load, dataset, model_manifest, service_url
 
 from conftest import S3, Namespace, Operator, wait_until
 
@@ -80,8 +80,7 @@ def test_canary_moves_through_httproute_weights_and_promotes(
                 if w and (not seen or seen[-1][1] != w):
                     seen.append((time.monotonic(), w))
 
-    svc = namespace.get("service", "routed")
-    url = f"http://{svc['spec']['clusterIP']}/v1/models/routed:predict"
+    url = service_url(namespace, "routed")
     s3.put(f"datasets/{namespace.name}/loans.csv", dataset(seed=12))
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()

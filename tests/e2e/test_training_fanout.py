@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import condition, dataset, model_manifest, post
+from helpers import condition, dataset, model_manifest, post, service_url
 
 from conftest import S3, Namespace, Operator, wait_until
 from modelship.demo import data
@@ -76,10 +76,7 @@ def test_model_with_parallelism_2_trains_gates_and_serves_the_bytes_of_one_pod(
     shown = namespace.kubectl("get", "tj", "fan-1").stdout
     assert "CELLS" in shown and "15/15" in shown, shown
     # It serves.
-    svc = namespace.get("service", "fan")
-    assert svc is not None
-    code, body = post(f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/v1/models/fan:predict",
-                      {"instances": data.instances(5, seed=5)})
+    code, body = post(service_url(namespace, "fan"), {"instances": data.instances(5, seed=5)})
     assert code == 200 and len(body["predictions"]) == 5, body
     # The same spec in one pod writes the same model.onnx.
     spec = copy.deepcopy(tj["spec"])

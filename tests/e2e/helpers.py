@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from modelship.demo import data
+from modelship.demo import data, stack
 from modelship.demo.client import http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,11 +50,8 @@ def service_url(ns: Any, name: str, timeout: float = 30) -> str:
     svc = ns.get("service", name)
     assert svc is not None, "the Model's Service is missing"
     base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
-    deadline = time.monotonic() + timeout
-    while (answer := http("GET", f"{base}/v2/health/ready", None, 3))[0] != 200:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the Service {name} did not answer at {base} within {timeout:.0f} s: {answer}")
-        time.sleep(0.2)
+    stack.wait_until(lambda: http("GET", f"{base}/v2/health/ready", None, 3)[0] == 200, timeout,
+                     f"the Service {name} to answer at {base}", interval=0.2)  # as the demo waits
     return f"{base}/v1/models/{name}:predict"
 
 

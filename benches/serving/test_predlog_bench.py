@@ -106,7 +106,7 @@ def test_prediction_log_cost(tmp_path: Path) -> None:
         results: dict[tuple[str, int, int], tuple[float, float, float, int]] = {}
         cpu: dict[tuple[str, int, int], list[float]] = {}
         for batch, conns in CONFIGS:
-            script = lua_script(tmp_path, batch)
+            script = lua_script(tmp_path, "json", batch)
             for url in servers.values():
                 wrk(url + "/v2/models/logistic/infer", script, conns, 1.0)
             for _ in range(ROUNDS):
@@ -182,7 +182,7 @@ class process_pair:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, "-m", "modelship_runtime.serving.cli", "--model-uri", self.artifact.as_uri(),
-                   "--host", "127.0.0.1", "--port", str(port), "--threads", "1"]
+                   "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "-1", "--threads", "1"]
             proc = self.exit.enter_context(process(cmd, url + "/v2/health/ready", env={
                 "MODELSHIP_DRAIN_SECONDS": "0.1", **env}, log=self.workdir / f"{name}.log"))
             self.pids[name] = proc.pid

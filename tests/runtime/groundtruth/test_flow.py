@@ -44,7 +44,7 @@ def test_log_labels_quality_and_retrain_with_the_real_processes(tmp_path: Path, 
     env = {**os.environ, "MODELSHIP_PREDICTION_LOG_URI": store.as_uri() + "/", "MODELSHIP_REVISION": "loans-aaa",
            "MODELSHIP_PREDICTION_LOG_FLUSH_SECONDS": "600", "MODELSHIP_DRAIN_SECONDS": "0.1"}
     server = subprocess.Popen([sys.executable, "-m", "modelship_runtime.serving.cli", "--model-uri", loans.uri,
-                               "--host", "127.0.0.1", "--port", str(port)], env=env,
+                               "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "-1"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     started = datetime.now(UTC) - timedelta(seconds=1)

@@ -131,7 +131,7 @@ def run_host_demo(workdir: Path) -> int:
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [str(BIN / "modelship-serve"), "--model-uri", artifact, "--model-name", "loans", "--host", "127.0.0.1",
-         "--port", str(port), "--expected-sha256", summary["artifact"]["sha256"]],
+         "--port", str(port), "--grpc-port", "-1", "--expected-sha256", summary["artifact"]["sha256"]],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:

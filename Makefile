@@ -59,7 +59,7 @@ test-unit: venv
 
 lint: venv
 	$(VENV)/bin/ruff check operator serving_image tests benches
-	$(VENV)/bin/mypy operator/src/modelship serving_image/src/modelship_runtime
+	$(VENV)/bin/mypy operator/src/modelship serving_image/src/modelship_runtime benches
 	$(VENV)/bin/lint-imports
 
 # One generator, two copies: crds/ for kubectl users, the chart's files/crds/

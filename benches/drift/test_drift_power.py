@@ -44,7 +44,7 @@ def test_drift_power_table(window: int) -> None:
                           normalise=False)[0]
         js = stats.js_distance(ref_counts, cur_counts)[0]
         chi = stats.chi_square(ref_counts, cur_counts)
-        w_binned = stats.wasserstein_binned(ref_counts, cur_counts, edges)
+        w_binned = stats.wasserstein_binned(ref_counts, cur_counts, edges.tolist())
         w_raw = sps.wasserstein_distance(ref, cur) / np.std(ref)
         rows.append((shift, psi, js))
         if shift == 0.3 and window == 50_000:

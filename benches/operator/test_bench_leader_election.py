@@ -129,7 +129,8 @@ def test_one_leader_and_handover(local_cluster: Any, tmp_path: Path) -> None:
 
         terminated = time.monotonic()
         ops[other].stop()
-        assert ops[other].proc is not None and ops[other].proc.returncode == 0, ops[other].log_tail()
+        proc = ops[other].proc
+        assert proc is not None and proc.returncode == 0, ops[other].log_tail()
         after_term = take_over(ops[first], terminated, 10)
         assert holder(local_cluster, namespace) == first
         print(f"takeover after SIGTERM of the leader: {after_term:.1f} s (the Lease was released; "

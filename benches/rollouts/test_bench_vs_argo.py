@@ -39,6 +39,7 @@ that pod to promotion, and the fewest ready endpoints behind the Service
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import sys
 import time
@@ -118,14 +119,15 @@ class TemplateWatch(Watch):
 
     def _sample(self) -> Sample:
         sample = super()._sample()
-        deps = self.apps.list_namespaced_deployment(self.namespace, label_selector=f"modelship.io/model={self.model}")
+        deps: Any = self.apps.list_namespaced_deployment(self.namespace,
+                                                         label_selector=f"modelship.io/model={self.model}")
         for d in deps.items:
             self.templates.setdefault(d.metadata.name, self.apps.api_client.sanitize_for_serialization(d.spec.template))
         return sample
 
 
 def manifest(name: str, uri: str, shadow: bool) -> dict[str, Any]:
-    doc = model_manifest(name, uri)
+    doc: dict[str, Any] = model_manifest(name, uri)
     doc["spec"]["serving"]["replicas"] = REPLICAS
     doc["spec"]["rollout"] = {
         "steps": [{"weight": w, "pause": f"{PAUSE_S}s"} for w in WEIGHTS], "onNoData": "pause",
@@ -171,8 +173,9 @@ def retrain(cluster: Any, ns: str, name: str, token: str, faults: dict[str, str]
 def seen(watch: Watch, predicate: Any, what: str) -> Sample:
     """The first sample where ``predicate`` holds, waiting for the sampler to take it (the status
     may have changed after its last sample)."""
-    return stack.wait_until(lambda: watch.first(predicate), 10, f"the sampler to see {what}",  # type: ignore[no-any-return]
-                            interval=0.2)
+    sample: Sample = stack.wait_until(lambda: watch.first(predicate), 10, f"the sampler to see {what}",
+                                      interval=0.2)
+    return sample
 
 
 def history_outcome(s: Sample, revision: str) -> str | None:
@@ -184,7 +187,7 @@ def first_ready_at(watch: Watch, revision: str) -> float:
     names = (revision, shadow_deployment_name(revision))
     first = watch.first(lambda s: s.stable != revision and any(s.ready.get(n, 0) >= 1 for n in names))
     assert first is not None, f"{revision} never had a ready pod"
-    return first.at
+    return float(first.at)
 
 
 def diagnose(cluster: Any, ns: str) -> None:
@@ -267,9 +270,9 @@ class RolloutWatch(Watch):
     ``Aborted`` once ``status.abort`` is set."""
 
     def _sample(self) -> Sample:
-        ro = self.custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", self.namespace, "rollouts", self.model)
+        ro: Any = self.custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", self.namespace, "rollouts", self.model)
         st = ro.get("status") or {}
-        sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=f"app={ARGO_APP}")
+        sets: Any = self.apps.list_namespaced_replica_set(self.namespace, label_selector=f"app={ARGO_APP}")
         slices = self.discovery.list_namespaced_endpoint_slice(
             self.namespace, label_selector=f"kubernetes.io/service-name={self.model}")
         ready = sum(1 for s in slices.items for e in s.endpoints or []
@@ -428,10 +431,14 @@ def test_rollouts_vs_argo(tmp_path: Path) -> None:
         values = stack.chart_values(refs, s3, allowTestFaults=True, reconcileSeconds=2.0)
         for crd in crds:
             cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+
+        def established(plural: str) -> bool:
+            return "True" in cluster.kubectl(
+                "get", f"crd/{plural}.argoproj.io", "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False).stdout
+
         for plural in ("rollouts", "analysistemplates", "analysisruns"):  # (kubectl wait fails on no status yet)
-            stack.wait_until(lambda p=plural: "True" in cluster.kubectl(
-                "get", f"crd/{p}.argoproj.io", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                check=False).stdout, 60, f"the CRD {plural}.argoproj.io", interval=0.5)
+            stack.wait_until(functools.partial(established, plural), 60, f"the CRD {plural}.argoproj.io", interval=0.5)
         prom_dir = tmp_path / "prometheus"
         prom_dir.mkdir()
         (prom_dir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(Path(cluster.kubeconfig), argo_ns)))

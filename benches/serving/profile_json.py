@@ -128,19 +128,19 @@ async def _measure(model_dir: Path) -> dict[str, float]:
     runs["no onnxruntime"] = await _per_request_us(app, request)
     decoded = v2.decode_request(dp, request.split(b"\r\n\r\n", 1)[1])
     real_decode = v2.decode_request
-    v2.decode_request = lambda *a, **k: decoded  # type: ignore[assignment]
+    v2.decode_request = lambda *a, **k: decoded
     try:
         runs["no JSON decoding"] = await _per_request_us(app, request)
         real_encode = v2.encode_response
-        v2.encode_response = lambda *a, **k: floor_server.CANNED  # type: ignore[assignment]
+        v2.encode_response = lambda *a, **k: floor_server.CANNED
         try:
             runs["no JSON encoding"] = await _per_request_us(app, request)
             dp.batcher._on_batch = lambda *a: None  # type: ignore[union-attr]
             runs["no drift, no batch metrics"] = await _per_request_us(app, request)
         finally:
-            v2.encode_response = real_encode  # type: ignore[assignment]
+            v2.encode_response = real_encode
     finally:
-        v2.decode_request = real_decode  # type: ignore[assignment]
+        v2.decode_request = real_decode
     runs["floor"] = await _per_request_us(floor_server.FloorApp(), request)
     return runs
 

@@ -81,7 +81,7 @@ def writer_costs(rows: int = 50_000) -> dict[str, float]:
     out = {}
     for codec in ("gzip", "none"):
         t0 = time.perf_counter()
-        data = write_table(columns, codec=codec)  # type: ignore[arg-type]
+        data = write_table(columns, codec=codec)
         out[f"ours_{codec}_us"] = (time.perf_counter() - t0) / rows * 1e6
         out[f"ours_{codec}_bytes_per_row"] = len(data) / rows
     table = pa.table({c.name: (pa.array(c.values, type=pa.timestamp("us", tz="UTC")) if c.kind == "timestamp"

@@ -194,7 +194,7 @@ def grpc_body(model: str, batch: int) -> bytes:
     req = service_pb2.ModelInferRequest(model_name=model)
     req.inputs.add(name="input", datatype="FP32", shape=[batch, serve_models.N_FEATURES])
     req.raw_input_contents.append(features(batch).tobytes())
-    data = req.SerializeToString()
+    data: bytes = req.SerializeToString()
     return b"\x00" + struct.pack(">I", len(data)) + data
 
 
@@ -378,7 +378,7 @@ def drift_cost_us_per_row(artifact: Path, batch: int, rows: int = 20000) -> floa
     md = Metadata.model_validate_json((artifact / "metadata.json").read_text())
     counters = DriftCounters("bench", md)
     x = features(batch)
-    outputs = {"label": np.ones(batch, dtype=np.int64), "probabilities": np.full((batch, 2), 0.5, np.float32)}
+    outputs: dict[str, np.ndarray] = {"label": np.ones(batch, dtype=np.int64), "probabilities": np.full((batch, 2), 0.5, np.float32)}
     t0 = time.perf_counter()
     for _ in range(rows // batch):
         counters.count({"input": x}, outputs)
@@ -600,15 +600,15 @@ def test_serving_benchmark(tmp_path: Path) -> None:
     for model in models:
         for batch in BATCHES:
             for conns in CONNECTIONS:
-                ours = by[(model, "modelship-serve", batch, conns)]
+                mine = by[(model, "modelship-serve", batch, conns)]
                 for peer in ("mlserver", "kserve"):
                     theirs = by[(model, peer, batch, conns)]
-                    assert ours.rps >= MIN_VS_PEERS[batch] * theirs.rps, (
-                        f"{model} batch {batch} conns {conns}: {ours.rps:.0f} req/s, {peer} {theirs.rps:.0f}")
+                    assert mine.rps >= MIN_VS_PEERS[batch] * theirs.rps, (
+                        f"{model} batch {batch} conns {conns}: {mine.rps:.0f} req/s, {peer} {theirs.rps:.0f}")
                 if batch == 1:
                     ml = by[(model, "mlserver", batch, conns)]
-                    assert ours.p99_ms <= MAX_P99_VS_MLSERVER_BATCH1 * ml.p99_ms, (
-                        f"{model} conns {conns}: p99 {ours.p99_ms:.2f} ms, MLServer {ml.p99_ms:.2f} ms")
+                    assert mine.p99_ms <= MAX_P99_VS_MLSERVER_BATCH1 * ml.p99_ms, (
+                        f"{model} conns {conns}: p99 {mine.p99_ms:.2f} ms, MLServer {ml.p99_ms:.2f} ms")
     for conns in CONNECTIONS:
         share = by[("logistic", "modelship-serve", 1, conns)].rps / by[("logistic", "http-floor", 1, conns)].rps
         assert share >= MIN_SHARE_OF_HTTP_FLOOR, f"{share:.0%} of the HTTP floor at {conns} conns"

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from helpers import Load
 from kubernetes import client, config
@@ -70,7 +70,7 @@ class Watch:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(max(0.0, self.period - (time.monotonic() - t0)))
 
-    def __enter__(self) -> Watch:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -14,7 +14,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(np.float64): "FP64"}
 
 
-class OnnxModel(Model):
+class OnnxModel(Model):  # type: ignore[misc]  # kserve is in the peer's venv only
     def __init__(self, name: str, path: str) -> None:
         super().__init__(name)
         self.path = path

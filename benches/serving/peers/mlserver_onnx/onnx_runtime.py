@@ -13,7 +13,7 @@ from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 
 
-class OnnxRuntime(MLModel):
+class OnnxRuntime(MLModel):  # type: ignore[misc]  # mlserver is in the peer's venv only
     async def load(self) -> bool:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("BENCH_ORT_THREADS", "2"))

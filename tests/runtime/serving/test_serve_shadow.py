@@ -322,8 +322,9 @@ def test_no_mirroring_loop_when_the_shadow_is_the_stable(artifacts: dict[str, Pa
 
 def test_full_queue_drops_copies_and_the_user_never_waits(artifacts: dict[str, Path], spawn: Any,
                                                          fakes: Any) -> None:
-    # The shadow sleeps 5 s per copy: the 40 requests leave well within that even on a busy machine.
-    fake = fakes("ok", delay=5.0)
+    # The shadow sleeps 2.5 s per copy: the 40 requests leave well within that even on a busy
+    # machine (about 0.2 s here).
+    fake = fakes("ok", delay=2.5)
     stable = spawn(artifacts["logistic"], env=shadow_env(fake.url, queue="4", connections="2",
                                                          timeout_seconds="30"))
     slowest = 0.0
@@ -334,9 +335,9 @@ def test_full_queue_drops_copies_and_the_user_never_waits(artifacts: dict[str, P
         assert r.status_code == 200
     got = outcomes(stable)
     # 4 queued and what the 2 connections took in flushes before the first answer (pipelined, up to
-    # shadow.PIPELINE each); all 40 left within 5 s, so most found the queue full.
+    # shadow.PIPELINE each); all 40 left within 2.5 s, so most found the queue full.
     assert got["dropped"] >= 20, got
-    assert slowest < 1.0, f"a user's request took {slowest:.3f} s while the shadow slept 5 s per copy"
+    assert slowest < 1.0, f"a user's request took {slowest:.3f} s while the shadow slept 2.5 s per copy"
     eventually(lambda: outcomes(stable)["sent"] + outcomes(stable)["dropped"] == 40, timeout=90,
                what="every copy accounted for")
     got = outcomes(stable)

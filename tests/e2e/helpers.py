@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from modelship.demo import data, stack
+from modelship.demo import client, data
 from modelship.demo.client import http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,18 +41,11 @@ def dataset(seed: int, rows: int = 2000, shift: data.Shift = data.NO_SHIFT) -> b
 
 
 def service_url(ns: Any, name: str, timeout: float = 30) -> str:
-    """The Model's v1 predict URL through its Service's ClusterIP, once the Service answers there.
-
-    Phase ``Serving`` means the revision's pods are ready; kube-proxy programs the ClusterIP from
-    the EndpointSlice a moment later, and until then a connection is refused (seen once in a whole
-    ``make test``). Tests that count every request wait for the Service itself: GET
-    ``/v2/health/ready`` through it answers 200."""
+    """The Model's v1 predict URL once its Service answers (``client.service_url``, as the demo
+    waits): tests that count every request must not start while kube-proxy opens the ClusterIP."""
     svc = ns.get("service", name)
     assert svc is not None, "the Model's Service is missing"
-    base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
-    stack.wait_until(lambda: http("GET", f"{base}/v2/health/ready", None, 3)[0] == 200, timeout,
-                     f"the Service {name} to answer at {base}", interval=0.2)  # as the demo waits
-    return f"{base}/v1/models/{name}:predict"
+    return client.service_url(svc, name, timeout)
 
 
 def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:

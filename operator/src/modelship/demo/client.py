@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from modelship.demo.stack import wait_until
+
 
 def _decode(raw: bytes) -> Any:
     """JSON when the body is JSON, else its text (a proxy's error page, a metrics page)."""
@@ -34,3 +36,16 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[
         return exc.code, _decode(exc.read() or b"{}")
     except (urllib.error.URLError, ConnectionError) as exc:
         return 0, {"error": str(exc)}
+
+
+def service_url(service: dict[str, Any], model: str, timeout: float = 30) -> str:
+    """The Model's v1 predict URL through its Service's ClusterIP, once the Service answers there.
+
+    Phase ``Serving`` means the revision's pods are ready; kube-proxy programs the ClusterIP from
+    the EndpointSlice a moment later, and until then connections are refused. So this waits until
+    GET ``/v2/health/ready`` through the Service answers 200."""
+    spec = service["spec"]
+    base = f"http://{spec['clusterIP']}:{spec['ports'][0]['port']}"
+    wait_until(lambda: http("GET", f"{base}/v2/health/ready", None, 3)[0] == 200, timeout,
+               f"the Service {service['metadata']['name']} to answer at {base}", interval=0.2)
+    return f"{base}/v1/models/{model}:predict"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelship.demo import data, groundtruth, stack
-from modelship.demo.client import http
+from modelship.demo.client import http, service_url
 from modelship.demo.stack import S3
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -185,11 +185,7 @@ def _with_store(k: Kubectl, cluster: Any, images: dict[str, str], s3: S3, workdi
         _stage(timings, "apply → serving (train, gates, deploy)", t)
         first = st["stableRevision"]
         svc = k.json("get", "service", MODEL, "-n", NAMESPACE)
-        base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
-        url = f"{base}/v1/models/{MODEL}:predict"
-        # Serving: the pods are ready; kube-proxy opens the ClusterIP a moment later.
-        stack.wait_until(lambda: http("GET", f"{base}/v2/health/ready", None, 3)[0] == 200, 30,
-                         "the Service to answer", interval=0.2)
+        url = service_url(svc, MODEL)
         code, body = http("POST", url, {"instances": data.instances(3, seed=99)})
         say(f"   POST {url} → {code} {json.dumps(body)}")
         say(k.run("get", "models,trainingjobs", "-n", NAMESPACE))

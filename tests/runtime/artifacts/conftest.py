@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 @pytest.fixture
 def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The endpoint set through the AWS variables, and a fresh bucket's name."""
+    """The endpoint set through the AWS variables, and a fresh bucket's name (unique in the session)."""
     import boto3
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
@@ -22,7 +23,7 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
-    bucket = f"b{threading.get_ident() % 100000}-{id(monkeypatch) % 100000}"
+    bucket = f"b-{uuid.uuid4().hex}"  # never reused: moto keeps every bucket for the session
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket
 

@@ -220,9 +220,11 @@ def test_prometheus_rule(validate: Validate, owner: dict[str, Any]) -> None:
     rule = build_prometheus_rule("iris-drift", "ml", "iris", threshold=0.2, for_="2m", owner=owner)
     r = rule["spec"]["groups"][0]["rules"][0]
     assert r["alert"] == ALERT
-    assert r["expr"] == 'max by (namespace, model) (modelship_drift_score{namespace="ml",model="iris"}) >= 0.2'
+    assert r["expr"] == ('max by (namespace, model, monitor) '
+                         '(modelship_drift_score{namespace="ml",model="iris",monitor="iris-drift"}) >= 0.2')
     assert r["labels"]["namespace"] == "ml" and r["labels"]["model"] == "iris"
     assert {"summary", "description", "runbook_url"} <= set(r["annotations"])
     assert "{{ $value" in r["annotations"]["description"]
     assert rule["metadata"]["ownerReferences"][0]["kind"] == "Model"
-    assert drift_expr('a"b', "m", 0.1) == 'max by (namespace, model) (modelship_drift_score{namespace="a\\"b",model="m"}) >= 0.1'
+    assert drift_expr('a"b', "m", "d\\", 0.1) == ('max by (namespace, model, monitor) '
+                                              '(modelship_drift_score{namespace="a\\"b",model="m",monitor="d\\\\"}) >= 0.1')

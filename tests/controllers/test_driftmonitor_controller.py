@@ -18,6 +18,8 @@ from modelship.controllers import driftmonitor as controller
 from modelship.controllers.context import Context
 from modelship.k8s.fake import FakeKube, FakePods
 from modelship.logic.prometheus import NoSeries
+from modelship.logic.scrape import parse_samples
+from modelship.metrics import REGISTRY
 
 SHA = "0" * 64
 
@@ -91,6 +93,72 @@ def test_the_window_survives_a_restart_and_drift_retrains_once(monkeypatch: pyte
     answer(restarted, pod)
     evaluate(restarted, t0 + timedelta(minutes=6), monkeypatch)
     assert not [w for w in writes_of(restarted) if w[1] == "TrainingJob"]
+
+
+def exported(monitor: str = "dm") -> dict[str, float]:
+    """The operator's drift series of one monitor: feature (or "state") -> value."""
+    out = {}
+    for x in parse_samples(generate_latest(REGISTRY).decode()):
+        if x.labels.get("namespace") == NS and x.labels.get("monitor") == monitor:
+            if x.name == "modelship_drift_score":
+                out[x.labels["feature"]] = x.value
+            elif x.name == "modelship_drift_state":
+                out["state"] = x.value
+    return out
+
+
+def promote(ctx: Context, revision: str, rows: int) -> Pod:
+    """A new stable revision whose one pod has served ``rows`` unshifted rows."""
+    kube = ctx.kube
+    assert isinstance(kube, FakeKube)
+    status = fresh(ctx, "Model", "m")["status"]
+    kube.set_status("modelship.io/v1alpha1", "Model", NS, "m", {**status, "stableRevision": revision, "history": [
+        {"revision": revision, "trainingJob": "m-2", "artifactUri": "s3://s/b/", "artifactSha256": SHA,
+         "outcome": "Promoted"}, *status["history"]]})
+    kube.add({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{revision}-0", "namespace": NS, "labels": {"modelship.io/model": "m", "modelship.io/revision": revision}},
+        "status": {"phase": "Running", "podIP": "10.0.0.10"}})
+    pod = Pod()
+    pod.serve(rows, shift=0.0)
+    assert isinstance(ctx.pods, FakePods)
+    ctx.pods.texts[f"{revision}-0"] = generate_latest(pod.registry).decode()
+    ctx.pods.bodies[(f"{revision}-0", "/v2/models/m/artifact")] = METADATA.model_dump_json(by_alias=True)
+    return pod
+
+
+def test_the_gauges_follow_status_and_a_promoted_model_drops_the_old_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    controller.forget(NS, "dm")  # the registry is the process's: start from nothing of this monitor
+    pod = Pod()
+    pod.serve(2000, shift=1.5)
+    ctx = world(pod)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    st = evaluate(ctx, t0, monkeypatch)
+    assert st["state"] == "Drift"
+    assert exported() == {**{s["feature"]: s["score"] for s in st["scores"]}, "state": 2}
+    assert max(v for k, v in exported().items() if k != "state") >= 0.2  # what the alert fires on
+
+    # The retrained model is promoted; its pod has served too little for a verdict. The status
+    # forgets the old model's scores, and so do the gauges: the alert on them resolves.
+    new = promote(ctx, "m-r2", rows=50)
+    st = evaluate(ctx, t0 + timedelta(minutes=1), monkeypatch)
+    assert st["referenceRevision"] == "m-r2" and st["scores"] == [] and "state" not in st, st
+    assert exported() == {}
+
+    # The first verdict on the new reference exports its scores and state again.
+    new.serve(2000, shift=0.0)
+    assert isinstance(ctx.pods, FakePods)
+    ctx.pods.texts["m-r2-0"] = generate_latest(new.registry).decode()
+    st = evaluate(ctx, t0 + timedelta(minutes=2), monkeypatch)
+    assert st["state"] == "Stable"
+    assert exported() == {**{s["feature"]: s["score"] for s in st["scores"]}, "state": 0}
+
+    # A second monitor of the model has its own series; deleting one leaves the other's.
+    controller.export_verdict(NS, "m", "other", "psi", controller.DriftMonitorStatus.model_validate(
+        {"state": "Drift", "scores": [{"feature": "a", "score": 0.5, "state": "Drift"}]}))
+    controller.forget(NS, "dm")
+    assert exported() == {} and exported("other") == {"a": 0.5, "state": 2}
+    controller.forget(NS, "other")
+    assert exported("other") == {}
 
 
 def test_a_missing_model_is_a_condition_and_one_event(monkeypatch: pytest.MonkeyPatch) -> None:

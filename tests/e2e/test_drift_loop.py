@@ -13,6 +13,7 @@ from test_model_lifecycle import service_url, status, wait_phase
 
 from conftest import S3, WEBHOOK_TOKEN, Namespace, Operator, wait_until
 from modelship.demo import data
+from modelship.logic.scrape import parse_samples
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -39,6 +40,22 @@ def send(url: str, rows: list[dict[str, object]], batch: int = 25) -> None:
 
 def monitor_status(ns: Namespace, name: str) -> dict[str, Any]:
     return dict((ns.get("driftmonitor", name) or {}).get("status") or {})
+
+
+STATE_VALUE = {"Stable": 0, "Warning": 1, "Drift": 2}
+
+
+def gauges_mirror_status(ns: Namespace, operator: Operator, name: str) -> bool:
+    """The operator's drift series of monitor ``name`` are its status: a score per feature of
+    ``status.scores`` and the state, none of either before a verdict on the current reference."""
+    st = monitor_status(ns, name)
+    want = {("modelship_drift_score", s["feature"]): s["score"] for s in st.get("scores") or []}
+    if st.get("state"):
+        want[("modelship_drift_state", "")] = STATE_VALUE[st["state"]]
+    got = {(x.name, x.labels.get("feature", "")): x.value for x in parse_samples(operator.metrics())
+           if x.name in ("modelship_drift_score", "modelship_drift_state")
+           and x.labels.get("namespace") == ns.name and x.labels.get("monitor") == name}
+    return got == want
 
 
 def test_shifted_traffic_retrains_once_and_the_new_model_is_promoted(
@@ -88,11 +105,11 @@ def test_shifted_traffic_retrains_once_and_the_new_model_is_promoted(
     assert s.get("stableRevision") not in (None, first), s
     assert s["history"][0]["trigger"] == "drift" and s["history"][0]["outcome"] == "Promoted"
 
-    # After promotion the monitor compares against the new model's reference.
+    # After promotion the monitor compares against the new model's reference, and its gauges say
+    # what its status says: the old model's drifted scores are not exported for the new model.
     wait_until(lambda: monitor_status(namespace, "loop").get("referenceRevision") == s["stableRevision"], 60,
                "the monitor to follow the new revision")
-    metrics = operator.metrics()
-    assert 'modelship_drift_score{' in metrics and "modelship_drift_state{" in metrics
+    wait_until(lambda: gauges_mirror_status(namespace, operator, "loop"), 30, "the gauges to mirror the status")
 
 
 def alert(namespace: str, model: str, status_: str = "firing", fingerprint: str = "f00d") -> dict[str, Any]:

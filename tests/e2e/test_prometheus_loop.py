@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from helpers import condition, dataset, model_manifest
 from monitoring import Monitoring, monitoring
-from test_drift_loop import monitor, monitor_status, send
+from test_drift_loop import gauges_mirror_status, monitor, monitor_status, send
 from test_model_lifecycle import service_url, status, wait_phase
 
 from conftest import S3, WEBHOOK_TOKEN, Namespace, Operator, wait_until
@@ -167,7 +167,10 @@ def test_the_prometheus_rule_fires_alertmanager_posts_and_one_retrain_is_promote
         return sum(x.value for x in parse_samples(operator.metrics()) if x.name == "modelship_alerts_total"
                    and x.labels.get("status") == status_ and x.labels.get("outcome") == "new")
 
-    # On the new reference the scores fall: the alert resolves, and Alertmanager says so.
+    # On the new reference the old model's scores are gone (until a verdict on the new one, whose
+    # scores are low): the alert resolves, and Alertmanager says so.
+    for name in ("pods", "prom"):
+        wait_until(lambda n=name: gauges_mirror_status(namespace, operator, n), 30, f"{name}'s gauges to mirror its status")
     wait_until(lambda: counted("resolved") >= 1, 90, "the resolved alert")
     print(f"serving after {serving_at:.0f} s; drift → promoted {promoted:.0f} s; "
           f"test {time.monotonic() - t0:.0f} s")

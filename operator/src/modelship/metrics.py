@@ -23,8 +23,10 @@ ROLLOUTS = Counter(
 )
 MODELS_BY_PHASE = Gauge("modelship_models", "Models by phase.", ["phase"], registry=REGISTRY)
 DRIFT_SCORE = Gauge(
-    "modelship_drift_score", "Latest drift score per feature (and __prediction__).",
-    ["namespace", "model", "feature", "method"], registry=REGISTRY,
+    "modelship_drift_score",
+    "A DriftMonitor's latest score per feature (and __prediction__) on its Model's current reference; "
+    "none before its first verdict on a newly promoted revision.",
+    ["namespace", "model", "monitor", "feature", "method"], registry=REGISTRY,
 )
 DRIFT_STATE = Gauge(
     "modelship_drift_state", "Drift state of a DriftMonitor: 0 Stable, 1 Warning, 2 Drift.",

@@ -23,9 +23,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def drift_expr(namespace: str, model: str, threshold: float) -> str:
-    selector = f'namespace="{_escape(namespace)}",model="{_escape(model)}"'
-    return f"max by (namespace, model) (modelship_drift_score{{{selector}}}) >= {threshold:g}"
+def drift_expr(namespace: str, model: str, monitor: str, threshold: float) -> str:
+    """The monitor's own scores against its own threshold (two monitors on one Model, say with
+    different methods or thresholds, each fire on what they measured)."""
+    selector = f'namespace="{_escape(namespace)}",model="{_escape(model)}",monitor="{_escape(monitor)}"'
+    return f"max by (namespace, model, monitor) (modelship_drift_score{{{selector}}}) >= {threshold:g}"
 
 
 def build_prometheus_rule(
@@ -49,7 +51,7 @@ def build_prometheus_rule(
                 "name": f"modelship.{namespace}.{monitor}",
                 "rules": [{
                     "alert": ALERT,
-                    "expr": drift_expr(namespace, model, threshold),
+                    "expr": drift_expr(namespace, model, monitor, threshold),
                     "for": for_,
                     "labels": {
                         "severity": severity,

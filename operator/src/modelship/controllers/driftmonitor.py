@@ -19,6 +19,7 @@ as invalid gives Ready=False, InvalidSpec instead of the evaluation.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 PROMETHEUS_RULES_API = "monitoring.coreos.com/v1"
 _STATE_VALUE = {DriftState.STABLE: 0, DriftState.WARNING: 1, DriftState.DRIFT: 2}
+# (namespace, monitor) -> the label values of the score series and of the state series it exports.
+_EXPORTED: dict[tuple[str, str], tuple[frozenset[tuple[str, ...]], tuple[str, ...] | None]] = {}
+_EXPORTED_LOCK = threading.Lock()
 
 
 def reference_for(ctx: Context, pods: list[Body], model: str, uri: str, sha256: str | None) -> Metadata:
@@ -220,10 +224,7 @@ def apply(ctx: Context, observation: Observation, p: Plan, owned: list[Body]) ->
         return  # an invalid spec's plan measured nothing
     namespace, model = meta["namespace"], spec.model_ref.name
     if p.evaluated:
-        for score in p.status.scores:
-            DRIFT_SCORE.labels(namespace, model, score.feature, str(spec.method)).set(score.score)
-        if p.status.state is not None:
-            DRIFT_STATE.labels(namespace, model, meta["name"]).set(_STATE_VALUE[DriftState(p.status.state)])
+        export_verdict(namespace, model, meta["name"], str(spec.method), p.status)
     for revision, metric, source, value in p.quality_gauges:
         MODEL_QUALITY.labels(namespace, model, revision, metric, source).set(value)
 
@@ -241,5 +242,33 @@ def reconcile(ctx: Context, body: Body) -> None:
     apply(ctx, observation, plan(observation), owned)
 
 
+def export_verdict(namespace: str, model: str, monitor: str, method: str, status: DriftMonitorStatus) -> None:
+    """The drift gauges say what the status says: a score per feature of the latest verdict on the
+    Model's current reference and the state, and nothing where status has none. Once a new revision
+    is promoted the old model's scores go until the first verdict on the new one, so an alert on them
+    resolves instead of firing on for a model that no longer serves."""
+    scores = {(namespace, model, monitor, s.feature, method): s.score for s in status.scores}
+    state = (namespace, model, monitor) if status.state is not None else None
+    with _EXPORTED_LOCK:
+        drop(namespace, monitor, keep=(frozenset(scores), state))
+        for labels, value in scores.items():
+            DRIFT_SCORE.labels(*labels).set(value)
+        if state is not None and status.state is not None:
+            DRIFT_STATE.labels(*state).set(_STATE_VALUE[status.state])
+        _EXPORTED[(namespace, monitor)] = (frozenset(scores), state)
+
+
+def drop(namespace: str, monitor: str,
+         keep: tuple[frozenset[tuple[str, ...]], tuple[str, ...] | None] = (frozenset(), None)) -> None:
+    """Remove the monitor's exported series but those in ``keep`` (called with ``_EXPORTED_LOCK`` held)."""
+    scores, state = _EXPORTED.pop((namespace, monitor), (frozenset(), None))
+    for labels in scores - keep[0]:
+        DRIFT_SCORE.remove(*labels)
+    if state is not None and state != keep[1]:
+        DRIFT_STATE.remove(*state)
+
+
 def forget(namespace: str, name: str) -> None:
-    """Nothing to forget: a monitor's window lives in its status."""
+    """A deleted monitor's series go with it (its window lived in its status)."""
+    with _EXPORTED_LOCK:
+        drop(namespace, name)

@@ -13,6 +13,7 @@ from test_model_lifecycle import service_url, status, wait_phase
 
 from conftest import S3, WEBHOOK_TOKEN, Namespace, Operator, wait_until
 from modelship.demo import data
+from modelship.logic.drift import state_value
 from modelship.logic.scrape import parse_samples
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -42,16 +43,13 @@ def monitor_status(ns: Namespace, name: str) -> dict[str, Any]:
     return dict((ns.get("driftmonitor", name) or {}).get("status") or {})
 
 
-STATE_VALUE = {"Stable": 0, "Warning": 1, "Drift": 2}
-
-
 def gauges_mirror_status(ns: Namespace, operator: Operator, name: str) -> bool:
     """The operator's drift series of monitor ``name`` are its status: a score per feature of
     ``status.scores`` and the state, none of either before a verdict on the current reference."""
     st = monitor_status(ns, name)
     want = {("modelship_drift_score", s["feature"]): s["score"] for s in st.get("scores") or []}
     if st.get("state"):
-        want[("modelship_drift_state", "")] = STATE_VALUE[st["state"]]
+        want[("modelship_drift_state", "")] = state_value(st["state"])
     got = {(x.name, x.labels.get("feature", "")): x.value for x in parse_samples(operator.metrics())
            if x.name in ("modelship_drift_score", "modelship_drift_state")
            and x.labels.get("namespace") == ns.name and x.labels.get("monitor") == name}

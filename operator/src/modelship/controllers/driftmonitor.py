@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Gauge
 
 from modelship.api.common import parse_duration
-from modelship.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus, DriftState, SourceType
+from modelship.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus, SourceType
 from modelship.api.model import ModelSpec, ModelStatus
 from modelship.builders.common import MODEL_LABEL, MONITOR_LABEL, REVISION_LABEL, PodEnvironment
 from modelship.controllers import alerts
@@ -37,6 +39,7 @@ from modelship.k8s.prometheus import instant_query
 from modelship.k8s.scrape import ready_pods
 from modelship.k8s.status import write_status
 from modelship.logic.conditions import Reason
+from modelship.logic.drift import state_value
 from modelship.logic.prometheus import NoSeries, PrometheusError, counts_query, no_series_message
 from modelship.logic.prometheus_urls import refusal
 from modelship.logic.retrain import is_firing
@@ -57,9 +60,8 @@ from modelship_runtime.artifacts.metadata import Metadata
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 PROMETHEUS_RULES_API = "monitoring.coreos.com/v1"
-_STATE_VALUE = {DriftState.STABLE: 0, DriftState.WARNING: 1, DriftState.DRIFT: 2}
-# (namespace, monitor) -> the label values of the score series and of the state series it exports.
-_EXPORTED: dict[tuple[str, str], tuple[frozenset[tuple[str, ...]], tuple[str, ...] | None]] = {}
+Series = tuple[Gauge, tuple[str, ...]]  # a gauge and one series' label values
+_EXPORTED: dict[tuple[str, str], set[Series]] = {}  # (namespace, monitor) -> the series it exports
 _EXPORTED_LOCK = threading.Lock()
 
 
@@ -247,25 +249,21 @@ def export_verdict(namespace: str, model: str, monitor: str, method: str, status
     Model's current reference and the state, and nothing where status has none. Once a new revision
     is promoted the old model's scores go until the first verdict on the new one, so an alert on them
     resolves instead of firing on for a model that no longer serves."""
-    scores = {(namespace, model, monitor, s.feature, method): s.score for s in status.scores}
-    state = (namespace, model, monitor) if status.state is not None else None
+    series: dict[Series, float] = {
+        (DRIFT_SCORE, (namespace, model, monitor, s.feature, method)): s.score for s in status.scores}
+    if status.state is not None:
+        series[(DRIFT_STATE, (namespace, model, monitor))] = state_value(status.state)
     with _EXPORTED_LOCK:
-        drop(namespace, monitor, keep=(frozenset(scores), state))
-        for labels, value in scores.items():
-            DRIFT_SCORE.labels(*labels).set(value)
-        if state is not None and status.state is not None:
-            DRIFT_STATE.labels(*state).set(_STATE_VALUE[status.state])
-        _EXPORTED[(namespace, monitor)] = (frozenset(scores), state)
+        drop(namespace, monitor, keep=series.keys())
+        for (gauge, labels), value in series.items():
+            gauge.labels(*labels).set(value)
+        _EXPORTED[(namespace, monitor)] = set(series)
 
 
-def drop(namespace: str, monitor: str,
-         keep: tuple[frozenset[tuple[str, ...]], tuple[str, ...] | None] = (frozenset(), None)) -> None:
+def drop(namespace: str, monitor: str, keep: Collection[Series] = ()) -> None:
     """Remove the monitor's exported series but those in ``keep`` (called with ``_EXPORTED_LOCK`` held)."""
-    scores, state = _EXPORTED.pop((namespace, monitor), (frozenset(), None))
-    for labels in scores - keep[0]:
-        DRIFT_SCORE.remove(*labels)
-    if state is not None and state != keep[1]:
-        DRIFT_STATE.remove(*state)
+    for gauge, labels in _EXPORTED.pop((namespace, monitor), set()) - set(keep):
+        gauge.remove(*labels)
 
 
 def forget(namespace: str, name: str) -> None:

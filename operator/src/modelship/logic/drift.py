@@ -41,6 +41,12 @@ from modelship_runtime.drift import stats
 
 _STATE_NAMES = {stats.State.STABLE: DriftState.STABLE, stats.State.WARNING: DriftState.WARNING,
                 stats.State.DRIFT: DriftState.DRIFT}
+_STATE_VALUES = {name: int(value) for value, name in _STATE_NAMES.items()}
+
+
+def state_value(state: DriftState | str) -> int:
+    """A verdict as the value of ``modelship_drift_state`` (``stats.State``: 0 Stable, 1 Warning, 2 Drift)."""
+    return _STATE_VALUES[DriftState(state)]
 
 
 @dataclass(frozen=True)
